@@ -1,0 +1,1 @@
+"""Code shared by every onebox service: settings, the dataset schema, the prediction log."""

@@ -1,0 +1,124 @@
+"""The model registry as the services see it: which version is champion, and
+everything that travels with a version (the pipeline, its schema, its decision
+threshold and the reference sample of its training data).
+
+Training writes these (orchestration); the predictor, the drift exporter and
+the reports read them through this module, so the layout is defined once.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.models import Model
+
+from core.schema import Schema
+from core.settings import Settings
+
+CHAMPION = "champion"
+PREVIOUS = "previous"
+# Keys of the model's MLmodel `metadata`.
+SCHEMA_KEY = "onebox_schema"
+THRESHOLD_KEY = "onebox_decision_threshold"
+# The reference sample is saved inside the model (MLflow `extra_files`), so it can
+# never be separated from the version it describes.
+REFERENCE_FILE = "reference.parquet"
+REFERENCE_RELATIVE_PATH = Path("extra_files") / REFERENCE_FILE
+PREDICTION_COLUMN = "prediction"
+
+
+def connect(settings: Settings) -> MlflowClient:
+    """Point this process's MLflow at the configured tracking store and return a client."""
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+    return MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri)
+
+
+def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    """The version holding `alias`, or None when the model or the alias does not exist."""
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model version ready to use: the fitted pipeline and what travels with it."""
+
+    name: str
+    version: str
+    path: Path
+    pipeline: Any
+    schema: Schema
+    threshold: float
+
+    def predict_proba(self, frame: pd.DataFrame) -> Any:
+        return self.pipeline.predict_proba(frame)[:, 1]
+
+    def reference(self) -> pd.DataFrame:
+        """The reference sample of the training data (features, target and `prediction`)."""
+        return pd.read_parquet(self.path / REFERENCE_RELATIVE_PATH)
+
+
+def download_version(name: str, version: str, cache_dir: Path) -> Path:
+    """Copy a version's model files to `cache_dir/name/version` (once) and return the folder."""
+    target = cache_dir / name / str(version)
+    if (target / "MLmodel").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Download next to the target and rename, so a crash never leaves half a model
+    # where a later start would take it for a complete one.
+    staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=target.parent))
+    try:
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{name}/{version}", dst_path=str(staging)
+        )
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def load_local(path: Path, *, name: str, version: str) -> LoadedModel:
+    """Load a downloaded model folder."""
+    meta = Model.load(str(path / "MLmodel")).metadata or {}
+    if SCHEMA_KEY not in meta:
+        raise ValueError(f"{path}: the model carries no {SCHEMA_KEY!r} metadata")
+    schema_raw = meta[SCHEMA_KEY]
+    schema = Schema.from_dict(json.loads(schema_raw) if isinstance(schema_raw, str)
+                              else schema_raw)
+    pipeline = mlflow.sklearn.load_model(str(path))
+    return LoadedModel(
+        name=name,
+        version=str(version),
+        path=path,
+        pipeline=pipeline,
+        schema=schema,
+        threshold=float(meta.get(THRESHOLD_KEY, 0.5)),
+    )
+
+
+def load_version(name: str, version: str, cache_dir: Path) -> LoadedModel:
+    return load_local(download_version(name, version, cache_dir), name=name, version=version)
+
+
+def load_champion(client: MlflowClient, settings: Settings) -> LoadedModel | None:
+    """The current champion of the configured model, or None when there is none yet."""
+    champion = version_by_alias(client, settings.model_name, CHAMPION)
+    if champion is None:
+        return None
+    return load_version(settings.model_name, champion.version, settings.model_cache_dir)

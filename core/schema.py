@@ -1,0 +1,267 @@
+"""The dataset schema: features, their kinds and allowed values, and the target.
+
+One schema file describes the table; training, the predictor's validation, the
+drift column types and the simulator all read it.  The schema also travels with
+every model version (as model metadata), so the predictor validates requests
+against the schema the served model was trained with.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+DEFAULT_SCHEMA_PATH = Path(__file__).parent / "schemas" / "churn.yaml"
+
+NUMERIC_KINDS = ("integer", "float")
+KINDS = (*NUMERIC_KINDS, "ordinal", "categorical")
+
+
+class SchemaError(ValueError):
+    """The schema file itself is invalid."""
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One thing wrong with one field of a request."""
+
+    field: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.problem}"
+
+
+class RecordInvalid(ValueError):
+    """A record does not match the schema; `problems` names each field."""
+
+    def __init__(self, problems: list[FieldProblem]):
+        self.problems = problems
+        super().__init__("; ".join(str(p) for p in problems))
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    kind: str
+    nullable: bool = False
+    min: float | None = None
+    max: float | None = None
+    values: tuple[str, ...] = ()
+    levels: tuple[str, ...] = ()
+    description: str = ""
+
+    @property
+    def is_categorical(self) -> bool:
+        return self.kind == "categorical"
+
+    def check(self, value: Any) -> Any:
+        """Return the value in its canonical Python type, or raise ValueError naming the problem."""
+        if value is None:
+            if self.nullable:
+                return None
+            raise ValueError("must not be null")
+        if self.kind == "categorical":
+            if not isinstance(value, str):
+                raise ValueError(f"must be a string, one of {list(self.values)}")
+            if value not in self.values:
+                raise ValueError(f"unknown category {value!r}; allowed: {list(self.values)}")
+            return value
+        # Numbers: JSON booleans are ints in Python, but never a valid number here.
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            expected = "an integer" if self.kind in ("integer", "ordinal") else "a number"
+            raise ValueError(f"must be {expected}, got {type(value).__name__}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        if self.kind in ("integer", "ordinal"):
+            if isinstance(value, float):
+                if not value.is_integer():
+                    raise ValueError(f"must be an integer, got {value}")
+                value = int(value)
+        else:
+            value = float(value)
+        if self.kind == "ordinal":
+            top = len(self.levels) - 1
+            if not 0 <= value <= top:
+                raise ValueError(
+                    f"must be an ordinal code between 0 and {top} ({', '.join(self.levels)}), "
+                    f"got {value}"
+                )
+            return value
+        if self.min is not None and value < self.min:
+            raise ValueError(f"must be >= {self.min:g}, got {value}")
+        if self.max is not None and value > self.max:
+            raise ValueError(f"must be <= {self.max:g}, got {value}")
+        return value
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "kind": self.kind, "nullable": self.nullable}
+        if self.min is not None:
+            out["min"] = self.min
+        if self.max is not None:
+            out["max"] = self.max
+        if self.values:
+            out["values"] = list(self.values)
+        if self.levels:
+            out["levels"] = list(self.levels)
+        if self.description:
+            out["description"] = self.description
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Feature:
+        name = raw.get("name")
+        if not isinstance(name, str) or not name:
+            raise SchemaError(f"a feature has no name: {dict(raw)}")
+        kind = raw.get("kind")
+        if kind not in KINDS:
+            raise SchemaError(f"feature {name!r}: kind must be one of {KINDS}, got {kind!r}")
+        values = tuple(raw.get("values") or ())
+        levels = tuple(raw.get("levels") or ())
+        if kind == "categorical" and not values:
+            raise SchemaError(f"feature {name!r}: a categorical feature needs `values`")
+        if kind == "ordinal" and not levels:
+            raise SchemaError(f"feature {name!r}: an ordinal feature needs `levels`")
+        unknown = set(raw) - {"name", "kind", "nullable", "min", "max", "values", "levels",
+                              "description"}
+        if unknown:
+            raise SchemaError(f"feature {name!r}: unknown keys {sorted(unknown)}")
+        return cls(
+            name=name,
+            kind=kind,
+            nullable=bool(raw.get("nullable", False)),
+            min=None if raw.get("min") is None else float(raw["min"]),
+            max=None if raw.get("max") is None else float(raw["max"]),
+            values=tuple(str(v) for v in values),
+            levels=tuple(str(v) for v in levels),
+            description=str(raw.get("description", "")),
+        )
+
+
+@dataclass(frozen=True)
+class Schema:
+    name: str
+    target: str
+    features: tuple[Feature, ...]
+    description: str = ""
+    _by_name: dict[str, Feature] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_name = {f.name: f for f in self.features}
+        if len(by_name) != len(self.features):
+            raise SchemaError("feature names must be unique")
+        if self.target in by_name:
+            raise SchemaError(f"the target {self.target!r} is also listed as a feature")
+        object.__setattr__(self, "_by_name", by_name)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def categorical_features(self) -> list[str]:
+        return [f.name for f in self.features if f.is_categorical]
+
+    @property
+    def numeric_features(self) -> list[str]:
+        """Integer, float and ordinal features: all go to the model as numbers."""
+        return [f.name for f in self.features if not f.is_categorical]
+
+    def feature(self, name: str) -> Feature:
+        return self._by_name[name]
+
+    def validate_record(self, record: Any, *, where: str = "") -> dict[str, Any]:
+        """Return the record with canonical values, or raise RecordInvalid naming every bad field.
+
+        `where` prefixes field names (e.g. "records[3].") so a batch error points at the row.
+        """
+        if not isinstance(record, Mapping):
+            raise RecordInvalid(
+                [FieldProblem(where.rstrip(".") or "body",
+                              f"must be a JSON object, got {_json_type(record)}")]
+            )
+        problems: list[FieldProblem] = []
+        clean: dict[str, Any] = {}
+        for feat in self.features:
+            if feat.name not in record:
+                problems.append(FieldProblem(where + feat.name, "is required"))
+                continue
+            try:
+                clean[feat.name] = feat.check(record[feat.name])
+            except ValueError as exc:
+                problems.append(FieldProblem(where + feat.name, str(exc)))
+        for extra in sorted(set(record) - set(self._by_name), key=str):
+            problems.append(FieldProblem(where + str(extra), "is not a field of this model"))
+        if problems:
+            raise RecordInvalid(problems)
+        return clean
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "target": {"name": self.target},
+            "features": [f.to_dict() for f in self.features],
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Schema:
+        try:
+            target = raw["target"]["name"]
+            features = tuple(Feature.from_dict(f) for f in raw["features"])
+        except (KeyError, TypeError) as exc:
+            raise SchemaError(f"schema needs `target.name` and a `features` list ({exc})") from exc
+        if not features:
+            raise SchemaError("schema has no features")
+        return cls(
+            name=str(raw.get("name", "dataset")),
+            target=str(target),
+            features=features,
+            description=str(raw.get("description", "")),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path = DEFAULT_SCHEMA_PATH) -> Schema:
+        with open(path, encoding="utf-8") as fh:
+            raw = yaml.safe_load(fh)
+        if not isinstance(raw, Mapping):
+            raise SchemaError(f"{path}: expected a mapping at the top level")
+        return cls.from_dict(raw)
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return type(value).__name__
+
+
+def model_frame(schema: Schema, data: Any) -> pd.DataFrame:
+    """A DataFrame of the schema's features in model-ready dtypes.
+
+    Numbers (and ordinal codes) become float64 with NaN for null, which XGBoost
+    treats as missing; categories stay strings.  `data` is a DataFrame or a list
+    of records.
+    """
+    frame = data if isinstance(data, pd.DataFrame) else pd.DataFrame.from_records(data)
+    out = pd.DataFrame(index=frame.index)
+    for feat in schema.features:
+        column = frame[feat.name]
+        if feat.is_categorical:
+            out[feat.name] = column.astype(object)
+        else:
+            out[feat.name] = pd.to_numeric(column, errors="raise").astype("float64")
+    return out

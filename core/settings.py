@@ -1,0 +1,125 @@
+"""One settings object per process, read from the environment once at start.
+
+Every variable is documented in `.env.local`.  On the embedded path (no Docker)
+everything defaults to files under `ONEBOX_HOME` (`./.onebox`): an SQLite MLflow
+store, an SQLite prediction log, local folders for data, reports and the model
+cache.  In the compose stack the same variables point at the real servers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from core.schema import DEFAULT_SCHEMA_PATH
+
+PLACEHOLDER_MARKERS = ("change-me", "changeme")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    app_env: str
+    home: Path
+    schema_path: Path
+    data_path: Path
+    mlflow_tracking_uri: str
+    mlflow_artifact_root: str | None  # None: the tracking server decides (proxied artifacts)
+    experiment_name: str
+    model_name: str
+    prediction_store_url: str
+    reports_dir: Path
+    model_cache_dir: Path
+    n_trials: int
+    promotion_margin: float
+    reference_rows: int
+    max_batch_records: int
+    max_body_bytes: int
+    seed: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        home = Path(env.get("ONEBOX_HOME", ".onebox")).resolve()
+        app_env = env.get("APP_ENV", "local")
+        settings = cls(
+            app_env=app_env,
+            home=home,
+            schema_path=Path(env.get("SCHEMA_PATH", str(DEFAULT_SCHEMA_PATH))),
+            data_path=Path(env.get("DATA_PATH", str(home / "data" / "churn.csv"))),
+            mlflow_tracking_uri=env.get("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}"),
+            mlflow_artifact_root=env.get(
+                "MLFLOW_ARTIFACT_ROOT", (home / "mlartifacts").as_uri()
+            ) or None,
+            experiment_name=env.get("MLFLOW_EXPERIMENT", "onebox-churn"),
+            model_name=env.get("MODEL_NAME", "churn-classifier"),
+            prediction_store_url=_store_url(
+                env.get("PREDICTION_STORE_URL", f"sqlite:///{home / 'predictions.db'}")
+            ),
+            reports_dir=Path(env.get("REPORTS_DIR", str(home / "reports"))),
+            model_cache_dir=Path(env.get("MODEL_CACHE_DIR", str(home / "model-cache"))),
+            n_trials=_int(env, "N_TRIALS", 20, minimum=1),
+            promotion_margin=_float(env, "PROMOTION_MARGIN", 0.002),
+            reference_rows=_int(env, "REFERENCE_ROWS", 5000, minimum=100),
+            max_batch_records=_int(env, "MAX_BATCH_RECORDS", 1000, minimum=1),
+            max_body_bytes=_int(env, "MAX_BODY_BYTES", 2_000_000, minimum=1024),
+            seed=_int(env, "SEED", 42, minimum=0),
+        )
+        if app_env not in ("local", "cloud"):
+            raise SettingsError(f"APP_ENV must be 'local' or 'cloud', got {app_env!r}")
+        if app_env != "local":
+            _refuse_placeholders(env)
+        return settings
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _store_url(url: str) -> str:
+    # Users write libpq-style DSNs; SQLAlchemy wants the driver named.
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg2://" + url[len("postgresql://"):]
+    if not (url.startswith("sqlite:///") or url.startswith("postgresql+psycopg2://")):
+        raise SettingsError(
+            "PREDICTION_STORE_URL must be sqlite:///PATH or postgresql://USER:PASS@HOST/DB"
+        )
+    return url
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _refuse_placeholders(env: Mapping[str, str]) -> None:
+    bad = sorted(k for k, v in env.items()
+                 if any(marker in v.lower() for marker in PLACEHOLDER_MARKERS))
+    if bad:
+        raise SettingsError(
+            f"placeholder values must be replaced outside APP_ENV=local: {', '.join(bad)}"
+        )

@@ -1,0 +1,183 @@
+"""The prediction log: every prediction the predictor served, and its ground truth.
+
+SQLite on the embedded path, PostgreSQL in the stack; both through SQLAlchemy
+Core so the same code and the same tests cover both.  Feature values are kept
+as one JSON document per prediction, so a user's own schema needs no migration.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+
+metadata = MetaData()
+
+predictions = Table(
+    "predictions",
+    metadata,
+    Column("prediction_id", String(36), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("model_name", String(200), nullable=False),
+    Column("model_version", String(50), nullable=False, index=True),
+    Column("features", JSON, nullable=False),
+    Column("probability", Float, nullable=False),
+    Column("decision", Integer, nullable=False),
+    Column("actual", Integer, nullable=True),
+    Column("feedback_at", DateTime(timezone=True), nullable=True),
+)
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    prediction_id: str
+    model_name: str
+    model_version: str
+    features: dict[str, Any]
+    probability: float
+    decision: int
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+class FeedbackResult(enum.Enum):
+    RECORDED = "recorded"
+    UNCHANGED = "unchanged"      # the same outcome was already recorded
+    CONFLICT = "conflict"        # a different outcome was already recorded
+    UNKNOWN_ID = "unknown_id"
+
+
+class PredictionStore:
+    """Reads and writes the prediction log at a SQLAlchemy URL."""
+
+    def __init__(self, url: str, *, engine: Engine | None = None):
+        self.url = url
+        self.engine = engine or _make_engine(url)
+
+    def create_schema(self) -> None:
+        """Create the tables if they are not there (idempotent)."""
+        metadata.create_all(self.engine, checkfirst=True)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def log(self, records: Sequence[PredictionRecord]) -> int:
+        """Insert predictions in one transaction; returns how many were written."""
+        if not records:
+            return 0
+        rows = [
+            {
+                "prediction_id": r.prediction_id,
+                "created_at": r.created_at,
+                "model_name": r.model_name,
+                "model_version": r.model_version,
+                "features": r.features,
+                "probability": float(r.probability),
+                "decision": int(r.decision),
+            }
+            for r in records
+        ]
+        with self.engine.begin() as conn:
+            conn.execute(insert(predictions), rows)
+        return len(rows)
+
+    def record_feedback(self, prediction_id: str, actual: int) -> FeedbackResult:
+        """Store the real outcome next to its prediction; a repeat of the same outcome is a no-op."""
+        with self.engine.begin() as conn:
+            current = conn.execute(
+                select(predictions.c.actual).where(predictions.c.prediction_id == prediction_id)
+            ).first()
+            if current is None:
+                return FeedbackResult.UNKNOWN_ID
+            if current.actual is not None:
+                if current.actual == actual:
+                    return FeedbackResult.UNCHANGED
+                return FeedbackResult.CONFLICT
+            conn.execute(
+                update(predictions)
+                .where(predictions.c.prediction_id == prediction_id)
+                .values(actual=int(actual), feedback_at=datetime.now(UTC))
+            )
+        return FeedbackResult.RECORDED
+
+    def count(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(predictions)).scalar_one())
+
+    def ids(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return [row[0] for row in conn.execute(select(predictions.c.prediction_id))]
+
+    def recent(
+        self,
+        limit: int,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        model_version: str | None = None,
+    ) -> pd.DataFrame:
+        """The newest `limit` predictions (oldest first), one column per feature.
+
+        Columns: the feature names, then prediction_id, created_at, model_version,
+        probability, decision, actual.
+        """
+        query = select(predictions).order_by(predictions.c.created_at.desc()).limit(limit)
+        if since is not None:
+            query = query.where(predictions.c.created_at >= since)
+        if until is not None:
+            query = query.where(predictions.c.created_at < until)
+        if model_version is not None:
+            query = query.where(predictions.c.model_version == model_version)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return _rows_to_frame(reversed(rows))
+
+
+def _rows_to_frame(rows: Iterable[Any]) -> pd.DataFrame:
+    rows = list(rows)
+    meta_columns = ["prediction_id", "created_at", "model_version", "probability", "decision",
+                    "actual"]
+    if not rows:
+        return pd.DataFrame(columns=meta_columns)
+    features = pd.DataFrame.from_records([row["features"] for row in rows])
+    meta = pd.DataFrame.from_records([{c: row[c] for c in meta_columns} for row in rows])
+    return pd.concat([features, meta], axis=1)
+
+
+def _make_engine(url: str) -> Engine:
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        # Several gunicorn workers write to one file: WAL lets readers go on during a
+        # write, and the busy timeout makes a writer wait for the lock instead of failing.
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)

@@ -1,0 +1,1 @@
+"""Prefect flows: training with search, registration and the promotion gate; the demo."""

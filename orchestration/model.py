@@ -1,0 +1,84 @@
+"""The model: sklearn preprocessing + XGBoost, built from the schema, and its search space.
+
+Only stock sklearn and xgboost classes are used, so any process with those
+libraries can load a logged model: the predictor needs none of this code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import optuna
+from sklearn.compose import ColumnTransformer
+from sklearn.metrics import f1_score, roc_auc_score
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder
+from xgboost import XGBClassifier
+
+from core.schema import Schema
+
+# skops (MLflow's default sklearn format) refuses unknown classes unless named.
+SKOPS_TRUSTED_TYPES = ["xgboost.core.Booster", "xgboost.sklearn.XGBClassifier"]
+
+
+def build_pipeline(schema: Schema, params: dict[str, Any], seed: int) -> Pipeline:
+    """Numbers pass through (NaN is XGBoost's missing value); categories are one-hot encoded.
+
+    An unseen category encodes as all zeros rather than failing, so the model
+    itself never breaks on one; whether to accept such a record is the
+    predictor's decision, made from the schema.
+    """
+    preprocessing = ColumnTransformer(
+        [
+            ("numeric", "passthrough", schema.numeric_features),
+            (
+                "categorical",
+                OneHotEncoder(
+                    categories=[list(schema.feature(n).values)
+                                for n in schema.categorical_features],
+                    handle_unknown="ignore",
+                    sparse_output=False,
+                ),
+                schema.categorical_features,
+            ),
+        ],
+        verbose_feature_names_out=False,
+    )
+    classifier = XGBClassifier(
+        tree_method="hist",
+        n_jobs=2,
+        random_state=seed,
+        eval_metric="auc",
+        **params,
+    )
+    return Pipeline([("preprocessing", preprocessing), ("classifier", classifier)])
+
+
+def suggest_params(trial: optuna.Trial) -> dict[str, Any]:
+    """The hyperparameter search space."""
+    return {
+        "n_estimators": trial.suggest_int("n_estimators", 50, 400, step=25),
+        "max_depth": trial.suggest_int("max_depth", 2, 6),
+        "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
+        "subsample": trial.suggest_float("subsample", 0.6, 1.0),
+        "colsample_bytree": trial.suggest_float("colsample_bytree", 0.5, 1.0),
+        "min_child_weight": trial.suggest_float("min_child_weight", 1.0, 20.0, log=True),
+        "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 10.0, log=True),
+    }
+
+
+def best_f1_threshold(y_true: np.ndarray, proba: np.ndarray) -> float:
+    """The decision threshold with the best F1 on these labels (a grid of 0.05..0.95)."""
+    grid = np.round(np.arange(0.05, 0.96, 0.01), 2)
+    scores = [f1_score(y_true, proba >= t, zero_division=0) for t in grid]
+    return float(grid[int(np.argmax(scores))])
+
+
+def evaluate(y_true: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str, float]:
+    decision = proba >= threshold
+    return {
+        "auc": float(roc_auc_score(y_true, proba)),
+        "f1": float(f1_score(y_true, decision, zero_division=0)),
+        "positive_rate": float(decision.mean()),
+    }

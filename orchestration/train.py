@@ -1,0 +1,278 @@
+"""The `train` flow: split, search, refit, log, register, and promote through the gate.
+
+Runs as a Prefect flow; with no Prefect server configured (PREFECT_API_URL
+unset) Prefect starts a temporary one for the run, so `python -m
+orchestration.train` works on a bare laptop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import optuna
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.models import infer_signature
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import train_test_split
+
+from core import registry
+from core.registry import CHAMPION, PREDICTION_COLUMN, REFERENCE_FILE
+from core.schema import Schema, model_frame
+from core.settings import Settings
+from orchestration import gate
+from orchestration.model import (
+    SKOPS_TRUSTED_TYPES,
+    best_f1_threshold,
+    build_pipeline,
+    evaluate,
+    suggest_params,
+)
+from simulation.loader import load_dataset
+
+
+@dataclass(frozen=True)
+class Split:
+    train: pd.DataFrame
+    valid: pd.DataFrame
+    holdout: pd.DataFrame
+
+
+def ensure_experiment(client: MlflowClient, settings: Settings) -> str:
+    experiment = client.get_experiment_by_name(settings.experiment_name)
+    if experiment is not None:
+        return experiment.experiment_id
+    return client.create_experiment(
+        settings.experiment_name, artifact_location=settings.mlflow_artifact_root
+    )
+
+
+@task(cache_policy=NO_CACHE)
+def load_training_data(data_path: Path, schema: Schema) -> pd.DataFrame:
+    """Read the base dataset (Kaggle layout or the schema's own)."""
+    frame = load_dataset(data_path, schema)
+    get_run_logger().info(
+        "loaded %d rows from %s (%.1f%% positive)", len(frame), data_path,
+        100 * frame[schema.target].mean(),
+    )
+    return frame
+
+
+@task(cache_policy=NO_CACHE)
+def split_data(frame: pd.DataFrame, schema: Schema, seed: int) -> Split:
+    """60/20/20 train/validation/holdout, stratified on the target.
+
+    The holdout is kept out of the search and the refit: the gate compares the
+    candidate and the champion on it.
+    """
+    rest, holdout = train_test_split(frame, test_size=0.2, random_state=seed,
+                                     stratify=frame[schema.target])
+    train, valid = train_test_split(rest, test_size=0.25, random_state=seed,
+                                    stratify=rest[schema.target])
+    return Split(train, valid, holdout)
+
+
+@task(cache_policy=NO_CACHE)
+def search_hyperparameters(
+    split: Split, schema: Schema, n_trials: int, seed: int, client: MlflowClient,
+    experiment_id: str, parent_run_id: str,
+) -> dict[str, Any]:
+    """Optuna search on validation AUC; every trial is an MLflow run under the parent run."""
+    logger = get_run_logger()
+    x_train, y_train = model_frame(schema, split.train), split.train[schema.target].to_numpy()
+    x_valid, y_valid = model_frame(schema, split.valid), split.valid[schema.target].to_numpy()
+
+    def objective(trial: optuna.Trial) -> float:
+        params = suggest_params(trial)
+        started = time.perf_counter()
+        run = client.create_run(
+            experiment_id, run_name=f"trial-{trial.number:03d}",
+            tags={"mlflow.parentRunId": parent_run_id, "onebox.kind": "trial"},
+        )
+        try:
+            pipeline = build_pipeline(schema, params, seed).fit(x_train, y_train)
+            auc = float(roc_auc_score(y_valid, pipeline.predict_proba(x_valid)[:, 1]))
+            fit_seconds = time.perf_counter() - started
+            client.log_batch(
+                run.info.run_id,
+                params=[mlflow.entities.Param(k, str(v)) for k, v in params.items()],
+                metrics=[
+                    mlflow.entities.Metric("valid_auc", auc, int(time.time() * 1000), 0),
+                    mlflow.entities.Metric("fit_seconds", fit_seconds,
+                                           int(time.time() * 1000), 0),
+                ],
+            )
+            client.set_terminated(run.info.run_id, "FINISHED")
+        except BaseException:
+            client.set_terminated(run.info.run_id, "FAILED")
+            raise
+        logger.info("trial %d/%d: valid AUC %.4f (%.1fs)", trial.number + 1, n_trials, auc,
+                    fit_seconds)
+        return auc
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize",
+                                sampler=optuna.samplers.TPESampler(seed=seed))
+    study.optimize(objective, n_trials=n_trials)
+    logger.info("best trial %d: valid AUC %.4f, params %s", study.best_trial.number,
+                study.best_value, study.best_params)
+    return {"params": study.best_params, "valid_auc": study.best_value}
+
+
+@task(cache_policy=NO_CACHE)
+def fit_and_register(
+    split: Split, schema: Schema, best: dict[str, Any], settings: Settings, parent_run_id: str,
+) -> dict[str, Any]:
+    """Refit the best params on train+validation, log the model with what travels with it,
+    and register it as a new version."""
+    logger = get_run_logger()
+    params, seed = best["params"], settings.seed
+    # The threshold is chosen on validation predictions of a model that did not see them.
+    x_valid, y_valid = model_frame(schema, split.valid), split.valid[schema.target].to_numpy()
+    probe = build_pipeline(schema, params, seed).fit(
+        model_frame(schema, split.train), split.train[schema.target].to_numpy())
+    threshold = best_f1_threshold(y_valid, probe.predict_proba(x_valid)[:, 1])
+
+    fit_rows = pd.concat([split.train, split.valid])
+    x_fit, y_fit = model_frame(schema, fit_rows), fit_rows[schema.target].to_numpy()
+    pipeline = build_pipeline(schema, params, seed).fit(x_fit, y_fit)
+    x_holdout = model_frame(schema, split.holdout)
+    y_holdout = split.holdout[schema.target].to_numpy()
+    holdout_metrics = evaluate(y_holdout, pipeline.predict_proba(x_holdout)[:, 1], threshold)
+
+    reference = fit_rows.sample(n=min(settings.reference_rows, len(fit_rows)),
+                                random_state=seed)
+    reference = reference.assign(
+        **{PREDICTION_COLUMN: pipeline.predict_proba(model_frame(schema, reference))[:, 1]})
+    example = x_fit.head(5)
+    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_id=parent_run_id):
+        reference_path = Path(tmp) / REFERENCE_FILE
+        reference.to_parquet(reference_path, index=False)
+        mlflow.log_params({f"best.{k}": v for k, v in params.items()})
+        mlflow.log_metrics({f"holdout_{k}": v for k, v in holdout_metrics.items()}
+                           | {"best_valid_auc": best["valid_auc"], "threshold": threshold,
+                              "train_rows": len(fit_rows), "holdout_rows": len(split.holdout)})
+        info = mlflow.sklearn.log_model(
+            pipeline,
+            name="model",
+            signature=infer_signature(example, pipeline.predict_proba(example)),
+            input_example=example,
+            pyfunc_predict_fn="predict_proba",
+            metadata={registry.SCHEMA_KEY: json.dumps(schema.to_dict()),
+                      registry.THRESHOLD_KEY: threshold},
+            extra_files=[str(reference_path)],
+            skops_trusted_types=SKOPS_TRUSTED_TYPES,
+            registered_model_name=settings.model_name,
+        )
+    version = str(info.registered_model_version)
+    logger.info("registered %s v%s: holdout AUC %.4f, threshold %.2f", settings.model_name,
+                version, holdout_metrics["auc"], threshold)
+    return {"version": version, "holdout": holdout_metrics, "threshold": threshold}
+
+
+@task(cache_policy=NO_CACHE)
+def promote_through_gate(
+    client: MlflowClient, settings: Settings, split: Split, schema: Schema,
+    candidate: dict[str, Any], margin: float,
+) -> gate.GateDecision:
+    """Score the current champion on the same holdout and let the gate decide."""
+    logger = get_run_logger()
+    champion = registry.version_by_alias(client, settings.model_name, CHAMPION)
+    champion_auc = None
+    if champion is not None:
+        loaded = registry.load_version(settings.model_name, champion.version,
+                                       settings.model_cache_dir)
+        champion_auc = float(roc_auc_score(
+            split.holdout[schema.target].to_numpy(),
+            loaded.predict_proba(model_frame(loaded.schema, split.holdout)),
+        ))
+    decision = gate.decide(
+        candidate_version=candidate["version"], candidate_auc=candidate["holdout"]["auc"],
+        champion_version=None if champion is None else str(champion.version),
+        champion_auc=champion_auc, margin=margin,
+    )
+    gate.apply(client, settings.model_name, decision)
+    logger.info("gate: %s v%s (%s)", "PROMOTED" if decision.promoted else "not promoted",
+                decision.candidate_version, decision.reason)
+    return decision
+
+
+@flow(name="train")
+def train(
+    n_trials: int | None = None,
+    data_path: str | None = None,
+    promotion_margin: float | None = None,
+) -> dict[str, Any]:
+    """Train with a hyperparameter search, register a new version, promote it through the gate."""
+    settings = Settings.from_env()
+    schema = Schema.load(settings.schema_path)
+    n_trials = n_trials or settings.n_trials
+    margin = settings.promotion_margin if promotion_margin is None else promotion_margin
+    client = registry.connect(settings)
+    experiment_id = ensure_experiment(client, settings)
+    parent = client.create_run(experiment_id, run_name=f"train-{time.strftime('%Y%m%d-%H%M%S')}",
+                               tags={"onebox.kind": "train"})
+    parent_id = parent.info.run_id
+    client.log_batch(parent_id, params=[
+        mlflow.entities.Param("n_trials", str(n_trials)),
+        mlflow.entities.Param("promotion_margin", str(margin)),
+        mlflow.entities.Param("data_path", str(data_path or settings.data_path)),
+        mlflow.entities.Param("seed", str(settings.seed)),
+    ])
+    try:
+        frame = load_training_data(Path(data_path or settings.data_path), schema)
+        split = split_data(frame, schema, settings.seed)
+        best = search_hyperparameters(split, schema, n_trials, settings.seed, client,
+                                      experiment_id, parent_id)
+        candidate = fit_and_register(split, schema, best, settings, parent_id)
+        decision = promote_through_gate(client, settings, split, schema, candidate, margin)
+    except BaseException:
+        client.set_terminated(parent_id, "FAILED")
+        raise
+    client.set_tag(parent_id, "gate.decision", "promoted" if decision.promoted else "rejected")
+    client.set_terminated(parent_id, "FINISHED")
+    return {
+        "run_id": parent_id,
+        "model_name": settings.model_name,
+        "version": candidate["version"],
+        "holdout_auc": candidate["holdout"]["auc"],
+        "threshold": candidate["threshold"],
+        "promoted": decision.promoted,
+        "gate": decision.as_dict(),
+        "rows": len(frame),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=train.__doc__)
+    parser.add_argument("--trials", type=int, default=None,
+                        help="number of Optuna trials (default: N_TRIALS or 20)")
+    parser.add_argument("--data-path", default=None, help="training CSV (default: DATA_PATH)")
+    parser.add_argument("--margin", type=float, default=None,
+                        help="AUC margin a candidate must beat the champion by")
+    args = parser.parse_args(argv)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    result = train(n_trials=args.trials, data_path=args.data_path,
+                   promotion_margin=args.margin)
+    print(json.dumps(result, indent=2, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
+
+
+if __name__ == "__main__":
+    main()
