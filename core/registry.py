@@ -87,6 +87,11 @@ def download_version(name: str, version: str, cache_dir: Path) -> Path:
             artifact_uri=f"models:/{name}/{version}", dst_path=str(staging)
         )
         staging.rename(target)
+    except OSError:
+        # Another process (a sibling gunicorn worker) finished the same download first.
+        shutil.rmtree(staging, ignore_errors=True)
+        if not (target / "MLmodel").exists():
+            raise
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

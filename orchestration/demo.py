@@ -1,0 +1,137 @@
+"""`make demo`: the whole loop on embedded defaults, end to end, on one machine.
+
+Generate data -> train (search, register, gate) -> start the predictor under
+gunicorn -> send a normal phase of traffic, then a drifted one -> measure the
+drift of each phase -> write the drift report and index -> stop the predictor
+-> print a summary.  Everything lives under ONEBOX_HOME (./.onebox); nothing is
+left running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+from core import registry
+from core.schema import Schema
+from core.settings import Settings
+from core.store import PredictionStore
+from orchestration import processes
+from orchestration.train import train
+from reporting.report import window_from_log, write_report
+from simulation.generator import SCENARIOS, Drift, generate
+from simulation.traffic import TrafficStats, send_traffic
+
+# The drifted phase: an economic shift (older customers, higher limits, lower balances)
+# plus a move towards premium cards.
+DEMO_DRIFT = Drift(
+    scale=SCENARIOS["economic_shift"].scale,
+    offset=SCENARIOS["economic_shift"].offset,
+    category_shares=SCENARIOS["premium_cards"].category_shares,
+)
+
+
+@dataclass
+class Phase:
+    name: str
+    stats: TrafficStats
+    drift_share: float = 0.0
+    drifted_features: tuple[str, ...] = ()
+    report: str = ""
+
+
+def _wait_for_log(store: PredictionStore, expected: int, timeout: float = 60.0) -> int:
+    deadline = time.monotonic() + timeout
+    while (count := store.count()) < expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return count
+
+
+def run_demo(rows: int, phase_rows: int, trials: int, port: int | None) -> int:
+    settings = Settings.from_env()
+    schema = Schema.load(settings.schema_path)
+    started = time.monotonic()
+
+    print(f"== 1/5 data: {rows} generated customers -> {settings.data_path}", flush=True)
+    settings.data_path.parent.mkdir(parents=True, exist_ok=True)
+    generate(rows, settings.seed, schema=schema).to_csv(settings.data_path, index=False)
+
+    print(f"== 2/5 train: {trials} trials, register, gate", flush=True)
+    result = train(n_trials=trials, data_path=str(settings.data_path))
+
+    port = port or (9696 if processes.port_is_free(9696) else processes.free_port())
+    url = f"http://127.0.0.1:{port}"
+    log_path = settings.home / "logs" / "predictor.log"
+    print(f"== 3/5 serve: gunicorn on {url} (log: {log_path})", flush=True)
+    store = PredictionStore(settings.prediction_store_url)
+    store.create_schema()
+    logged_before = store.count()
+    predictor = processes.start_predictor(port, {}, log_path)
+    phases: list[Phase] = []
+    try:
+        health = processes.wait_until_healthy(f"{url}/health", predictor)
+        print(f"   serving {health['model']['name']} v{health['model']['version']}", flush=True)
+        for name, drift, seed in (("normal", None, settings.seed + 1),
+                                  ("drifted", DEMO_DRIFT, settings.seed + 2)):
+            print(f"== 4/5 traffic: {phase_rows} requests, {name} phase", flush=True)
+            frame = generate(phase_rows, seed, drift, schema)
+            phases.append(Phase(name, send_traffic(url, frame, schema, send_feedback=True)))
+    finally:
+        processes.stop(predictor)
+
+    print("== 5/5 drift and report", flush=True)
+    client = registry.connect(settings)
+    champion = registry.load_champion(client, settings)
+    if champion is None:
+        raise RuntimeError("training left no @champion to report against")
+    expected = logged_before + sum(p.stats.predictions for p in phases)
+    logged = _wait_for_log(store, expected)
+    # The log is in time order: the last phase's rows are the newest.
+    offset = 0
+    for phase in reversed(phases):
+        window = store.recent(phase.stats.predictions + offset).head(phase.stats.predictions)
+        offset += phase.stats.predictions
+        files = write_report(window_from_log(window), champion, settings.reports_dir,
+                             title=f"Demo: {phase.name} phase")
+        phase.drift_share = files.summary_data["drift_share"]
+        phase.drifted_features = tuple(files.summary_data["drifted_features"])
+        phase.report = str(files.html)
+    store.dispose()
+
+    failed = sum(p.stats.failed for p in phases)
+    print("\n================ onebox demo summary ================")
+    print(f"model            {result['model_name']} v{result['version']} "
+          f"({'promoted to @champion' if result['promoted'] else 'not promoted'}: "
+          f"{result['gate']['reason']})")
+    print(f"holdout AUC      {result['holdout_auc']:.4f} (threshold {result['threshold']:.2f})")
+    for phase in phases:
+        s = phase.stats
+        print(f"{phase.name:<8} phase   {s.requests} requests: {s.ok} served, "
+              f"{s.client_errors} refused, {s.failed} failed; feedback {s.feedback_sent}; "
+              f"drift share {phase.drift_share:.2f} "
+              f"({', '.join(phase.drifted_features) or 'no feature drifted'})")
+    print(f"prediction log   {logged - logged_before} of {expected - logged_before} "
+          f"predictions logged ({settings.prediction_store_url})")
+    print(f"reports          {settings.reports_dir / 'index.html'}")
+    print(f"elapsed          {time.monotonic() - started:.0f} s")
+    return 0 if failed == 0 and logged >= expected else 1
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000, help="training rows to generate")
+    parser.add_argument("--phase-rows", type=int, default=1_500,
+                        help="requests in each traffic phase")
+    parser.add_argument("--trials", type=int, default=None, help="Optuna trials (N_TRIALS)")
+    parser.add_argument("--port", type=int, default=None, help="predictor port (9696)")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    trials = args.trials or Settings.from_env().n_trials
+    sys.exit(run_demo(args.rows, args.phase_rows, trials, args.port))
+
+
+if __name__ == "__main__":
+    main()

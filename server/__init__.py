@@ -1,0 +1,1 @@
+"""The predictor service: a Flask app served by gunicorn."""
