@@ -68,8 +68,11 @@ def start_predictor(port: int, env: Mapping[str, str], log_path: Path) -> subpro
         )
 
 
-def stop(process: subprocess.Popen, timeout: float = 30.0) -> int:
-    """SIGTERM (gunicorn's graceful shutdown: workers drain their prediction log), then wait."""
+def stop(process: subprocess.Popen, timeout: float = 45.0) -> int:
+    """SIGTERM (gunicorn's graceful shutdown: workers drain their prediction log), then wait.
+
+    The timeout is above gunicorn's graceful_timeout (30 s), so a slow drain is not killed.
+    """
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:

@@ -24,6 +24,7 @@ from mlflow import MlflowClient
 from mlflow.models import infer_signature
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import MissingContextError
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
@@ -40,6 +41,14 @@ from orchestration.model import (
     suggest_params,
 )
 from simulation.loader import load_dataset
+
+
+def _logger() -> Any:
+    """The Prefect run logger inside a run; a plain logger when a task is called directly."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("onebox.train")
 
 
 @dataclass(frozen=True)
@@ -62,7 +71,7 @@ def ensure_experiment(client: MlflowClient, settings: Settings) -> str:
 def load_training_data(data_path: Path, schema: Schema) -> pd.DataFrame:
     """Read the base dataset (Kaggle layout or the schema's own)."""
     frame = load_dataset(data_path, schema)
-    get_run_logger().info(
+    _logger().info(
         "loaded %d rows from %s (%.1f%% positive)", len(frame), data_path,
         100 * frame[schema.target].mean(),
     )
@@ -89,7 +98,7 @@ def search_hyperparameters(
     experiment_id: str, parent_run_id: str,
 ) -> dict[str, Any]:
     """Optuna search on validation AUC; every trial is an MLflow run under the parent run."""
-    logger = get_run_logger()
+    logger = _logger()
     x_train, y_train = model_frame(schema, split.train), split.train[schema.target].to_numpy()
     x_valid, y_valid = model_frame(schema, split.valid), split.valid[schema.target].to_numpy()
 
@@ -136,7 +145,7 @@ def fit_and_register(
 ) -> dict[str, Any]:
     """Refit the best params on train+validation, log the model with what travels with it,
     and register it as a new version."""
-    logger = get_run_logger()
+    logger = _logger()
     params, seed = best["params"], settings.seed
     # The threshold is chosen on validation predictions of a model that did not see them.
     x_valid, y_valid = model_frame(schema, split.valid), split.valid[schema.target].to_numpy()
@@ -187,7 +196,7 @@ def promote_through_gate(
     candidate: dict[str, Any], margin: float,
 ) -> gate.GateDecision:
     """Score the current champion on the same holdout and let the gate decide."""
-    logger = get_run_logger()
+    logger = _logger()
     champion = registry.version_by_alias(client, settings.model_name, CHAMPION)
     champion_auc = None
     if champion is not None:

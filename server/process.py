@@ -16,3 +16,19 @@ def predictor_argv(bind: str | None = None, python: str = sys.executable) -> lis
     if bind:
         argv += ["--bind", bind]
     return [*argv, APP]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Exec gunicorn with the predictor's command line (`make serve`)."""
+    import argparse
+    import os
+
+    parser = argparse.ArgumentParser(description="Serve the predictor under gunicorn.")
+    parser.add_argument("--bind", default=None, help="host:port (default PREDICTOR_BIND)")
+    args = parser.parse_args(argv)
+    argv_ = predictor_argv(args.bind)
+    os.execv(argv_[0], argv_)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+# onebox — the front door.  `make demo` and `make test` work on a fresh machine:
+# they create the virtualenv they need (.venv, pinned by constraints.txt).
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# Embedded defaults: everything lives under ONEBOX_HOME (SQLite, local folders).
+export ONEBOX_HOME ?= $(CURDIR)/.onebox
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export MLFLOW_DISABLE_TELEMETRY ?= true
+export DO_NOT_TRACK ?= 1
+export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR ?= false
+export PYTHONDONTWRITEBYTECODE ?= 1
+
+PYTEST_ARGS ?=
+
+.PHONY: help venv demo data train serve traffic report test test-fast lint compose-check clean
+
+help:
+	@echo "make demo      the whole loop on embedded defaults (data, train, serve, traffic, report)"
+	@echo "make test      the test suite (starts its own servers; needs PostgreSQL reachable)"
+	@echo "make data      generate the demo training table (DATA_PATH)"
+	@echo "make train     run the train flow (search, register, gate)"
+	@echo "make serve     the predictor on :9696 against the embedded MLflow store"
+	@echo "make traffic   send simulated requests to a running predictor"
+	@echo "make report    write a drift report of the latest window"
+	@echo "make lint      ruff"
+	@echo "make clean     remove the embedded state (.onebox)"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: onebox needs Python 3.11"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m orchestration.demo
+
+data: $(STAMP)
+	$(BIN)/python -m simulation.generator
+
+train: $(STAMP)
+	@test -f "$${DATA_PATH:-$(ONEBOX_HOME)/data/churn.csv}" || $(BIN)/python -m simulation.generator
+	$(BIN)/python -m orchestration.train
+
+serve: $(STAMP)
+	$(BIN)/python -m server.process --bind 0.0.0.0:9696
+
+traffic: $(STAMP)
+	$(BIN)/python -m simulation.traffic --url http://127.0.0.1:9696 --feedback
+
+report: $(STAMP)
+	$(BIN)/python -m reporting.report
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+compose-check: $(STAMP)
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
+
+clean:
+	rm -rf .onebox

@@ -1,0 +1,93 @@
+"""Shared fixtures: schema, settings on a temp home, a trained model, real servers.
+
+Every fixture that starts something stops it after `yield`; every test gets its
+own temp folders, and Postgres tests their own database.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from unittest import mock
+
+import psycopg2
+import pytest
+from psycopg2 import sql
+
+from core.schema import Schema
+from core.settings import Settings
+from tests.factories import write_training_csv
+
+# Quiet, offline, and no stray state in the user's home.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+# The server the tests create their databases in (CI starts it; see .ci/run).
+ADMIN_DSN = os.environ.get("TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(scope="session")
+def schema() -> Schema:
+    return Schema.load()
+
+
+def home_env(home: Path, **extra: str) -> dict[str, str]:
+    """The environment of a onebox process whose whole state lives under `home`."""
+    return {"ONEBOX_HOME": str(home), **extra}
+
+
+def settings_for(home: Path, **extra: str) -> Settings:
+    return Settings.from_env(home_env(home, **extra))
+
+
+def run_train_flow(home: Path, trials: int = 3, **kwargs: object) -> dict:
+    """Run the real train flow with its state under `home`."""
+    from orchestration.train import train
+
+    with mock.patch.dict(os.environ, home_env(home)):
+        return train(n_trials=trials, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def trained_home(tmp_path_factory: pytest.TempPathFactory, schema: Schema) -> Path:
+    """A home with a generated dataset and a trained, promoted champion (v1).
+
+    Shared read-only by the tests that need a model; tests that change the
+    registry train in a home of their own.
+    """
+    home = tmp_path_factory.mktemp("trained-home")
+    write_training_csv(settings_for(home).data_path, schema, rows=4000)
+    result = run_train_flow(home, trials=3)
+    assert result["promoted"] and result["version"] == "1"
+    return home
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A new, empty database on the real PostgreSQL server, dropped afterwards."""
+    name = f"onebox_test_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(ADMIN_DSN)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    base = ADMIN_DSN.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+                        .format(sql.Identifier(name)))
+        admin.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _quiet_logging_at_exit() -> Iterator[None]:
+    """The temporary Prefect server the flows start is stopped at interpreter exit and logs
+    a goodbye; by then pytest has closed the captured streams, so silence logging first."""
+    yield
+    logging.disable(logging.CRITICAL)

@@ -1,0 +1,49 @@
+"""Settings: embedded defaults, validation that names the variable, no placeholders in cloud."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.settings import Settings, SettingsError
+
+
+def test_embedded_defaults_live_under_onebox_home(tmp_path: Path) -> None:
+    s = Settings.from_env({"ONEBOX_HOME": str(tmp_path)})
+    assert s.mlflow_tracking_uri == f"sqlite:///{tmp_path}/mlflow.db"
+    assert s.prediction_store_url == f"sqlite:///{tmp_path}/predictions.db"
+    assert s.data_path == tmp_path / "data" / "churn.csv"
+    assert s.reports_dir == tmp_path / "reports"
+    assert s.mlflow_artifact_root == (tmp_path / "mlartifacts").as_uri()
+
+
+def test_postgres_dsn_gets_the_driver_named() -> None:
+    s = Settings.from_env({"PREDICTION_STORE_URL": "postgres://u:p@db:5432/monitoring"})
+    assert s.prediction_store_url == "postgresql+psycopg2://u:p@db:5432/monitoring"
+
+
+def test_empty_artifact_root_leaves_it_to_the_tracking_server() -> None:
+    assert Settings.from_env({"MLFLOW_ARTIFACT_ROOT": ""}).mlflow_artifact_root is None
+
+
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [
+        ({"N_TRIALS": "many"}, "N_TRIALS must be an integer"),
+        ({"N_TRIALS": "0"}, "N_TRIALS must be >= 1"),
+        ({"PROMOTION_MARGIN": "x"}, "PROMOTION_MARGIN must be a number"),
+        ({"PREDICTION_STORE_URL": "mysql://x"}, "PREDICTION_STORE_URL"),
+        ({"APP_ENV": "prod"}, "APP_ENV"),
+    ],
+)
+def test_bad_values_stop_the_process_naming_the_variable(env: dict, words: str) -> None:
+    with pytest.raises(SettingsError, match=words):
+        Settings.from_env(env)
+
+
+def test_placeholder_secrets_are_refused_outside_local() -> None:
+    env = {"APP_ENV": "cloud", "POSTGRES_PASSWORD": "change-me"}
+    with pytest.raises(SettingsError, match="POSTGRES_PASSWORD"):
+        Settings.from_env(env)
+    assert Settings.from_env({**env, "APP_ENV": "local"}).app_env == "local"
