@@ -103,7 +103,7 @@ class PredictionStore:
         return len(rows)
 
     def record_feedback(self, prediction_id: str, actual: int) -> FeedbackResult:
-        """Store the real outcome next to its prediction; a repeat of the same outcome is a no-op."""
+        """Store the real outcome next to its prediction; repeating the same outcome is a no-op."""
         with self.engine.begin() as conn:
             current = conn.execute(
                 select(predictions.c.actual).where(predictions.c.prediction_id == prediction_id)

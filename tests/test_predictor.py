@@ -209,3 +209,22 @@ def test_starts_from_the_local_copy_when_mlflow_is_unreachable(
         assert health["model"]["version"] == "1"
         resp = predictor.post("/predict", valid_record())
         assert resp.status_code == 200, json.dumps(resp.json())
+
+
+@pytest.mark.postgres
+def test_predictions_are_logged_to_postgres(
+    trained_home: Path, tmp_path: Path, postgres_url: str
+) -> None:
+    answered: list[str] = []
+    for predictor in start(trained_home, tmp_path, PREDICTION_STORE_URL=postgres_url):
+        for i in range(20):
+            resp = predictor.post("/predict", [valid_record(customer_age=30 + i)] * 5)
+            answered += [a["prediction_id"] for a in resp.json()["predictions"]]
+        feedback = predictor.post("/feedback", {"prediction_id": answered[0], "churn": 1})
+        assert feedback.status_code == 200
+    store = PredictionStore(postgres_url.replace("postgresql://", "postgresql+psycopg2://"))
+    assert sorted(store.ids()) == sorted(answered)
+    logged = store.recent(1000).set_index("prediction_id")
+    assert logged.loc[answered[0], "actual"] == 1
+    assert logged["actual"].notna().sum() == 1
+    store.dispose()

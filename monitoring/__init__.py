@@ -1,0 +1,1 @@
+"""The drift exporter and the drift computation it shares with the reports."""

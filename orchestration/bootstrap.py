@@ -1,0 +1,34 @@
+"""First start of the stack: if the registry has no champion yet, generate the demo
+data (when DATA_PATH has none) and run the train flow once, so the predictor has a
+model to serve.  With a champion already there it does nothing, so it is safe on
+every `docker compose up`.
+"""
+
+from __future__ import annotations
+
+from core import registry
+from core.schema import Schema
+from core.settings import Settings
+from orchestration.train import train
+from simulation.generator import generate
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    client = registry.connect(settings)
+    champion = registry.version_by_alias(client, settings.model_name, registry.CHAMPION)
+    if champion is not None:
+        print(f"{settings.model_name} v{champion.version} is @champion: nothing to do")
+        return
+    if not settings.data_path.exists():
+        schema = Schema.load(settings.schema_path)
+        settings.data_path.parent.mkdir(parents=True, exist_ok=True)
+        generate(10_000, settings.seed, schema=schema).to_csv(settings.data_path, index=False)
+        print(f"generated demo data at {settings.data_path}")
+    result = train()
+    print(f"trained {result['model_name']} v{result['version']}: "
+          f"holdout AUC {result['holdout_auc']:.4f}, promoted={result['promoted']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Drift reports (Evidently HTML) and their index page, served by nginx."""

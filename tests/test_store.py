@@ -1,0 +1,74 @@
+"""The prediction log on SQLite and on a real PostgreSQL server (a database per test)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from core.store import FeedbackResult, PredictionRecord, PredictionStore
+from tests.factories import valid_record
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PredictionStore]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'nested' / 'predictions.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url").replace(
+            "postgresql://", "postgresql+psycopg2://")
+    store = PredictionStore(url)
+    store.create_schema()
+    store.create_schema()  # idempotent
+    yield store
+    store.dispose()
+
+
+def record(age: int, at: datetime, version: str = "1") -> PredictionRecord:
+    return PredictionRecord(str(uuid.uuid4()), "churn-classifier", version,
+                            valid_record(customer_age=age, education_level=None),
+                            probability=age / 100, decision=int(age > 50), created_at=at)
+
+
+def test_log_and_read_back_newest_window_in_time_order(store: PredictionStore) -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    records = [record(20 + i, start + timedelta(seconds=i)) for i in range(30)]
+    assert store.log(records[:10]) == 10
+    assert store.log(records[10:]) == 20
+    assert store.count() == 30
+    window = store.recent(5)
+    assert window["customer_age"].tolist() == [45, 46, 47, 48, 49]
+    assert window["prediction_id"].tolist() == [r.prediction_id for r in records[-5:]]
+    assert window["probability"].tolist() == pytest.approx([0.45, 0.46, 0.47, 0.48, 0.49])
+    assert window["education_level"].isna().all()
+    assert window["actual"].isna().all()
+    assert len(store.recent(100, since=start + timedelta(seconds=25))) == 5
+    assert sorted(store.ids()) == sorted(r.prediction_id for r in records)
+
+
+def test_window_can_be_limited_to_one_model_version(store: PredictionStore) -> None:
+    now = datetime.now(UTC)
+    store.log([record(30 + i, now + timedelta(seconds=i), version)
+               for i, version in enumerate(["1", "2", "2"])])
+    assert store.recent(10, model_version="2")["customer_age"].tolist() == [31, 32]
+
+
+def test_feedback_is_stored_next_to_the_prediction(store: PredictionStore) -> None:
+    first = record(40, datetime.now(UTC))
+    store.log([first])
+    assert store.record_feedback(first.prediction_id, 1) is FeedbackResult.RECORDED
+    assert store.record_feedback(first.prediction_id, 1) is FeedbackResult.UNCHANGED
+    assert store.record_feedback(first.prediction_id, 0) is FeedbackResult.CONFLICT
+    assert store.record_feedback(str(uuid.uuid4()), 1) is FeedbackResult.UNKNOWN_ID
+    assert store.recent(1)["actual"].tolist() == [1]
+
+
+def test_a_duplicate_id_is_refused_not_duplicated(store: PredictionStore) -> None:
+    first = record(40, datetime.now(UTC))
+    store.log([first])
+    with pytest.raises(Exception, match="(?i)unique|duplicate"):
+        store.log([first])
+    assert store.count() == 1
