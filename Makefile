@@ -8,6 +8,8 @@ STAMP := $(VENV)/.installed
 
 # Embedded defaults: everything lives under ONEBOX_HOME (SQLite, local folders).
 export ONEBOX_HOME ?= $(CURDIR)/.onebox
+# Prefect's temporary server (no PREFECT_API_URL) keeps its database here too.
+export PREFECT_HOME ?= $(ONEBOX_HOME)/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export DO_NOT_TRACK ?= 1

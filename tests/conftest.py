@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +28,10 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# Prefect's temporary server keeps its database under PREFECT_HOME: one per test session,
+# never the user's ~/.prefect.  Set before anything imports prefect.
+_PREFECT_HOME = tempfile.mkdtemp(prefix="onebox-test-prefect-")
+os.environ["PREFECT_HOME"] = _PREFECT_HOME
 
 # The server the tests create their databases in (CI starts it; see .ci/run).
 ADMIN_DSN = os.environ.get("TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -91,3 +97,4 @@ def _quiet_logging_at_exit() -> Iterator[None]:
     a goodbye; by then pytest has closed the captured streams, so silence logging first."""
     yield
     logging.disable(logging.CRITICAL)
+    shutil.rmtree(_PREFECT_HOME, ignore_errors=True)
