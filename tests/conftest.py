@@ -19,6 +19,7 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
+from core import registry
 from core.schema import Schema
 from core.settings import Settings
 from tests.factories import write_training_csv
@@ -71,6 +72,15 @@ def trained_home(tmp_path_factory: pytest.TempPathFactory, schema: Schema) -> Pa
     result = run_train_flow(home, trials=3)
     assert result["promoted"] and result["version"] == "1"
     return home
+
+
+@pytest.fixture(scope="session")
+def champion(trained_home: Path) -> registry.LoadedModel:
+    """The trained home's champion, loaded as the services load it."""
+    settings = settings_for(trained_home)
+    model = registry.load_champion(registry.connect(settings), settings)
+    assert model is not None
+    return model
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from core import registry
 from core.schema import Schema, model_frame
 from core.store import PredictionStore
 from orchestration import processes
-from tests.conftest import home_env, settings_for
+from tests.conftest import home_env
 from tests.factories import valid_record
 
 pytestmark = pytest.mark.slow
@@ -57,14 +57,6 @@ def start(trained_home: Path, tmp_path: Path, **env: str) -> Iterator[Predictor]
 @pytest.fixture(scope="module")
 def predictor(trained_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Predictor]:
     yield from start(trained_home, tmp_path_factory.mktemp("predictor"))
-
-
-@pytest.fixture(scope="module")
-def champion(trained_home: Path) -> registry.LoadedModel:
-    settings = settings_for(trained_home)
-    model = registry.load_champion(registry.connect(settings), settings)
-    assert model is not None
-    return model
 
 
 def test_health_names_the_served_model(predictor: Predictor) -> None:

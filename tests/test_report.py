@@ -22,14 +22,6 @@ from tests.conftest import settings_for
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def champion(trained_home: Path) -> registry.LoadedModel:
-    settings = settings_for(trained_home)
-    model = registry.load_champion(registry.connect(settings), settings)
-    assert model is not None
-    return model
-
-
 def window(champion: registry.LoadedModel, schema: Schema, rows: int, seed: int,
            scenario: str = "none") -> pd.DataFrame:
     frame = generate(rows, seed, SCENARIOS[scenario], schema)
