@@ -40,6 +40,9 @@ class Settings:
     reference_rows: int
     max_batch_records: int
     max_body_bytes: int
+    model_poll_seconds: float
+    prediction_log_enabled: bool
+    spool_dir: Path
     seed: int
 
     @classmethod
@@ -68,8 +71,13 @@ class Settings:
             reference_rows=_int(env, "REFERENCE_ROWS", 5000, minimum=100),
             max_batch_records=_int(env, "MAX_BATCH_RECORDS", 1000, minimum=1),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", 2_000_000, minimum=1024),
+            model_poll_seconds=_float(env, "MODEL_POLL_SECONDS", 10.0),
+            prediction_log_enabled=_switch(env, "PREDICTION_LOG", True),
+            spool_dir=Path(env.get("SPOOL_DIR", str(home / "spool"))),
             seed=_int(env, "SEED", 42, minimum=0),
         )
+        if settings.model_poll_seconds <= 0:
+            raise SettingsError("MODEL_POLL_SECONDS must be > 0")
         if app_env not in ("local", "cloud"):
             raise SettingsError(f"APP_ENV must be 'local' or 'cloud', got {app_env!r}")
         if app_env != "local":
@@ -114,6 +122,17 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("on", "true", "1", "yes"):
+        return True
+    if raw.lower() in ("off", "false", "0", "no"):
+        return False
+    raise SettingsError(f"{name} must be on or off, got {raw!r}")
 
 
 def _refuse_placeholders(env: Mapping[str, str]) -> None:

@@ -27,7 +27,6 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
-    insert,
     select,
     update,
 )
@@ -83,7 +82,12 @@ class PredictionStore:
         self.engine.dispose()
 
     def log(self, records: Sequence[PredictionRecord]) -> int:
-        """Insert predictions in one transaction; returns how many were written."""
+        """Insert predictions in one transaction; returns how many were given.
+
+        A prediction id already in the table is skipped, not written twice: a batch
+        replayed after a lost acknowledgement (the insert committed, the answer did
+        not arrive) must not duplicate rows.
+        """
         if not records:
             return 0
         rows = [
@@ -99,8 +103,19 @@ class PredictionStore:
             for r in records
         ]
         with self.engine.begin() as conn:
-            conn.execute(insert(predictions), rows)
+            conn.execute(self._insert_skipping_known_ids(), rows)
         return len(rows)
+
+    def _insert_skipping_known_ids(self) -> Any:
+        dialect = self.engine.dialect.name
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        elif dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        else:
+            raise ValueError(f"unsupported prediction store dialect {dialect!r}")
+        return dialect_insert(predictions).on_conflict_do_nothing(
+            index_elements=[predictions.c.prediction_id])
 
     def record_feedback(self, prediction_id: str, actual: int) -> FeedbackResult:
         """Store the real outcome next to its prediction; repeating the same outcome is a no-op."""
@@ -120,6 +135,11 @@ class PredictionStore:
                 .values(actual=int(actual), feedback_at=datetime.now(UTC))
             )
         return FeedbackResult.RECORDED
+
+    def ping(self) -> None:
+        """Raise if the store cannot be reached."""
+        with self.engine.connect() as conn:
+            conn.execute(select(1))
 
     def count(self) -> int:
         with self.engine.connect() as conn:
@@ -180,4 +200,6 @@ def _make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    # A store that does not answer must fail fast: the caller spools and goes on.
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5,
+                         connect_args={"connect_timeout": 5})

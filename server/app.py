@@ -1,9 +1,10 @@
-"""The predictor: `POST /predict`, `POST /feedback`, `GET /health`, `GET /model`.
+"""The predictor: `POST /predict`, `POST /feedback`, `GET /health`, `GET /model`,
+`GET /metrics`, `GET /openapi.json`.
 
 Served as `gunicorn -c server/gunicorn.conf.py 'server.app:create_app()'`.
 Input is validated against the schema that travels with the served model
 version; anything a client can get wrong is a 4xx whose message names the
-field and the problem.
+field and the problem.  A 5xx is a bug, or (503) a store that is away.
 """
 
 from __future__ import annotations
@@ -12,16 +13,20 @@ import json
 import logging
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, g, jsonify, request
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
-from core.schema import FieldProblem, RecordInvalid, model_frame
+from core.schema import FieldProblem, RecordInvalid
 from core.settings import Settings
 from core.store import FeedbackResult, PredictionRecord, PredictionStore
-from server.model_source import ServedModel, load_served_model
+from server.metrics import Metrics
+from server.model_source import FROM_LOCAL_CACHE, ModelFollower, ServedModel
 from server.prediction_log import PredictionLogger
+from server.spool import Spool
 
 log = logging.getLogger(__name__)
 
@@ -38,48 +43,80 @@ class BadRequest(Exception):
 
 
 class Predictor:
-    """What the app serves with: the model, the prediction log and the limits."""
+    """What the app serves with: the followed model, the prediction log, the metrics."""
 
-    def __init__(self, settings: Settings, served: ServedModel, store: PredictionStore,
-                 prediction_log: PredictionLogger):
+    def __init__(self, settings: Settings, follower: ModelFollower, store: PredictionStore,
+                 prediction_log: PredictionLogger | None, metrics: Metrics):
         self.settings = settings
-        self.served = served
+        self.follower = follower
         self.store = store
         self.prediction_log = prediction_log
+        self.metrics = metrics
 
-    def predict(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        model = self.served.model
-        probabilities = model.predict_proba(model_frame(model.schema, records))
-        log_records, answers = [], []
+    def predict(self, served: ServedModel, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        model = served.model
+        probabilities = served.predict_proba(records).tolist()
+        threshold = model.threshold
+        created_at = datetime.now(UTC)
+        answers, log_records = [], []
         for record, probability in zip(records, probabilities, strict=True):
             prediction_id = str(uuid.uuid4())
-            probability = float(probability)
-            decision = int(probability >= model.threshold)
+            decision = probability >= threshold
+            answers.append({"prediction_id": prediction_id, "churn_probability": probability,
+                            "churn": decision})
             log_records.append(PredictionRecord(prediction_id, model.name, model.version,
-                                                record, probability, decision))
-            answers.append({"prediction_id": prediction_id,
-                            "churn_probability": probability,
-                            "churn": bool(decision)})
-        self.prediction_log.submit(log_records)
+                                                record, probability, int(decision), created_at))
+        if self.prediction_log is not None:
+            self.prediction_log.submit(log_records)
+        self.metrics.predictions.labels(model.version).inc(len(records))
+        for probability in probabilities:
+            self.metrics.probability.observe(probability)
         return answers
 
+    def update_gauges(self, prediction_log: PredictionLogger | None = None) -> None:
+        served = self.follower.current
+        self.metrics.model_version.labels(served.model.name).set(float(served.version))
+        self.metrics.model_from_cache.set(1.0 if served.source == FROM_LOCAL_CACHE else 0.0)
+        logger = prediction_log or self.prediction_log
+        if logger is not None:
+            self.metrics.log_backlog.set(logger.backlog)
+            self.metrics.spooled_rows.set(logger.spooled_rows)
+
     def close(self) -> None:
-        self.prediction_log.close()
+        self.follower.close()
+        if self.prediction_log is not None:
+            self.prediction_log.close()
         self.store.dispose()
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     """The app factory; tests pass their own settings."""
     settings = settings or Settings.from_env()
-    served = load_served_model(settings)
+    follower = ModelFollower(settings)
     store = PredictionStore(settings.prediction_store_url)
-    store.create_schema()
-    predictor = Predictor(settings, served, store, PredictionLogger(store))
+    _create_store_schema(store)
+    metrics = Metrics()
+    predictor = Predictor(settings, follower, store, None, metrics)
+    if settings.prediction_log_enabled:
+        predictor.prediction_log = PredictionLogger(
+            store, Spool(settings.spool_dir), on_progress=predictor.update_gauges)
+    predictor.update_gauges()
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[EXTENSION_KEY] = predictor
+
+    @app.before_request
+    def _start_timer() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _count(response: Response) -> Response:
+        endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        metrics.requests.labels(endpoint, str(response.status_code)).inc()
+        metrics.latency.labels(endpoint).observe(time.perf_counter() - g.get("started", 0.0))
+        return response
 
     @app.errorhandler(BadRequest)
     def _bad_request(exc: BadRequest) -> tuple[Response, int]:
@@ -94,10 +131,18 @@ def create_app(settings: Settings | None = None) -> Flask:
                        problems=[{"field": "body" if exc.code == 413 else "request",
                                   "problem": exc.description}]), exc.code or 500
 
+    @app.errorhandler(SQLAlchemyError)
+    def _store_unavailable(exc: SQLAlchemyError) -> tuple[Response, int]:
+        log.warning("prediction store error: %s", exc)
+        return jsonify(error="the prediction store is unavailable; retry later",
+                       problems=[{"field": "request",
+                                  "problem": "prediction store unavailable"}]), 503
+
     @app.post("/predict")
     def predict() -> Response:
         payload = _json_body()
-        schema = predictor.served.model.schema
+        served = follower.current  # one version for the whole request, even mid-swap
+        schema = served.model.schema
         if isinstance(payload, list):
             if not payload:
                 raise BadRequest(422, [FieldProblem("body", "batch is empty")])
@@ -113,14 +158,14 @@ def create_app(settings: Settings | None = None) -> Flask:
                     problems.extend(exc.problems)
             if problems:
                 raise BadRequest(422, problems)
-            answers = predictor.predict(records)
-            return jsonify(predictions=answers, model=_model_info(predictor))
+            answers = predictor.predict(served, records)
+            return jsonify(predictions=answers, model=_model_info(served))
         try:
             record = schema.validate_record(payload)
         except RecordInvalid as exc:
             raise BadRequest(422, exc.problems) from None
-        answer = predictor.predict([record])[0]
-        return jsonify(**answer, model=_model_info(predictor))
+        answer = predictor.predict(served, [record])[0]
+        return jsonify(**answer, model=_model_info(served))
 
     @app.post("/feedback")
     def feedback() -> tuple[Response, int]:
@@ -134,19 +179,19 @@ def create_app(settings: Settings | None = None) -> Flask:
         actual = payload.get("churn")
         if isinstance(actual, bool):
             actual = int(actual)
-        if actual not in (0, 1) or isinstance(actual, float):
+        elif not isinstance(actual, int) or actual not in (0, 1):
             problems.append(FieldProblem("churn", "must be 0 or 1 (or false/true)"))
         extra = sorted(set(payload) - {"prediction_id", "churn"})
         problems += [FieldProblem(name, "is not a field of feedback") for name in extra]
         if problems:
             raise BadRequest(422, problems)
-        result = predictor.store.record_feedback(prediction_id, actual)
-        if result is FeedbackResult.UNKNOWN_ID:
+        result = store.record_feedback(prediction_id, actual)
+        if result is FeedbackResult.UNKNOWN_ID and predictor.prediction_log is not None:
             # The prediction may still be queued, here or in a sibling worker whose writer
-            # flushes every FLUSH_INTERVAL: write ours, give theirs one more interval.
+            # flushes every flush_interval: write ours, give theirs one more interval.
             predictor.prediction_log.flush(timeout=5.0)
             time.sleep(2 * predictor.prediction_log.flush_interval)
-            result = predictor.store.record_feedback(prediction_id, actual)
+            result = store.record_feedback(prediction_id, actual)
         if result is FeedbackResult.UNKNOWN_ID:
             raise BadRequest(404, [FieldProblem("prediction_id",
                                                 f"no prediction with id {prediction_id}")])
@@ -157,22 +202,48 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.get("/health")
     def health() -> Response:
-        return jsonify(status="ok", model=_model_info(predictor),
-                       model_source=predictor.served.source,
-                       log_backlog=predictor.prediction_log.backlog)
+        served = follower.current
+        logger = predictor.prediction_log
+        return jsonify(
+            status="ok",
+            model=_model_info(served),
+            model_source=served.source,
+            registry_error=follower.last_error,
+            prediction_log={
+                "enabled": logger is not None,
+                "store_available": None if logger is None else logger.store_available,
+                "backlog": 0 if logger is None else logger.backlog,
+                "spooled_rows": 0 if logger is None else logger.spooled_rows,
+            },
+        )
 
     @app.get("/model")
     def model_info() -> Response:
-        model = predictor.served.model
-        return jsonify(**_model_info(predictor), source=predictor.served.source,
-                       threshold=model.threshold, schema=model.schema.to_dict())
+        served = follower.current
+        return jsonify(**_model_info(served), source=served.source,
+                       loaded_at=served.loaded_at, last_check=follower.last_check,
+                       fast_path=served.scorer is not None,
+                       threshold=served.model.threshold, schema=served.model.schema.to_dict())
+
+    @app.get("/metrics")
+    def prometheus_metrics() -> Response:
+        predictor.update_gauges()
+        return Response(metrics.exposition(), mimetype=metrics.content_type)
 
     return app
 
 
-def _model_info(predictor: Predictor) -> dict[str, str]:
-    model = predictor.served.model
-    return {"name": model.name, "version": model.version}
+def _create_store_schema(store: PredictionStore) -> None:
+    # The predictor must start while the store is away (predictions then spool); the
+    # tables are created by whichever later start reaches it, or by the stack's setup step.
+    try:
+        store.create_schema()
+    except SQLAlchemyError as exc:
+        log.warning("prediction store unreachable at start (%s); predictions will spool", exc)
+
+
+def _model_info(served: ServedModel) -> dict[str, str]:
+    return {"name": served.model.name, "version": served.version}
 
 
 def _reject_constant(token: str) -> Any:
@@ -185,7 +256,7 @@ def _json_body() -> Any:
         raise BadRequest(400, [FieldProblem("body", "is empty; send a JSON document")])
     try:
         return json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise BadRequest(400, [FieldProblem("body", f"is not valid JSON ({exc})")]) from None
 
 
@@ -195,4 +266,3 @@ def _is_uuid(value: str) -> bool:
     except ValueError:
         return False
     return True
-

@@ -1,9 +1,14 @@
 """gunicorn settings for the predictor; the container and the local runner both use this file.
 
-Values come from the environment so compose and the tests can set them.
+Values come from the environment so compose and the tests can set them.  This
+file runs in the gunicorn master before any worker exists, which is where
+process-wide environment for the workers belongs.
 """
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 bind = os.environ.get("PREDICTOR_BIND", "0.0.0.0:9696")
 workers = int(os.environ.get("PREDICTOR_WORKERS", "2"))
@@ -18,10 +23,42 @@ accesslog = os.environ.get("PREDICTOR_ACCESS_LOG") or None
 errorlog = "-"
 loglevel = os.environ.get("PREDICTOR_LOG_LEVEL", "info")
 
+# Prometheus multiprocess mode: every worker writes its metrics under this folder and
+# any worker's /metrics adds them up.  It must be set before a worker imports
+# prometheus_client; a private temp folder unless the deployment names one.
+_owns_metrics_dir = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+if _owns_metrics_dir:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="onebox-metrics-")
+_metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+
+# A predictor must not hang at start or in its alias checks while MLflow is away:
+# fail fast and serve the local copy (MLflow's default retries take minutes).
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+
+
+def on_starting(server):
+    """Start from empty metrics: files of an earlier run would be added in."""
+    _metrics_dir.mkdir(parents=True, exist_ok=True)
+    for path in _metrics_dir.glob("*.db"):
+        path.unlink()
+
+
+def child_exit(server, worker):
+    """Drop a dead worker's live gauges from the scrape."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid, str(_metrics_dir))
+
 
 def worker_exit(server, worker):
-    """Write the queued prediction log before the worker goes (SIGTERM, restarts)."""
+    """Write (or spool) the queued prediction log before the worker goes (SIGTERM, restarts)."""
     app = getattr(worker, "wsgi", None)
     predictor = getattr(app, "extensions", {}).get("onebox") if app is not None else None
     if predictor is not None:
         predictor.close()
+
+
+def on_exit(server):
+    if _owns_metrics_dir:
+        shutil.rmtree(_metrics_dir, ignore_errors=True)

@@ -1,6 +1,11 @@
-"""Prediction logging off the request path: a queue and one writer thread per worker
-that writes in batches.  A failed write keeps its batch and retries with backoff,
-so a store that is briefly away delays the log but does not lose it.
+"""Prediction logging off the request path, and never losing a row.
+
+Each gunicorn worker has a queue and one writer thread that writes batches to
+the store.  When the store is unreachable a batch goes to the local durable
+spool instead (server/spool.py), and while the store is down new batches go
+straight there; every REPLAY_INTERVAL the writer tries to replay the spool, and
+once that works the store is back in use.  A graceful shutdown (SIGTERM) writes
+the queue to the store or, failing that, to the spool before the worker exits.
 """
 
 from __future__ import annotations
@@ -9,25 +14,32 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from core.store import PredictionRecord, PredictionStore
+from server.spool import Spool
 
 log = logging.getLogger(__name__)
 
 
 class PredictionLogger:
-    def __init__(self, store: PredictionStore, *, batch_size: int = 500,
-                 flush_interval: float = 0.2, max_backoff: float = 5.0):
+    def __init__(self, store: PredictionStore, spool: Spool, *, batch_size: int = 500,
+                 flush_interval: float = 0.2, replay_interval: float = 2.0,
+                 on_progress: Callable[[PredictionLogger], None] | None = None):
         self.store = store
+        self.spool = spool
         self.batch_size = batch_size
         self.flush_interval = flush_interval
-        self.max_backoff = max_backoff
+        self.replay_interval = replay_interval
+        self.on_progress = on_progress
+        self.store_available = self._store_answers()
+        self.spooled_rows = spool.rows()
         self._queue: queue.Queue[PredictionRecord] = queue.Queue()
         self._pending: list[PredictionRecord] = []
         self._stop = threading.Event()
         self._idle = threading.Condition()
         self._written = 0
+        self._next_replay = 0.0
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
@@ -37,7 +49,7 @@ class PredictionLogger:
 
     @property
     def backlog(self) -> int:
-        """Predictions accepted but not yet written."""
+        """Predictions answered but neither written nor spooled yet."""
         return self._queue.qsize() + len(self._pending)
 
     @property
@@ -45,7 +57,7 @@ class PredictionLogger:
         return self._written
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until everything submitted so far is written; False if the timeout passed."""
+        """Wait until everything submitted so far is written or spooled; False on timeout."""
         deadline = time.monotonic() + timeout
         with self._idle:
             while self.backlog:
@@ -55,36 +67,88 @@ class PredictionLogger:
                 self._idle.wait(min(remaining, 0.05))
         return True
 
-    def close(self, timeout: float = 10.0) -> None:
-        """Write what is queued (up to `timeout`), then stop the writer."""
-        self.flush(timeout)
+    def close(self, timeout: float = 20.0) -> None:
+        """Write (or spool) what is queued, then stop the writer."""
         self._stop.set()
         self._thread.join(timeout=timeout)
         if self.backlog:
-            log.error("prediction log closed with %d predictions unwritten", self.backlog)
+            log.error("prediction log closed with %d predictions neither written nor spooled",
+                      self.backlog)
+
+    # -- the writer thread ---------------------------------------------------------
 
     def _run(self) -> None:
-        backoff = self.flush_interval
         while True:
             self._fill_pending()
-            if not self._pending:
-                if self._stop.is_set():
-                    return
-                continue
+            if self._pending:
+                self._write_pending()
+            if time.monotonic() >= self._next_replay:
+                self._replay_spool()
+            if self.on_progress is not None:
+                self.on_progress(self)
+            if self._stop.is_set() and self._queue.empty() and not self._pending:
+                self._replay_spool()
+                return
+
+    def _write_pending(self) -> None:
+        batch = self._pending
+        if self.store_available:
             try:
-                self.store.log(self._pending)
-            except Exception as exc:  # the store is away: keep the batch, try again later
-                log.warning("prediction log write of %d rows failed (%s); retrying in %.1fs",
-                            len(self._pending), exc, backoff)
-                if self._stop.wait(backoff):
-                    return
-                backoff = min(backoff * 2, self.max_backoff)
-                continue
-            backoff = self.flush_interval
-            with self._idle:
-                self._written += len(self._pending)
-                self._pending = []
-                self._idle.notify_all()
+                self.store.log(batch)
+            except Exception as exc:  # the store is away: spool, and say so once
+                log.warning("prediction store unavailable (%s); spooling to %s",
+                            exc, self.spool.directory)
+                self.store_available = False
+                self._next_replay = time.monotonic() + self.replay_interval
+            else:
+                self._done(batch, written=True)
+                return
+        self.spool.write(batch)
+        self._done(batch, written=False)
+
+    def _done(self, batch: list[PredictionRecord], *, written: bool) -> None:
+        with self._idle:
+            if written:
+                self._written += len(batch)
+            else:
+                self.spooled_rows += len(batch)
+            self._pending = []
+            self._idle.notify_all()
+
+    def _replay_spool(self) -> None:
+        """Write spooled batches to the store; the first failure marks the store away."""
+        self._next_replay = time.monotonic() + self.replay_interval
+        self.spool.release_stale_claims()
+        for path in self.spool.pending():
+            claimed = self.spool.claim(path)
+            if claimed is None:
+                continue  # a sibling worker is replaying it
+            records = self.spool.read(claimed)
+            try:
+                self.store.log(records)
+            except Exception:
+                self.spool.release(claimed)
+                self.store_available = False
+                break
+            self.spool.done(claimed)
+            self._written += len(records)
+            if not self.store_available:
+                log.info("prediction store is back; replaying the spool")
+            self.store_available = True
+        else:
+            # Nothing left to replay (or nothing failed): the store takes new batches again.
+            if not self.store_available and not self.spool.has_pending():
+                self.store_available = self._store_answers()
+        self.spooled_rows = self.spool.rows()
+
+    def _store_answers(self) -> bool:
+        # Creating the tables (idempotent) doubles as the ping: a store that was away when
+        # the predictor started gets its tables before the first batch is written.
+        try:
+            self.store.create_schema()
+        except Exception:
+            return False
+        return True
 
     def _fill_pending(self) -> None:
         if len(self._pending) >= self.batch_size:

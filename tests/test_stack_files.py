@@ -93,7 +93,7 @@ def test_required_compose_variables_are_set_in_both_env_files() -> None:
 def test_every_setting_is_documented_in_env_local() -> None:
     source = (ROOT / "core" / "settings.py").read_text()
     names = set(re.findall(r'env\.get\("(\w+)"', source))
-    names |= set(re.findall(r'_(?:int|float)\(env, "(\w+)"', source))
+    names |= set(re.findall(r'_(?:int|float|switch)\(env, "(\w+)"', source))
     documented = set(re.findall(r"^#?\s*(\w+)=", (ROOT / ".env.local").read_text(), re.M))
     assert names and names <= documented, sorted(names - documented)
 

@@ -1,0 +1,69 @@
+"""Prometheus metrics of the predictor, correct across gunicorn workers.
+
+With several workers each process counts on its own; prometheus_client's
+multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set by server/gunicorn.conf.py
+before any worker starts) writes every process's values to files there, and a
+scrape of any worker adds them up.  Without that variable (a single process, the
+tests' in-process app) the metrics live in the app's own registry.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import multiprocess as prometheus_multiprocess
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+PROBABILITY_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
+
+
+class Metrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        # In multiprocess mode values go to files, not to a registry; the scrape reads them.
+        registry = None if self.multiprocess else CollectorRegistry()
+        self._registry = registry
+        self.requests = Counter(
+            "onebox_http_requests_total", "HTTP requests by endpoint and status code.",
+            ["endpoint", "status"], registry=registry)
+        self.latency = Histogram(
+            "onebox_http_request_duration_seconds", "Time to answer a request, by endpoint.",
+            ["endpoint"], buckets=LATENCY_BUCKETS, registry=registry)
+        self.predictions = Counter(
+            "onebox_predictions_total", "Records scored, by model version.",
+            ["model_version"], registry=registry)
+        self.probability = Histogram(
+            "onebox_predicted_probability", "Predicted churn probabilities.",
+            buckets=PROBABILITY_BUCKETS, registry=registry)
+        self.model_version = Gauge(
+            "onebox_model_version", "Version of the model each worker serves.",
+            ["model_name"], multiprocess_mode="liveall", registry=registry)
+        self.model_from_cache = Gauge(
+            "onebox_model_from_local_cache",
+            "1 when a worker serves its local copy because MLflow was unreachable.",
+            multiprocess_mode="livemax", registry=registry)
+        self.log_backlog = Gauge(
+            "onebox_prediction_log_backlog",
+            "Predictions answered but not yet written to the store (in memory).",
+            multiprocess_mode="livesum", registry=registry)
+        self.spooled_rows = Gauge(
+            "onebox_prediction_log_spooled_rows",
+            "Predictions waiting in the local spool for the store to come back.",
+            multiprocess_mode="livemax", registry=registry)
+
+    def exposition(self) -> bytes:
+        if self.multiprocess:
+            registry = CollectorRegistry()
+            prometheus_multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry)
+        return generate_latest(self._registry)

@@ -1,0 +1,133 @@
+"""A durable local spool for predictions the store could not take.
+
+Each batch becomes one file (written aside, fsynced, then renamed into place, so
+a file is either whole or absent).  Any worker may replay any file: it claims a
+file by renaming it (atomic, so only one worker gets it), writes the rows, and
+deletes the file.  A claim left by a worker that died is released by the next
+replay.  The store skips ids it already has, so a file replayed twice (written,
+but the process died before deleting it) still logs each prediction once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from core.store import PredictionRecord
+
+PENDING_GLOB = "spool-*.jsonl"
+CLAIM_MARK = ".claimed-"
+
+
+def _encode(record: PredictionRecord) -> str:
+    return json.dumps({
+        "prediction_id": record.prediction_id,
+        "model_name": record.model_name,
+        "model_version": record.model_version,
+        "features": record.features,
+        "probability": record.probability,
+        "decision": record.decision,
+        "created_at": record.created_at.isoformat(),
+    }, separators=(",", ":"))
+
+
+def _decode(line: str) -> PredictionRecord:
+    raw = json.loads(line)
+    raw["created_at"] = datetime.fromisoformat(raw["created_at"])
+    return PredictionRecord(**raw)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Spool:
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._sequence = 0
+
+    def write(self, records: Sequence[PredictionRecord]) -> Path:
+        """Store a batch durably; returns its file."""
+        self._sequence += 1
+        name = f"spool-{time.time_ns()}-{os.getpid()}-{self._sequence}.jsonl"
+        final = self.directory / name
+        tmp = self.directory / f".{name}.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write("\n".join(_encode(r) for r in records) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+        self._fsync_directory()
+        return final
+
+    def pending(self) -> list[Path]:
+        """Spooled batch files nobody is replaying, oldest first."""
+        return sorted(self.directory.glob(PENDING_GLOB))
+
+    def has_pending(self) -> bool:
+        return any(True for _ in self.directory.glob(PENDING_GLOB))
+
+    def rows(self) -> int:
+        """Predictions in the spool, claimed or not."""
+        total = 0
+        for path in self.directory.glob("spool-*.jsonl*"):
+            try:
+                with open(path, "rb") as fh:
+                    total += sum(1 for _ in fh)
+            except FileNotFoundError:
+                continue  # replayed and deleted meanwhile
+        return total
+
+    def claim(self, path: Path) -> Path | None:
+        """Take a file for replay; None if another worker took it first."""
+        claimed = path.with_name(f"{path.name}{CLAIM_MARK}{os.getpid()}")
+        try:
+            os.rename(path, claimed)
+        except FileNotFoundError:
+            return None
+        return claimed
+
+    def release(self, claimed: Path) -> None:
+        """Give a claimed file back (its replay failed)."""
+        os.rename(claimed, self._unclaimed_name(claimed))
+
+    def release_stale_claims(self) -> None:
+        """Give back files claimed by workers that are gone."""
+        for claimed in self.directory.glob(f"spool-*.jsonl{CLAIM_MARK}*"):
+            pid = int(claimed.name.rsplit(CLAIM_MARK, 1)[1])
+            if not _pid_alive(pid):
+                try:
+                    self.release(claimed)
+                except FileNotFoundError:
+                    continue
+
+    @staticmethod
+    def read(path: Path) -> list[PredictionRecord]:
+        with open(path, encoding="utf-8") as fh:
+            return [_decode(line) for line in fh if line.strip()]
+
+    @staticmethod
+    def done(claimed: Path) -> None:
+        claimed.unlink(missing_ok=True)
+
+    @staticmethod
+    def _unclaimed_name(claimed: Path) -> Path:
+        return claimed.with_name(claimed.name.rsplit(CLAIM_MARK, 1)[0])
+
+    def _fsync_directory(self) -> None:
+        fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
