@@ -18,7 +18,7 @@ export PYTHONDONTWRITEBYTECODE ?= 1
 
 PYTEST_ARGS ?=
 
-.PHONY: help venv demo data train serve traffic report test test-fast lint compose-check clean
+.PHONY: help venv demo data train serve traffic report rollback test test-fast lint compose-check clean
 
 help:
 	@echo "make demo      the whole loop on embedded defaults (data, train, serve, traffic, report)"
@@ -28,6 +28,7 @@ help:
 	@echo "make serve     the predictor on :9696 against the embedded MLflow store"
 	@echo "make traffic   send simulated requests to a running predictor"
 	@echo "make report    write a drift report of the latest window"
+	@echo "make rollback  move @champion back to @previous (the predictor follows)"
 	@echo "make lint      ruff"
 	@echo "make clean     remove the embedded state (.onebox)"
 
@@ -57,6 +58,9 @@ traffic: $(STAMP)
 
 report: $(STAMP)
 	$(BIN)/python -m reporting.report
+
+rollback: $(STAMP)
+	$(BIN)/python -m orchestration.rollback
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -174,6 +174,15 @@ class PredictionStore:
         return _rows_to_frame(reversed(rows))
 
 
+    def labelled(self, limit: int) -> pd.DataFrame:
+        """The newest `limit` predictions whose real outcome has arrived (oldest first)."""
+        query = (select(predictions).where(predictions.c.actual.is_not(None))
+                 .order_by(predictions.c.created_at.desc()).limit(limit))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return _rows_to_frame(reversed(rows))
+
+
 def _rows_to_frame(rows: Iterable[Any]) -> pd.DataFrame:
     rows = list(rows)
     meta_columns = ["prediction_id", "created_at", "model_version", "probability", "decision",

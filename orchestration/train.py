@@ -32,6 +32,7 @@ from core import registry
 from core.registry import CHAMPION, PREDICTION_COLUMN, REFERENCE_FILE
 from core.schema import Schema, model_frame
 from core.settings import Settings
+from core.store import PredictionStore
 from orchestration import gate
 from orchestration.model import (
     SKOPS_TRUSTED_TYPES,
@@ -75,6 +76,28 @@ def load_training_data(data_path: Path, schema: Schema) -> pd.DataFrame:
         "loaded %d rows from %s (%.1f%% positive)", len(frame), data_path,
         100 * frame[schema.target].mean(),
     )
+    return frame
+
+
+@task(cache_policy=NO_CACHE, retries=3, retry_delay_seconds=10)
+def load_production_rows(store_url: str, schema: Schema, limit: int) -> pd.DataFrame:
+    """The newest labelled production rows: logged predictions joined with their feedback."""
+    store = PredictionStore(store_url)
+    try:
+        store.create_schema()
+        rows = store.labelled(limit)
+    finally:
+        store.dispose()
+    if rows.empty:
+        _logger().info("no labelled production rows yet")
+        return rows
+    frame = rows[schema.feature_names].copy()
+    for feat in schema.features:
+        if feat.kind == "ordinal":
+            frame[feat.name] = pd.array(frame[feat.name].tolist(), dtype="Int64")
+    frame[schema.target] = rows["actual"].astype(int).to_numpy()
+    _logger().info("adding %d labelled production rows (%.1f%% positive)", len(frame),
+                   100 * frame[schema.target].mean())
     return frame
 
 
@@ -222,16 +245,27 @@ def train(
     n_trials: int | None = None,
     data_path: str | None = None,
     promotion_margin: float | None = None,
+    include_production_rows: bool = True,
+    production_rows_limit: int = 50_000,
+    trigger_reason: str | None = None,
 ) -> dict[str, Any]:
-    """Train with a hyperparameter search, register a new version, promote it through the gate."""
+    """Train with a hyperparameter search, register a new version, promote it through the gate.
+
+    The training table is the base dataset (DATA_PATH) plus, when
+    `include_production_rows`, the newest labelled production rows.
+    `trigger_reason` (set by the drift check) is recorded on the MLflow run.
+    """
     settings = Settings.from_env()
     schema = Schema.load(settings.schema_path)
     n_trials = n_trials or settings.n_trials
     margin = settings.promotion_margin if promotion_margin is None else promotion_margin
     client = registry.connect(settings)
     experiment_id = ensure_experiment(client, settings)
+    tags = {"onebox.kind": "train"}
+    if trigger_reason:
+        tags["onebox.trigger_reason"] = trigger_reason
     parent = client.create_run(experiment_id, run_name=f"train-{time.strftime('%Y%m%d-%H%M%S')}",
-                               tags={"onebox.kind": "train"})
+                               tags=tags)
     parent_id = parent.info.run_id
     client.log_batch(parent_id, params=[
         mlflow.entities.Param("n_trials", str(n_trials)),
@@ -241,6 +275,12 @@ def train(
     ])
     try:
         frame = load_training_data(Path(data_path or settings.data_path), schema)
+        if include_production_rows:
+            production = load_production_rows(settings.prediction_store_url, schema,
+                                              production_rows_limit)
+            if not production.empty:
+                frame = pd.concat([frame, production], ignore_index=True)
+        client.log_metric(parent_id, "training_rows_total", len(frame))
         split = split_data(frame, schema, settings.seed)
         best = search_hyperparameters(split, schema, n_trials, settings.seed, client,
                                       experiment_id, parent_id)

@@ -1,0 +1,103 @@
+"""The scheduled flows besides `train`: the drift report and the drift check.
+
+`drift-check` looks at the newest window of logged predictions: when the share
+of drifted features or the live quality crosses its threshold it starts a run of
+the `train` deployment (and says why, in its logs, in its return value and on
+the training run); otherwise it does nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.deployments import run_deployment
+
+from core import registry
+from core.settings import Settings
+from core.store import PredictionStore
+from monitoring.drift import compute_drift
+from monitoring.quality import live_quality
+from reporting.report import report_latest_window, window_from_log
+
+TRAIN_DEPLOYMENT = "train/train"
+
+
+@flow(name="report")
+def report(window_rows: int = 1000) -> dict[str, Any]:
+    """Write the drift report of the newest `window_rows` predictions and rebuild the index."""
+    files = report_latest_window(Settings.from_env(), window_rows)
+    get_run_logger().info("report %s: drift share %.2f, drifted %s", files.html,
+                          files.summary_data["drift_share"],
+                          files.summary_data["drifted_features"] or "none")
+    return {"report": str(files.html), "index": str(files.index),
+            "drift_share": files.summary_data["drift_share"],
+            "drifted_features": files.summary_data["drifted_features"]}
+
+
+@task(cache_policy=NO_CACHE, retries=3, retry_delay_seconds=10)
+def measure_window(window_rows: int) -> dict[str, Any]:
+    """Drift share and live quality of the newest window, against the champion's reference."""
+    settings = Settings.from_env()
+    client = registry.connect(settings)
+    champion = registry.load_champion(client, settings)
+    if champion is None:
+        raise RuntimeError(f"no @{registry.CHAMPION} for {settings.model_name}: train first")
+    store = PredictionStore(settings.prediction_store_url)
+    try:
+        store.create_schema()
+        window = store.recent(window_rows)
+    finally:
+        store.dispose()
+    if window.empty:
+        return {"rows": 0, "drift_share": None, "drifted_features": [], "quality": None,
+                "model_version": champion.version}
+    drift = compute_drift(champion.reference(), window_from_log(window), champion.schema)
+    return {"rows": len(window), "drift_share": drift.share,
+            "drifted_features": drift.drifted_features,
+            "quality": live_quality(window).as_dict(), "model_version": champion.version}
+
+
+def retrain_reason(measured: dict[str, Any], *, drift_share_threshold: float,
+                   min_auc: float, min_labels: int) -> str | None:
+    """Why the window calls for retraining, or None when it does not."""
+    reasons = []
+    share = measured.get("drift_share")
+    if share is not None and share >= drift_share_threshold:
+        reasons.append(f"drift share {share:.2f} >= {drift_share_threshold} "
+                       f"({', '.join(measured['drifted_features'])})")
+    quality = measured.get("quality") or {}
+    if (quality.get("labels") or 0) >= min_labels and quality.get("auc") is not None \
+            and quality["auc"] < min_auc:
+        reasons.append(f"live AUC {quality['auc']:.3f} < {min_auc} on {quality['labels']} labels")
+    return "; ".join(reasons) or None
+
+
+@flow(name="drift-check")
+def drift_check(
+    window_rows: int = 1000,
+    drift_share_threshold: float = 0.2,
+    min_auc: float = 0.65,
+    min_labels: int = 200,
+    train_deployment: str = TRAIN_DEPLOYMENT,
+) -> dict[str, Any]:
+    """Start a `train` run when drift or live quality crosses its threshold; else do nothing."""
+    logger = get_run_logger()
+    measured = measure_window(window_rows)
+    if not measured["rows"]:
+        logger.info("no logged predictions yet: nothing to check")
+        return {"decision": "no-data", **measured}
+    reason = retrain_reason(measured, drift_share_threshold=drift_share_threshold,
+                            min_auc=min_auc, min_labels=min_labels)
+    if reason is None:
+        logger.info("window of %d rows is fine (drift share %.2f, quality %s): no retraining",
+                    measured["rows"], measured["drift_share"], measured["quality"])
+        return {"decision": "ok", "reason": None, **measured}
+    logger.warning("retraining: %s", reason)
+    # timeout=0: start the run and return; the worker runs it as its own flow run.
+    run = run_deployment(train_deployment, parameters={"trigger_reason": reason}, timeout=0,
+                         tags=["triggered-by-drift-check"])
+    logger.info("started %s as flow run %s", train_deployment, run.id)
+    return {"decision": "retrain", "reason": reason, "train_flow_run_id": str(run.id),
+            **measured}

@@ -1,0 +1,201 @@
+"""Orchestration on a real Prefect server and worker (local processes): deployments are
+registered idempotently, each runs as a quick run through the API, and does its job."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from core import registry
+from core.registry import PREDICTION_COLUMN
+from core.schema import Schema, model_frame
+from core.store import PredictionRecord, PredictionStore
+from orchestration import processes
+from simulation.generator import SCENARIOS, generate
+from simulation.traffic import records_from_frame
+from tests.conftest import home_env, run_train_flow, settings_for
+from tests.factories import write_training_csv
+
+pytestmark = pytest.mark.slow
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    with open(log, "ab") as fh:
+        return subprocess.Popen(argv, env={**os.environ, **env}, cwd=REPO_ROOT, stdout=fh,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, schema: Schema) -> Iterator[dict]:
+    """A Prefect server and a process worker, and a home with a trained champion."""
+    root = tmp_path_factory.mktemp("orchestration")
+    home = root / "home"
+    write_training_csv(settings_for(home).data_path, schema, rows=3000)
+    assert run_train_flow(home, trials=2)["promoted"]
+
+    port = processes.free_port()
+    api_url = f"http://127.0.0.1:{port}/api"
+    prefect_env = {
+        "PREFECT_HOME": str(root / "prefect-home"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_API_URL": api_url,
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "PREFECT_WORKER_PREFETCH_SECONDS": "5",
+    }
+    server = _spawn([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                     "--port", str(port)], prefect_env, root / "prefect-server.log")
+    worker = None
+    try:
+        processes.wait_until_healthy(f"{api_url}/health", server, timeout=120)
+        worker_env = {**prefect_env, **home_env(home)}
+        worker = _spawn([sys.executable, "-m", "prefect", "worker", "start", "--pool", "onebox",
+                         "--type", "process"], worker_env, root / "prefect-worker.log")
+        with temporary_settings(updates={PREFECT_API_URL: api_url}):
+            yield {"home": home, "api_url": api_url, "env": prefect_env, "root": root}
+    finally:
+        # A worker whose server is gone ignores SIGTERM; SIGINT stops it (STACK-NOTES).
+        if worker is not None:
+            worker.send_signal(2)
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, 9)
+        processes.stop(server)
+
+
+def register(stack: dict) -> list[str]:
+    out = subprocess.run([sys.executable, "-m", "orchestration.deploy"], cwd=REPO_ROOT,
+                         env={**os.environ, **stack["env"]}, capture_output=True, text=True,
+                         check=True, timeout=180)
+    return out.stdout.splitlines()
+
+
+async def _deployments() -> list:
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        return await client.read_deployments()
+
+
+def deployments() -> dict[str, object]:
+    import asyncio
+
+    return {d.name: d for d in asyncio.run(_deployments())}
+
+
+def quick_run(name: str, **parameters: object):
+    from prefect.deployments import run_deployment
+
+    run = run_deployment(name, parameters=parameters, timeout=600, poll_interval=2)
+    assert run.state.is_completed(), f"{name}: {run.state.type} {run.state.message}"
+    return run
+
+
+def flow_runs_tagged(tag: str) -> list:
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+
+    async def read() -> list:
+        async with get_client() as client:
+            return await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[tag])))
+
+    return asyncio.run(read())
+
+
+def log_predictions(home: Path, frame, schema: Schema, start: datetime) -> None:
+    settings = settings_for(home)
+    champion = registry.load_champion(registry.connect(settings), settings)
+    frame = frame.assign(**{PREDICTION_COLUMN: champion.predict_proba(model_frame(schema, frame))})
+    store = PredictionStore(settings.prediction_store_url)
+    store.create_schema()
+    store.log([PredictionRecord(str(uuid.uuid4()), settings.model_name, champion.version, rec,
+                                float(p), int(p >= champion.threshold),
+                                start + timedelta(milliseconds=i))
+               for i, (rec, p) in enumerate(zip(records_from_frame(frame, schema),
+                                                frame[PREDICTION_COLUMN], strict=True))])
+    store.dispose()
+
+
+def test_registering_twice_changes_nothing(stack: dict) -> None:
+    register(stack)
+    first = deployments()
+    register(stack)
+    second = deployments()
+    assert set(first) == {"train", "report", "drift-check"}
+    assert {n: d.id for n, d in first.items()} == {n: d.id for n, d in second.items()}
+    for name, deployment in second.items():
+        assert len(deployment.schedules) == 1, name
+        assert deployment.schedules[0].schedule.cron == first[name].schedules[0].schedule.cron
+        assert deployment.work_pool_name == "onebox"
+    assert second["train"].schedules[0].schedule.cron == "0 3 * * *"
+    assert second["report"].schedules[0].schedule.cron == "0 */3 * * *"
+    assert second["drift-check"].schedules[0].schedule.cron == "0 * * * *"
+
+
+def test_train_quick_run_registers_a_version_with_its_gate_decision(stack: dict) -> None:
+    settings = settings_for(stack["home"])
+    client = registry.connect(settings)
+    before = {str(v.version) for v in client.search_model_versions(
+        f"name='{settings.model_name}'")}
+    quick_run("train/train", n_trials=2)
+    after = {str(v.version): v for v in client.search_model_versions(
+        f"name='{settings.model_name}'")}
+    new = set(after) - before
+    assert len(new) == 1
+    tags = after[new.pop()].tags
+    assert tags["gate.decision"] in ("promoted", "rejected") and tags["gate.reason"]
+
+
+def test_report_quick_run_writes_a_report(stack: dict, schema: Schema) -> None:
+    log_predictions(stack["home"], generate(600, 31, schema=schema), schema,
+                    datetime.now(UTC) - timedelta(hours=3))
+    quick_run("report/report", window_rows=500)
+    reports = settings_for(stack["home"]).reports_dir
+    assert len(list(reports.glob("drift-*.html"))) == 1
+    assert (reports / "index.html").exists()
+
+
+def test_drift_check_starts_training_on_drift_and_not_on_clean_traffic(
+    stack: dict, schema: Schema
+) -> None:
+    tag = "triggered-by-drift-check"
+    log_predictions(stack["home"], generate(1200, 41, schema=schema), schema,
+                    datetime.now(UTC) - timedelta(hours=2))
+    quick_run("drift-check/drift-check", window_rows=1000)
+    time.sleep(3)
+    assert flow_runs_tagged(tag) == []
+
+    log_predictions(stack["home"], generate(1200, 42, SCENARIOS["economic_shift"], schema),
+                    schema, datetime.now(UTC) - timedelta(hours=1))
+    quick_run("drift-check/drift-check", window_rows=1000)
+    started = flow_runs_tagged(tag)
+    assert len(started) == 1
+    assert "drift share" in started[0].parameters["trigger_reason"]
+    # The triggered run trains and records why on its MLflow run.
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        run = flow_runs_tagged(tag)[0]
+        if run.state is not None and run.state.is_final():
+            break
+        time.sleep(2)
+    assert run.state.is_completed(), run.state
+    settings = settings_for(stack["home"])
+    client = registry.connect(settings)
+    experiment = client.get_experiment_by_name(settings.experiment_name)
+    triggered = client.search_runs([experiment.experiment_id],
+                                   "tags.`onebox.trigger_reason` LIKE '%drift share%'")
+    assert len(triggered) == 1
