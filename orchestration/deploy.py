@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,17 +37,19 @@ class DeploymentSpec:
     description: str
 
 
-DEPLOYMENTS = (
-    DeploymentSpec("train", "orchestration/train.py:train",
-                   os.environ.get("TRAIN_CRON", "0 3 * * *"),
-                   "Search, register, and promote through the gate."),
-    DeploymentSpec("report", "orchestration/flows.py:report",
-                   os.environ.get("REPORT_CRON", "0 */3 * * *"),
-                   "Drift report of the newest window, for the reports site."),
-    DeploymentSpec("drift-check", "orchestration/flows.py:drift_check",
-                   os.environ.get("DRIFT_CHECK_CRON", "0 * * * *"),
-                   "Start a train run when drift or live quality crosses its threshold."),
-)
+def deployment_specs(env: Mapping[str, str]) -> tuple[DeploymentSpec, ...]:
+    """The stack's deployments, with schedules from TRAIN_CRON / REPORT_CRON / DRIFT_CHECK_CRON."""
+    return (
+        DeploymentSpec("train", "orchestration/train.py:train",
+                       env.get("TRAIN_CRON", "0 3 * * *"),
+                       "Search, register, and promote through the gate."),
+        DeploymentSpec("report", "orchestration/flows.py:report",
+                       env.get("REPORT_CRON", "0 */3 * * *"),
+                       "Drift report of the newest window, for the reports site."),
+        DeploymentSpec("drift-check", "orchestration/flows.py:drift_check",
+                       env.get("DRIFT_CHECK_CRON", "0 * * * *"),
+                       "Start a train run when drift or live quality crosses its threshold."),
+    )
 
 
 async def ensure_work_pool(name: str) -> bool:
@@ -59,11 +62,11 @@ async def ensure_work_pool(name: str) -> bool:
     return True
 
 
-def register(work_pool: str) -> list[str]:
+def register(work_pool: str, specs: tuple[DeploymentSpec, ...]) -> list[str]:
     """Create or update every deployment; returns their ids."""
     asyncio.run(ensure_work_pool(work_pool))
     ids = []
-    for spec in DEPLOYMENTS:
+    for spec in specs:
         flow = Flow.from_source(source=str(REPO_ROOT), entrypoint=spec.entrypoint)
         deployment_id = flow.deploy(
             name=spec.name, work_pool_name=work_pool, cron=spec.cron,
@@ -79,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work-pool", default=os.environ.get("WORK_POOL", "onebox"))
     args = parser.parse_args(argv)
-    register(args.work_pool)
+    register(args.work_pool, deployment_specs(os.environ))
 
 
 if __name__ == "__main__":

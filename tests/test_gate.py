@@ -90,3 +90,19 @@ class TestGateOnARealRegistry:
             settings.model_name, promoted["version"]).tags
         assert tags["gate.decision"] == "promoted"
         assert tags["gate.champion_version"] == before
+
+
+@pytest.mark.slow
+def test_rollback_swaps_champion_and_previous(tmp_path: Path, schema: Schema) -> None:
+    from orchestration.rollback import rollback
+
+    write_training_csv(settings_for(tmp_path).data_path, schema, rows=2000)
+    run_train_flow(tmp_path, trials=1)
+    second = run_train_flow(tmp_path, trials=1, promotion_margin=-1.0)
+    assert second["promoted"] and second["version"] == "2"
+    settings = settings_for(tmp_path)
+    assert rollback(settings) == ("2", "1")
+    client = registry.connect(settings)
+    assert str(registry.version_by_alias(client, settings.model_name, "champion").version) == "1"
+    assert str(registry.version_by_alias(client, settings.model_name, "previous").version) == "2"
+    assert rollback(settings) == ("1", "2")  # and forward again
