@@ -18,7 +18,7 @@ export PYTHONDONTWRITEBYTECODE ?= 1
 
 PYTEST_ARGS ?=
 
-.PHONY: help venv demo data train serve traffic report rollback test test-fast lint compose-check clean
+.PHONY: help venv home demo data train serve traffic report rollback bench-train test test-fast lint compose-check clean
 
 help:
 	@echo "make demo      the whole loop on embedded defaults (data, train, serve, traffic, report)"
@@ -34,32 +34,39 @@ help:
 
 venv: $(STAMP)
 
+# Prefect creates PREFECT_HOME only if its parent exists.
+home:
+	@mkdir -p "$(PREFECT_HOME)"
+
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: onebox needs Python 3.11"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) home
 	$(BIN)/python -m orchestration.demo
 
-data: $(STAMP)
+data: $(STAMP) home
 	$(BIN)/python -m simulation.generator
 
-train: $(STAMP)
+train: $(STAMP) home
 	@test -f "$${DATA_PATH:-$(ONEBOX_HOME)/data/churn.csv}" || $(BIN)/python -m simulation.generator
 	$(BIN)/python -m orchestration.train
 
-serve: $(STAMP)
+serve: $(STAMP) home
 	$(BIN)/python -m server.process --bind 0.0.0.0:9696
 
-traffic: $(STAMP)
+traffic: $(STAMP) home
 	$(BIN)/python -m simulation.traffic --url http://127.0.0.1:9696 --feedback
 
-report: $(STAMP)
+report: $(STAMP) home
 	$(BIN)/python -m reporting.report
 
-rollback: $(STAMP)
+bench-train: $(STAMP) home
+	$(BIN)/python -m orchestration.bench_train
+
+rollback: $(STAMP) home
 	$(BIN)/python -m orchestration.rollback
 
 test: $(STAMP)
