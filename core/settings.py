@@ -43,6 +43,8 @@ class Settings:
     model_poll_seconds: float
     prediction_log_enabled: bool
     spool_dir: Path
+    drift_window_rows: int
+    drift_interval_seconds: float
     seed: int
 
     @classmethod
@@ -74,6 +76,8 @@ class Settings:
             model_poll_seconds=_float(env, "MODEL_POLL_SECONDS", 10.0),
             prediction_log_enabled=_switch(env, "PREDICTION_LOG", True),
             spool_dir=Path(env.get("SPOOL_DIR", str(home / "spool"))),
+            drift_window_rows=_int(env, "DRIFT_WINDOW_ROWS", 3000, minimum=50),
+            drift_interval_seconds=_float(env, "DRIFT_INTERVAL_SECONDS", 60.0),
             seed=_int(env, "SEED", 42, minimum=0),
         )
         if settings.model_poll_seconds <= 0:

@@ -1,0 +1,220 @@
+"""The drift exporter: every DRIFT_INTERVAL_SECONDS it compares the newest window of
+logged predictions with the champion's reference sample and serves the result as
+Prometheus metrics on :8085 (`/metrics`; `/health` for compose).
+
+It follows the champion: each cycle resolves @champion, and a new version brings
+its own reference sample.  Its cost is bounded by a cap: the window is the newest
+DRIFT_WINDOW_ROWS predictions (default 3,000), never more, however much traffic
+arrives; the reference is the model's fixed sample.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from core import registry
+from core.registry import LoadedModel
+from core.settings import Settings
+from core.store import PredictionStore
+from monitoring.drift import DriftResult, compute_drift
+from monitoring.quality import LiveQuality, live_quality
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Snapshot:
+    """The last computation, as the scrape shows it."""
+
+    model_name: str = ""
+    model_version: str = ""
+    window_rows: int = 0
+    drift: DriftResult | None = None
+    quality: LiveQuality | None = None
+    computed_at: float = 0.0
+    duration_seconds: float = 0.0
+    errors_total: int = 0
+    last_error: str | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+class DriftExporter:
+    def __init__(self, settings: Settings, *, window_rows: int, interval_seconds: float):
+        self.settings = settings
+        self.window_rows = window_rows
+        self.interval_seconds = interval_seconds
+        self.client = registry.connect(settings)
+        self.store = PredictionStore(settings.prediction_store_url)
+        self.snapshot = Snapshot()
+        self._model: LoadedModel | None = None
+        self._stop = threading.Event()
+
+    def champion(self) -> LoadedModel | None:
+        """The current champion; reloaded (with its reference) when the alias moves."""
+        version = registry.version_by_alias(self.client, self.settings.model_name,
+                                            registry.CHAMPION)
+        if version is None:
+            return None
+        if self._model is None or self._model.version != str(version.version):
+            self._model = registry.load_version(self.settings.model_name, str(version.version),
+                                                self.settings.model_cache_dir)
+            log.info("reference is now %s v%s", self._model.name, self._model.version)
+        return self._model
+
+    def compute_once(self) -> None:
+        started = time.perf_counter()
+        try:
+            model = self.champion()
+            if model is None:
+                raise RuntimeError(f"no @{registry.CHAMPION} for {self.settings.model_name}")
+            self.store.create_schema()
+            window = self.store.recent(self.window_rows, model_version=model.version)
+            drift = None
+            if not window.empty:
+                drift = compute_drift(model.reference(),
+                                      window.rename(columns={"probability": "prediction"}),
+                                      model.schema)
+            quality = live_quality(window)
+        except Exception as exc:  # keep serving the last good numbers; count and say why
+            with self.snapshot.lock:
+                self.snapshot.errors_total += 1
+                self.snapshot.last_error = f"{type(exc).__name__}: {exc}"
+            log.warning("drift computation failed: %s", exc)
+            return
+        with self.snapshot.lock:
+            self.snapshot.model_name = model.name
+            self.snapshot.model_version = model.version
+            self.snapshot.window_rows = len(window)
+            self.snapshot.drift = drift
+            self.snapshot.quality = quality
+            self.snapshot.computed_at = time.time()
+            self.snapshot.duration_seconds = time.perf_counter() - started
+            self.snapshot.last_error = None
+
+    def run_forever(self) -> None:
+        while not self._stop.is_set():
+            self.compute_once()
+            self._stop.wait(self.interval_seconds)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class SnapshotCollector(Collector):
+    """Turns the exporter's last snapshot into metric families at scrape time."""
+
+    def __init__(self, snapshot: Snapshot):
+        self.snapshot = snapshot
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        s = self.snapshot
+        with s.lock:
+            model = [s.model_name, s.model_version]
+            window = GaugeMetricFamily("onebox_drift_window_rows",
+                                       "Predictions in the compared window.",
+                                       labels=["model_name", "model_version"])
+            window.add_metric(model, s.window_rows)
+            yield window
+            yield _gauge("onebox_drift_last_computed_timestamp_seconds",
+                         "Unix time of the last successful computation.", s.computed_at)
+            yield _gauge("onebox_drift_computation_seconds",
+                         "How long the last computation took.", s.duration_seconds)
+            yield _gauge("onebox_drift_errors_total", "Failed computations since start.",
+                         s.errors_total)
+            if s.drift is not None:
+                score = GaugeMetricFamily("onebox_feature_drift_score",
+                                          "Drift score per feature (method in the label).",
+                                          labels=["feature", "method"])
+                flag = GaugeMetricFamily("onebox_feature_drifted",
+                                         "1 when the feature's drift test failed.",
+                                         labels=["feature"])
+                for name, col in s.drift.features.items():
+                    score.add_metric([name, col.method], col.score)
+                    flag.add_metric([name], 1.0 if col.drifted else 0.0)
+                yield score
+                yield flag
+                yield _gauge("onebox_drift_share", "Share of features that drifted.",
+                             s.drift.share)
+                if s.drift.prediction is not None:
+                    yield _gauge("onebox_prediction_drift_score",
+                                 "Drift score of the predicted probability.",
+                                 s.drift.prediction.score)
+                    yield _gauge("onebox_prediction_drifted",
+                                 "1 when the predicted probability drifted.",
+                                 1.0 if s.drift.prediction.drifted else 0.0)
+            if s.quality is not None:
+                yield _gauge("onebox_live_labels", "Predictions in the window with feedback.",
+                             s.quality.labels)
+                for name in ("auc", "precision", "recall", "error_rate"):
+                    value = getattr(s.quality, name)
+                    if value is not None:
+                        yield _gauge(f"onebox_live_{name}",
+                                     f"Live {name} on the window's labelled predictions.",
+                                     value)
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=float(value))
+
+
+def make_wsgi_app(exporter: DriftExporter) -> Any:
+    metrics_registry = CollectorRegistry()
+    metrics_registry.register(SnapshotCollector(exporter.snapshot))
+
+    def app(environ: dict, start_response: Any) -> list[bytes]:
+        path = environ.get("PATH_INFO", "/")
+        if path == "/metrics":
+            start_response("200 OK", [("Content-Type", "text/plain; version=0.0.4")])
+            return [generate_latest(metrics_registry)]
+        if path == "/health":
+            s = exporter.snapshot
+            body = {"status": "ok", "model_version": s.model_version,
+                    "computed_at": s.computed_at, "last_error": s.last_error}
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [json.dumps(body).encode()]
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"not found: try /metrics or /health\n"]
+
+    return app
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        return
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = Settings.from_env()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bind", default="0.0.0.0:8085", help="host:port to serve metrics on")
+    parser.add_argument("--window-rows", type=int, default=settings.drift_window_rows)
+    parser.add_argument("--interval", type=float, default=settings.drift_interval_seconds)
+    args = parser.parse_args(argv)
+    host, _, port = args.bind.rpartition(":")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    exporter = DriftExporter(settings, window_rows=args.window_rows,
+                             interval_seconds=args.interval)
+    threading.Thread(target=exporter.run_forever, name="drift", daemon=True).start()
+    server = make_server(host, int(port), make_wsgi_app(exporter), handler_class=_QuietHandler)
+    log.info("drift exporter on %s (window %d rows, every %.0fs)", args.bind,
+             args.window_rows, args.interval)
+    try:
+        server.serve_forever()
+    finally:
+        exporter.stop()
+
+
+if __name__ == "__main__":
+    main()
