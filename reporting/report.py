@@ -1,6 +1,7 @@
 """Drift reports: an Evidently HTML report per window of logged predictions against
-the champion's reference sample, a JSON summary beside it, and an index page
-listing every report newest first with its headline numbers.
+the champion's reference sample, a classification-quality report of the same
+window's labelled predictions (where feedback has arrived), a JSON summary beside
+them, and an index page listing every report newest first with its headline numbers.
 
 The reports folder is what nginx serves in the stack.
 """
@@ -23,9 +24,12 @@ from core.registry import PREDICTION_COLUMN, LoadedModel
 from core.settings import Settings
 from core.store import PredictionStore
 from monitoring.drift import compute_drift
+from monitoring.quality import live_quality
 
 INDEX_FILE = "index.html"
 SUMMARY_SUFFIX = ".json"
+# Fewer labels than this make precision/recall/AUC noise, not a quality report.
+MIN_QUALITY_LABELS = 30
 
 
 class EmptyWindow(RuntimeError):
@@ -38,6 +42,7 @@ class ReportFiles:
     summary: Path
     index: Path
     summary_data: dict[str, Any]
+    quality_html: Path | None = None
 
 
 def window_from_log(frame: pd.DataFrame) -> pd.DataFrame:
@@ -62,6 +67,11 @@ def write_report(
     stem = f"drift-{now:%Y%m%dT%H%M%S%fZ}"
     html_path = reports_dir / f"{stem}.html"
     summary_path = reports_dir / f"{stem}{SUMMARY_SUFFIX}"
+    labelled = _labelled(window)
+    quality = live_quality(labelled.rename(columns={PREDICTION_COLUMN: "probability"}))
+    quality_path = None
+    if quality.labels >= MIN_QUALITY_LABELS and quality.auc is not None:
+        quality_path = reports_dir / f"quality-{stem.removeprefix('drift-')}.html"
     created = window["created_at"] if "created_at" in window else pd.Series(dtype=object)
     summary = {
         "title": title,
@@ -72,11 +82,42 @@ def write_report(
         "window_start": None if created.empty else str(created.min()),
         "window_end": None if created.empty else str(created.max()),
         **drift.summary(),
+        "quality": {**quality.as_dict(),
+                    "report": None if quality_path is None else quality_path.name},
     }
     _atomic_write(html_path, lambda p: drift.snapshot.save_html(str(p)))
+    if quality_path is not None:
+        snapshot = _classification_snapshot(labelled)
+        _atomic_write(quality_path, lambda p: snapshot.save_html(str(p)))
+    # The summary last: the index lists a report only once its pages exist.
     _atomic_write(summary_path, lambda p: p.write_text(json.dumps(summary, indent=2)))
     index_path = write_index(reports_dir)
-    return ReportFiles(html_path, summary_path, index_path, summary)
+    return ReportFiles(html_path, summary_path, index_path, summary, quality_path)
+
+
+def _labelled(window: pd.DataFrame) -> pd.DataFrame:
+    """The window's rows whose real outcome has arrived (none for unlabelled windows)."""
+    needed = {"actual", "decision", PREDICTION_COLUMN}
+    if not needed <= set(window.columns):
+        return pd.DataFrame(columns=sorted(needed))
+    return window[window["actual"].notna()]
+
+
+def _classification_snapshot(labelled: pd.DataFrame) -> Any:
+    """Evidently's classification quality of the logged decisions against the outcomes."""
+    from evidently import BinaryClassification, DataDefinition, Dataset, Report
+    from evidently.presets import ClassificationPreset
+
+    data = pd.DataFrame({
+        "actual": labelled["actual"].astype(int).to_numpy(),
+        "decision": labelled["decision"].astype(int).to_numpy(),
+        PREDICTION_COLUMN: labelled[PREDICTION_COLUMN].astype(float).to_numpy(),
+    })
+    definition = DataDefinition(classification=[BinaryClassification(
+        target="actual", prediction_labels="decision", prediction_probas=PREDICTION_COLUMN,
+        pos_label=1)])
+    return Report([ClassificationPreset()]).run(
+        current_data=Dataset.from_pandas(data, data_definition=definition))
 
 
 def write_index(reports_dir: Path) -> Path:
@@ -89,7 +130,7 @@ def write_index(reports_dir: Path) -> Path:
             continue  # a summary being written right now; the next rebuild lists it
     summaries.sort(key=lambda s: s["created_at"], reverse=True)
     rows = "\n".join(_index_row(s) for s in summaries) or (
-        '<tr><td colspan="7">No reports yet.</td></tr>')
+        '<tr><td colspan="10">No reports yet.</td></tr>')
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>onebox drift reports</title>
 <style>
@@ -100,9 +141,11 @@ th, td {{ padding: .35rem .8rem; border-bottom: 1px solid #ddd; text-align: left
 </style></head>
 <body><h1>onebox drift reports</h1>
 <p>{len(summaries)} report(s), newest first. Drift share: the share of the model's features
-whose drift test failed against the champion's reference sample.</p>
+whose drift test failed against the champion's reference sample. Live quality: the logged
+decisions of the window's predictions whose real outcome has arrived.</p>
 <table><thead><tr><th>created (UTC)</th><th>report</th><th>model</th><th>rows</th>
-<th>drift share</th><th>drifted features</th><th>prediction drift</th></tr></thead>
+<th>drift share</th><th>drifted features</th><th>prediction drift</th>
+<th>labels</th><th>live AUC</th><th>quality report</th></tr></thead>
 <tbody>
 {rows}
 </tbody></table></body></html>
@@ -124,7 +167,18 @@ def _index_row(s: dict[str, Any]) -> str:
             f"<td>{e(s['model_name'])} v{e(str(s['model_version']))}</td>"
             f"<td>{int(s['current_rows'])}</td>"
             f"<td{css}>{float(s['drift_share']):.2f}</td>"
-            f"<td{css}>{e(drifted)}</td><td>{e(pred_text)}</td></tr>")
+            f"<td{css}>{e(drifted)}</td><td>{e(pred_text)}</td>{_quality_cells(s)}</tr>")
+
+
+def _quality_cells(s: dict[str, Any]) -> str:
+    quality = s.get("quality") or {}
+    labels = int(quality.get("labels") or 0)
+    auc = quality.get("auc")
+    page = quality.get("report")
+    link = (f'<a href="{html.escape(page)}">classification quality</a>' if page
+            else "n/a" if labels else "no labels yet")
+    return (f"<td>{labels}</td><td>{'n/a' if auc is None else f'{auc:.3f}'}</td>"
+            f"<td>{link}</td>")
 
 
 def _atomic_write(path: Path, write: Any) -> None:

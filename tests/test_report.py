@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from core import registry
 from core.registry import PREDICTION_COLUMN
@@ -93,3 +94,44 @@ def test_report_of_the_latest_logged_window(trained_home: Path, tmp_path: Path,
     assert files.summary_data["current_rows"] == 1200
     assert files.summary_data["drifted_features"] == ["card_category"]
     assert files.html.parent == tmp_path / "reports"
+    assert files.quality_html is None  # no feedback yet
+    assert "no labels yet" in files.index.read_text(encoding="utf-8")
+
+
+def test_labelled_window_gets_a_classification_quality_report(
+    trained_home: Path, tmp_path: Path, schema: Schema, champion: registry.LoadedModel
+) -> None:
+    store_url = f"sqlite:///{tmp_path / 'predictions.db'}"
+    settings = settings_for(trained_home, PREDICTION_STORE_URL=store_url,
+                            REPORTS_DIR=str(tmp_path / "reports"),
+                            MODEL_CACHE_DIR=str(tmp_path / "cache"))
+    frame = window(champion, schema, 600, seed=31)
+    start = datetime.now(UTC) - timedelta(hours=1)
+    ids = [str(uuid.uuid4()) for _ in range(len(frame))]
+    store = PredictionStore(store_url)
+    store.create_schema()
+    store.log([
+        PredictionRecord(pid, "churn-classifier", "1", rec, float(p),
+                         int(p >= champion.threshold), start + timedelta(seconds=i))
+        for i, (pid, rec, p) in enumerate(zip(ids, records_from_frame(frame, schema),
+                                              frame[PREDICTION_COLUMN], strict=True))
+    ])
+    # The real outcome arrives for the first 400 predictions only.
+    for pid, outcome in zip(ids[:400], frame[schema.target][:400], strict=True):
+        store.record_feedback(pid, int(outcome))
+    store.dispose()
+
+    files = report_latest_window(settings, window_rows=600)
+
+    quality = files.summary_data["quality"]
+    assert quality["labels"] == 400
+    labelled = frame.iloc[:400]
+    assert quality["auc"] == pytest.approx(
+        roc_auc_score(labelled[schema.target], labelled[PREDICTION_COLUMN]), abs=1e-9)
+    assert quality["auc"] > 0.6  # the champion really separates churners here
+    assert files.quality_html is not None and files.quality_html.exists()
+    page = files.quality_html.read_text(encoding="utf-8")
+    assert "<html" in page[:1000].lower() and "ROC" in page
+    index = files.index.read_text(encoding="utf-8")
+    assert f'href="{files.quality_html.name}"' in index
+    assert f"{quality['auc']:.3f}" in index
