@@ -1,0 +1,229 @@
+"""Prometheus's config and alert rules: promtool's checks and the rules' unit tests, and a
+real Prometheus scraping a real predictor and drift exporter with the project's rules."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
+
+from orchestration import processes
+from tests.conftest import home_env
+from tests.factories import valid_record
+
+ROOT = Path(__file__).resolve().parent.parent
+PROMETHEUS_DIR = ROOT / "monitoring" / "prometheus"
+CONFIG = PROMETHEUS_DIR / "prometheus.yml"
+ALERTS = PROMETHEUS_DIR / "alerts.yml"
+ALERTS_TEST = PROMETHEUS_DIR / "alerts_test.yml"
+# The job names the Grafana dashboards and the alert rules select on.
+JOBS = {"predictor", "drift-exporter"}
+# Where the services' metrics are declared (a histogram adds _bucket/_sum/_count).
+METRIC_SOURCES = (ROOT / "server" / "metrics.py", ROOT / "monitoring" / "exporter.py")
+INSTALL_HINT = "apt-get install prometheus (Debian's package ships prometheus and promtool)"
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed: {INSTALL_HINT}")
+    return path
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([tool("promtool"), *args], capture_output=True, text=True,
+                          cwd=ROOT, check=False)
+
+
+def alert_rules() -> list[dict]:
+    groups = yaml.safe_load(ALERTS.read_text())["groups"]
+    return [rule for group in groups for rule in group["rules"] if "alert" in rule]
+
+
+def test_promtool_accepts_the_config_and_finds_its_rule_file() -> None:
+    result = promtool("check", "config", str(CONFIG.relative_to(ROOT)))
+    assert result.returncode == 0, result.stdout + result.stderr
+    # rule_files resolve relative to the config file, as they will in the container.
+    assert "1 rule files found" in result.stdout, result.stdout
+
+
+def test_promtool_accepts_the_alert_rules() -> None:
+    result = promtool("check", "rules", str(ALERTS.relative_to(ROOT)))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{len(alert_rules())} rules found" in result.stdout, result.stdout
+
+
+def test_every_alert_behaves_as_its_unit_tests_say() -> None:
+    result = promtool("test", "rules", str(ALERTS_TEST.relative_to(ROOT)))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_alert_has_a_case_that_fires_and_one_that_must_not() -> None:
+    cases = [case for test in yaml.safe_load(ALERTS_TEST.read_text())["tests"]
+             for case in test["alert_rule_test"]]
+    for rule in alert_rules():
+        mine = [case for case in cases if case["alertname"] == rule["alert"]]
+        assert any(case["exp_alerts"] for case in mine), f"{rule['alert']} never fires"
+        assert any(not case["exp_alerts"] for case in mine), f"{rule['alert']} never stays quiet"
+        for case in mine:
+            for alert in case["exp_alerts"]:
+                assert alert["exp_labels"]["severity"] == rule["labels"]["severity"]
+                assert set(alert["exp_annotations"]) == set(rule["annotations"])
+
+
+def test_every_alert_waits_has_a_severity_and_says_what_to_do() -> None:
+    rules = alert_rules()
+    assert {r["alert"] for r in rules} >= {
+        "PredictorDown", "DriftExporterDown", "PredictorErrorRatio", "PredictorLatencyP99",
+        "DataDrift", "LiveQualityLow", "PredictionLogBacklogGrowing", "DriftComputationStale"}
+    for rule in rules:
+        assert re.fullmatch(r"\d+[smh]", rule.get("for", "")), f"{rule['alert']} has no for:"
+        assert rule["labels"]["severity"] in ("critical", "warning"), rule["alert"]
+        assert rule["annotations"]["summary"], rule["alert"]
+        assert len(rule["annotations"]["description"]) > 80, rule["alert"]
+
+
+def test_alerts_select_only_jobs_prometheus_scrapes() -> None:
+    config = yaml.safe_load(CONFIG.read_text())
+    assert {job["job_name"] for job in config["scrape_configs"]} == JOBS
+    selected = set(re.findall(r'job="([^"]+)"', ALERTS.read_text()))
+    assert selected == JOBS
+
+
+def is_declared(metric: str, source: str) -> bool:
+    family = re.sub(r"_(bucket|sum|count)$", "", metric)
+    if f'"{family}"' in source:
+        return True
+    # Families named in a loop: f"onebox_live_{name}" for name in ("auc", ...).
+    prefix, _, last = family.rpartition("_")
+    return f'f"{prefix}_{{' in source and f'"{last}"' in source
+
+
+def test_alerts_use_metrics_the_services_export() -> None:
+    declared = "\n".join(path.read_text() for path in METRIC_SOURCES)
+    used = set(re.findall(r"\bonebox_\w+", ALERTS.read_text()))
+    assert used
+    missing = sorted(name for name in used if not is_declared(name, declared))
+    assert not missing, f"no service exports {missing}"
+
+
+# --- a real Prometheus ------------------------------------------------------------------
+
+
+class NotYet(AssertionError):
+    """What a poll raises while Prometheus has not caught up yet."""
+
+
+def eventually(check, timeout: float = 90.0):
+    """Run `check` until it stops raising NotYet (scrapes and rule evaluations are periodic)."""
+    return retry(stop=stop_after_delay(timeout), wait=wait_fixed(0.5),
+                 retry=retry_if_exception_type(NotYet), reraise=True)(check)()
+
+
+def local_config(targets: dict[str, str], interval: str = "1s") -> dict:
+    """The project's prometheus.yml with each job's targets replaced and faster intervals."""
+    config = yaml.safe_load(CONFIG.read_text())
+    config["global"].update(scrape_interval=interval, scrape_timeout=interval,
+                            evaluation_interval=interval)
+    config["rule_files"] = [str(ALERTS)]
+    for job in config["scrape_configs"]:
+        job.pop("scrape_interval", None)
+        job.pop("scrape_timeout", None)
+        job["static_configs"] = [{"targets": [targets[job["job_name"]]]}]
+    return config
+
+
+@contextmanager
+def running(argv: list[str], log_path: Path, env: dict[str, str] | None = None
+            ) -> Iterator[subprocess.Popen]:
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                   env={**os.environ, **(env or {})}, start_new_session=True)
+    try:
+        yield process
+    finally:
+        processes.stop(process)
+
+
+@pytest.mark.slow
+def test_prometheus_scrapes_the_services_and_loads_every_rule(
+    trained_home: Path, tmp_path: Path
+) -> None:
+    prometheus_bin = tool("prometheus")
+    store_url = f"sqlite:///{tmp_path / 'predictions.db'}"
+    env = home_env(trained_home, PREDICTION_STORE_URL=store_url,
+                   MODEL_CACHE_DIR=str(tmp_path / "model-cache"))
+    predictor_port, exporter_port, prometheus_port = (processes.free_port() for _ in range(3))
+    config_path = tmp_path / "prometheus.yml"
+    config_path.write_text(yaml.safe_dump(local_config({
+        "predictor": f"127.0.0.1:{predictor_port}",
+        "drift-exporter": f"127.0.0.1:{exporter_port}",
+    })))
+    prometheus_argv = [
+        prometheus_bin, f"--config.file={config_path}",
+        f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+        f"--web.listen-address=127.0.0.1:{prometheus_port}",
+    ]
+    exporter_argv = [sys.executable, "-m", "monitoring.exporter",
+                     "--bind", f"127.0.0.1:{exporter_port}", "--interval", "5"]
+    api = f"http://127.0.0.1:{prometheus_port}/api/v1"
+
+    predictor = processes.start_predictor(predictor_port, env, tmp_path / "predictor.log")
+    try:
+        with (running(exporter_argv, tmp_path / "exporter.log", env) as exporter,
+              running(prometheus_argv, tmp_path / "prometheus.log") as prometheus):
+            processes.wait_until_healthy(f"http://127.0.0.1:{predictor_port}/health",
+                                         predictor, timeout=90)
+            processes.wait_until_healthy(f"http://127.0.0.1:{exporter_port}/health", exporter)
+            # One prediction, so the request metrics the rules select on exist.
+            answer = requests.post(f"http://127.0.0.1:{predictor_port}/predict",
+                                   json=valid_record(), timeout=10)
+            assert answer.status_code == 200, answer.text
+
+            def every_target_up() -> dict[str, str]:
+                if prometheus.poll() is not None:
+                    raise RuntimeError((tmp_path / "prometheus.log").read_text()[-2000:])
+                try:
+                    targets = requests.get(f"{api}/targets", timeout=5).json()
+                except requests.RequestException as exc:
+                    raise NotYet(str(exc)) from exc
+                health = {t["labels"]["job"]: t["health"]
+                          for t in targets["data"]["activeTargets"]}
+                if set(health) != JOBS or set(health.values()) != {"up"}:
+                    raise NotYet(str(health))
+                return health
+
+            def every_rule_evaluated() -> dict[str, str]:
+                groups = requests.get(f"{api}/rules", timeout=5).json()["data"]["groups"]
+                health = {rule["name"]: rule["health"]
+                          for group in groups for rule in group["rules"]}
+                if "unknown" in health.values():  # not evaluated yet
+                    raise NotYet(str(health))
+                return health
+
+            def predict_requests_scraped() -> list[dict]:
+                query = ('onebox_http_request_duration_seconds_count'
+                         '{job="predictor", endpoint="/predict"}')
+                result = requests.get(f"{api}/query", params={"query": query},
+                                      timeout=5).json()["data"]["result"]
+                if not result:
+                    raise NotYet(query)
+                return result
+
+            eventually(every_target_up)
+            rules = eventually(every_rule_evaluated)
+            assert rules == {rule["alert"]: "ok" for rule in alert_rules()}
+            # The latency rule's endpoint label is the one the predictor really writes.
+            assert float(eventually(predict_requests_scraped)[0]["value"][1]) >= 1
+    finally:
+        processes.stop(predictor)
