@@ -79,6 +79,10 @@ class Feature:
             raise ValueError(f"must be {expected}, got {type(value).__name__}")
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError("must be a finite number")
+        if isinstance(value, int) and not _fits_a_float(value):
+            # The model sees every number as a float: a JSON integer beyond float range
+            # would overflow there (a 500), so it is refused here.
+            raise ValueError("must be a finite number, got an integer too large for one")
         if self.kind in ("integer", "ordinal"):
             if isinstance(value, float):
                 if not value.is_integer():
@@ -197,7 +201,9 @@ class Schema:
             except ValueError as exc:
                 problems.append(FieldProblem(where + feat.name, str(exc)))
         for extra in sorted(set(record) - set(self._by_name), key=str):
-            problems.append(FieldProblem(where + str(extra), "is not a field of this model"))
+            # An empty key is named `""`, so the problem still points at something visible.
+            name = str(extra) or '""'
+            problems.append(FieldProblem(where + name, "is not a field of this model"))
         if problems:
             raise RecordInvalid(problems)
         return clean
@@ -233,6 +239,14 @@ class Schema:
         if not isinstance(raw, Mapping):
             raise SchemaError(f"{path}: expected a mapping at the top level")
         return cls.from_dict(raw)
+
+
+def _fits_a_float(value: int) -> bool:
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
 
 
 def _json_type(value: Any) -> str:

@@ -25,6 +25,7 @@ from core.settings import Settings
 from core.store import FeedbackResult, PredictionRecord, PredictionStore
 from server.metrics import Metrics
 from server.model_source import FROM_LOCAL_CACHE, ModelFollower, ServedModel
+from server.openapi import OpenApiDocuments
 from server.prediction_log import PredictionLogger
 from server.spool import Spool
 
@@ -101,6 +102,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         predictor.prediction_log = PredictionLogger(
             store, Spool(settings.spool_dir), on_progress=predictor.update_gauges)
     predictor.update_gauges()
+    documents = OpenApiDocuments(max_batch_records=settings.max_batch_records,
+                                 max_body_bytes=settings.max_body_bytes)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -127,9 +130,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> tuple[Response, int]:
         # Werkzeug's own errors (404, 405, 413) as JSON, like ours.
-        return jsonify(error=f"{exc.name}: {exc.description}",
-                       problems=[{"field": "body" if exc.code == 413 else "request",
-                                  "problem": exc.description}]), exc.code or 500
+        response = jsonify(error=f"{exc.name}: {exc.description}",
+                           problems=[{"field": "body" if exc.code == 413 else "request",
+                                      "problem": exc.description}])
+        # Keep the error's own headers (a 405 must say which methods are allowed: RFC 9110).
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response, exc.code or 500
 
     @app.errorhandler(SQLAlchemyError)
     def _store_unavailable(exc: SQLAlchemyError) -> tuple[Response, int]:
@@ -173,8 +181,10 @@ def create_app(settings: Settings | None = None) -> Flask:
         if not isinstance(payload, dict):
             raise BadRequest(422, [FieldProblem("body", "must be a JSON object")])
         problems = []
-        prediction_id = payload.get("prediction_id")
-        if not isinstance(prediction_id, str) or not _is_uuid(prediction_id):
+        # Ids are stored in canonical form (lowercase, hyphenated): an uppercased or braced
+        # spelling of a real id must find it.
+        prediction_id = _canonical_uuid(payload.get("prediction_id"))
+        if prediction_id is None:
             problems.append(FieldProblem("prediction_id", "must be a prediction id (a UUID)"))
         actual = payload.get("churn")
         if isinstance(actual, bool):
@@ -182,7 +192,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         elif not isinstance(actual, int) or actual not in (0, 1):
             problems.append(FieldProblem("churn", "must be 0 or 1 (or false/true)"))
         extra = sorted(set(payload) - {"prediction_id", "churn"})
-        problems += [FieldProblem(name, "is not a field of feedback") for name in extra]
+        problems += [FieldProblem(name or '""', "is not a field of feedback") for name in extra]
         if problems:
             raise BadRequest(422, problems)
         result = store.record_feedback(prediction_id, actual)
@@ -230,6 +240,11 @@ def create_app(settings: Settings | None = None) -> Flask:
         predictor.update_gauges()
         return Response(metrics.exposition(), mimetype=metrics.content_type)
 
+    @app.get("/openapi.json")
+    def openapi_document() -> Response:
+        # Generated from the served version's schema, so it follows the model as it moves.
+        return Response(documents.for_served(follower.current), mimetype="application/json")
+
     return app
 
 
@@ -260,9 +275,11 @@ def _json_body() -> Any:
         raise BadRequest(400, [FieldProblem("body", f"is not valid JSON ({exc})")]) from None
 
 
-def _is_uuid(value: str) -> bool:
+def _canonical_uuid(value: Any) -> str | None:
+    """`value` as a canonical UUID string, or None when it is not a UUID."""
+    if not isinstance(value, str):
+        return None
     try:
-        uuid.UUID(value)
+        return str(uuid.UUID(value))
     except ValueError:
-        return False
-    return True
+        return None

@@ -147,8 +147,11 @@ def test_feedback_is_stored_once_and_unknown_ids_are_404(predictor: Predictor) -
     prediction_id = predictor.post("/predict", valid_record()).json()["prediction_id"]
     first = predictor.post("/feedback", {"prediction_id": prediction_id, "churn": 1})
     assert first.status_code == 200 and first.json()["status"] == "recorded"
-    repeat = predictor.post("/feedback", {"prediction_id": prediction_id, "churn": True})
+    # Another spelling of the same id (uppercase, braces) is the same prediction.
+    repeat = predictor.post("/feedback", {"prediction_id": "{" + prediction_id.upper() + "}",
+                                          "churn": True})
     assert repeat.status_code == 200 and repeat.json()["status"] == "unchanged"
+    assert repeat.json()["prediction_id"] == prediction_id
     conflict = predictor.post("/feedback", {"prediction_id": prediction_id, "churn": 0})
     assert conflict.status_code == 409
     unknown = predictor.post("/feedback", {"prediction_id": "6f1c2f4e-8a4b-4f0e-9c1e-"

@@ -1,0 +1,325 @@
+"""The predictor's OpenAPI 3.0 document, generated from the served model's schema.
+
+The request record is not written by hand: it is derived from the `core.schema.Schema`
+that travels with the served model version, so the document a client reads is the
+one the predictor validates against, and it changes when the served version does.
+The response and error shapes mirror what `server.app` returns; the fuzz test
+(tests/test_openapi.py) holds the two together.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+from core.schema import Feature, Schema
+from server.model_source import FROM_LOCAL_CACHE, FROM_REGISTRY, ServedModel
+
+OPENAPI_VERSION = "3.0.3"
+JSON = "application/json"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _bound(feature: Feature, value: float) -> int | float:
+    # Integer features get integer bounds, so generators and readers see 18, not 18.0.
+    if feature.kind == "integer" and value.is_integer():
+        return int(value)
+    return value
+
+
+def feature_schema(feature: Feature) -> dict[str, Any]:
+    """The JSON schema of one feature's value in a request record."""
+    out: dict[str, Any]
+    if feature.kind == "categorical":
+        values: list[str | None] = list(feature.values)
+        # OpenAPI 3.0: a nullable enum must list null among its values.
+        out = {"type": "string", "enum": [*values, None] if feature.nullable else values}
+    elif feature.kind == "ordinal":
+        codes = ", ".join(f"{i} = {level}" for i, level in enumerate(feature.levels))
+        out = {"type": "integer", "minimum": 0, "maximum": len(feature.levels) - 1,
+               "x-levels": list(feature.levels)}
+        description = f"Ordinal code: {codes}."
+        out["description"] = f"{feature.description} {description}".strip()
+    else:
+        out = {"type": "integer" if feature.kind == "integer" else "number"}
+        if feature.min is not None:
+            out["minimum"] = _bound(feature, feature.min)
+        if feature.max is not None:
+            out["maximum"] = _bound(feature, feature.max)
+    if feature.description and "description" not in out:
+        out["description"] = feature.description
+    if feature.nullable:
+        out["nullable"] = True
+    return out
+
+
+def example_record(schema: Schema) -> dict[str, Any]:
+    """A record the schema accepts: the first category, the lowest ordinal code, the
+    middle of each numeric range (or its one bound, or 0)."""
+    record: dict[str, Any] = {}
+    for feature in schema.features:
+        if feature.kind == "categorical":
+            record[feature.name] = feature.values[0]
+        elif feature.kind == "ordinal":
+            record[feature.name] = 0
+        else:
+            low, high = feature.min, feature.max
+            if low is not None and high is not None:
+                middle = (low + high) / 2
+            else:
+                middle = low if low is not None else high if high is not None else 0.0
+            record[feature.name] = round(middle) if feature.kind == "integer" else middle
+    return record
+
+
+def record_schema(schema: Schema) -> dict[str, Any]:
+    """One request record: every feature required, nothing else allowed."""
+    return {
+        "type": "object",
+        "description": f"One row of {schema.name!r}: {schema.description}".strip(),
+        "properties": {f.name: feature_schema(f) for f in schema.features},
+        "required": schema.feature_names,
+        "additionalProperties": False,
+        "example": example_record(schema),
+    }
+
+
+def _error_responses(*statuses: tuple[int, str]) -> dict[str, Any]:
+    return {str(status): {"description": description,
+                          "content": {JSON: {"schema": _ref("Error")}}}
+            for status, description in statuses}
+
+
+def _components(schema: Schema, max_batch_records: int) -> dict[str, Any]:
+    nullable_number = {"type": "number", "nullable": True}
+    prediction = {
+        "prediction_id": {"type": "string", "format": "uuid",
+                          "description": "Send it back with the real outcome to POST /feedback."},
+        "churn_probability": {"type": "number", "minimum": 0, "maximum": 1},
+        "churn": {"type": "boolean",
+                  "description": "churn_probability >= the model's threshold."},
+    }
+    return {
+        "Record": record_schema(schema),
+        "Batch": {"type": "array", "items": _ref("Record"), "minItems": 1,
+                  "maxItems": max_batch_records},
+        "ModelRef": {
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "version": {"type": "string"}},
+            "required": ["name", "version"],
+            "additionalProperties": False,
+        },
+        "Prediction": {
+            "type": "object",
+            "properties": prediction,
+            "required": list(prediction),
+            "additionalProperties": False,
+        },
+        "SinglePrediction": {
+            "type": "object",
+            "properties": {**prediction, "model": _ref("ModelRef")},
+            "required": [*prediction, "model"],
+            "additionalProperties": False,
+        },
+        "BatchPrediction": {
+            "type": "object",
+            "properties": {
+                "predictions": {"type": "array", "items": _ref("Prediction"), "minItems": 1,
+                                "description": "One answer per record, in request order."},
+                "model": _ref("ModelRef"),
+            },
+            "required": ["predictions", "model"],
+            "additionalProperties": False,
+        },
+        "Feedback": {
+            "type": "object",
+            "properties": {
+                "prediction_id": {"type": "string", "format": "uuid"},
+                "churn": {"oneOf": [{"type": "integer", "enum": [0, 1]},
+                                    {"type": "boolean"}],
+                          "description": "The real outcome: 1 (or true) if the customer left."},
+            },
+            "required": ["prediction_id", "churn"],
+            "additionalProperties": False,
+        },
+        "FeedbackAccepted": {
+            "type": "object",
+            "properties": {
+                "prediction_id": {"type": "string", "format": "uuid"},
+                "churn": {"type": "integer", "enum": [0, 1]},
+                "status": {"type": "string", "enum": ["recorded", "unchanged"]},
+            },
+            "required": ["prediction_id", "churn", "status"],
+            "additionalProperties": False,
+        },
+        "Problem": {
+            "type": "object",
+            "properties": {
+                "field": {"type": "string", "minLength": 1,
+                          "description": "The field at fault: a feature name, `[i].name` "
+                                         "in a batch, `body`, or `request`."},
+                "problem": {"type": "string", "minLength": 1},
+            },
+            "required": ["field", "problem"],
+            "additionalProperties": False,
+        },
+        "Error": {
+            "type": "object",
+            "properties": {
+                "error": {"type": "string", "minLength": 1},
+                "problems": {"type": "array", "items": _ref("Problem"), "minItems": 1},
+            },
+            "required": ["error", "problems"],
+            "additionalProperties": False,
+        },
+        "Health": {
+            "type": "object",
+            "properties": {
+                "status": {"type": "string", "enum": ["ok"]},
+                "model": _ref("ModelRef"),
+                "model_source": {"type": "string", "enum": [FROM_REGISTRY, FROM_LOCAL_CACHE]},
+                "registry_error": {"type": "string", "nullable": True},
+                "prediction_log": {
+                    "type": "object",
+                    "properties": {
+                        "enabled": {"type": "boolean"},
+                        "store_available": {"type": "boolean", "nullable": True},
+                        "backlog": {"type": "integer", "minimum": 0},
+                        "spooled_rows": {"type": "integer", "minimum": 0},
+                    },
+                    "required": ["enabled", "store_available", "backlog", "spooled_rows"],
+                    "additionalProperties": False,
+                },
+            },
+            "required": ["status", "model", "model_source", "registry_error",
+                         "prediction_log"],
+            "additionalProperties": False,
+        },
+        "ModelInfo": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "version": {"type": "string"},
+                "source": {"type": "string", "enum": [FROM_REGISTRY, FROM_LOCAL_CACHE]},
+                "loaded_at": {"type": "number", "description": "Unix time."},
+                "last_check": {**nullable_number, "description": "Unix time of the last "
+                               "look at the registry's alias."},
+                "fast_path": {"type": "boolean"},
+                "threshold": {"type": "number", "minimum": 0, "maximum": 1},
+                "schema": {"type": "object", "description": "The served version's dataset "
+                           "schema (core.schema.Schema.to_dict)."},
+            },
+            "required": ["name", "version", "source", "loaded_at", "last_check", "fast_path",
+                         "threshold", "schema"],
+            "additionalProperties": False,
+        },
+    }
+
+
+def build_document(schema: Schema, *, model_name: str, model_version: str,
+                   max_batch_records: int, max_body_bytes: int) -> dict[str, Any]:
+    """The whole OpenAPI document for one served model version and the request limits."""
+    invalid_input = (
+        (400, "The body is empty or not JSON (NaN and Infinity are not JSON)."),
+        (413, f"The body is over {max_body_bytes} bytes, or the batch is over "
+              f"{max_batch_records} records."),
+        (422, "The JSON does not match the schema; `problems` names each field."),
+    )
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "onebox predictor",
+            "version": f"{model_name} v{model_version}",
+            "description": (
+                f"Scores {schema.name!r} records with model {model_name!r} version "
+                f"{model_version}. The record schema is the one this version was trained "
+                "with; it changes when the served version does. Every client error is a "
+                "4xx whose body names each field at fault and the problem."
+            ),
+        },
+        "paths": {
+            "/predict": {"post": {
+                "operationId": "predict",
+                "summary": "Score one record, or a batch of records",
+                "requestBody": {
+                    "required": True,
+                    "content": {JSON: {"schema": {"oneOf": [_ref("Record"), _ref("Batch")]}}},
+                },
+                "responses": {
+                    "200": {"description": "One answer (a record was sent) or one per record "
+                                           "(a batch was sent).",
+                            "content": {JSON: {"schema": {"oneOf": [
+                                _ref("SinglePrediction"), _ref("BatchPrediction")]}}}},
+                    **_error_responses(*invalid_input),
+                },
+            }},
+            "/feedback": {"post": {
+                "operationId": "feedback",
+                "summary": "Record the real outcome of a prediction",
+                "requestBody": {"required": True,
+                                "content": {JSON: {"schema": _ref("Feedback")}}},
+                "responses": {
+                    "200": {"description": "Stored (or the same outcome was already there).",
+                            "content": {JSON: {"schema": _ref("FeedbackAccepted")}}},
+                    **_error_responses(
+                        *invalid_input,
+                        (404, "No prediction with this id."),
+                        (409, "A different outcome was already recorded for this prediction."),
+                        (503, "The prediction store is unavailable; retry later."),
+                    ),
+                },
+            }},
+            "/health": {"get": {
+                "operationId": "health",
+                "summary": "Liveness, the served model and the prediction log's state",
+                "responses": {"200": {"description": "Serving.",
+                                      "content": {JSON: {"schema": _ref("Health")}}}},
+            }},
+            "/model": {"get": {
+                "operationId": "model",
+                "summary": "The served model version, its threshold and schema",
+                "responses": {"200": {"description": "The served model.",
+                                      "content": {JSON: {"schema": _ref("ModelInfo")}}}},
+            }},
+            "/metrics": {"get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics, summed across workers",
+                "responses": {"200": {"description": "Prometheus text exposition format.",
+                                      "content": {"text/plain": {"schema": {"type": "string"}}}}},
+            }},
+            "/openapi.json": {"get": {
+                "operationId": "openapi",
+                "summary": "This document",
+                "responses": {"200": {"description": "OpenAPI 3.0 document.",
+                                      "content": {JSON: {"schema": {"type": "object"}}}}},
+            }},
+        },
+        "components": {"schemas": _components(schema, max_batch_records)},
+    }
+
+
+class OpenApiDocuments:
+    """The serialized document of the served version, built once per version."""
+
+    def __init__(self, *, max_batch_records: int, max_body_bytes: int):
+        self.max_batch_records = max_batch_records
+        self.max_body_bytes = max_body_bytes
+        self._lock = threading.Lock()
+        self._key: tuple[str, str] | None = None
+        self._body = b""
+
+    def for_served(self, served: ServedModel) -> bytes:
+        key = (served.model.name, served.version)
+        with self._lock:
+            if key != self._key:
+                document = build_document(
+                    served.model.schema, model_name=key[0], model_version=key[1],
+                    max_batch_records=self.max_batch_records,
+                    max_body_bytes=self.max_body_bytes)
+                self._body = json.dumps(document).encode()
+                self._key = key
+            return self._body
