@@ -18,7 +18,7 @@ export PYTHONDONTWRITEBYTECODE ?= 1
 
 PYTEST_ARGS ?=
 
-.PHONY: help venv home demo data train serve traffic report rollback bench-train test test-fast lint compose-check clean
+.PHONY: help venv home demo data train serve traffic report rollback bench bench-train test test-fast lint compose-check clean
 
 help:
 	@echo "make demo      the whole loop on embedded defaults (data, train, serve, traffic, report)"
@@ -29,6 +29,8 @@ help:
 	@echo "make traffic   send simulated requests to a running predictor"
 	@echo "make report    write a drift report of the latest window"
 	@echo "make rollback  move @champion back to @previous (the predictor follows)"
+	@echo "make bench     predictor vs a constant-answer ceiling and mlflow models serve (needs wrk, PostgreSQL)"
+	@echo "make bench-train  train wall time by rows and trials"
 	@echo "make lint      ruff"
 	@echo "make clean     remove the embedded state (.onebox)"
 
@@ -62,6 +64,11 @@ traffic: $(STAMP) home
 
 report: $(STAMP) home
 	$(BIN)/python -m reporting.report
+
+BENCH_ARGS ?=
+
+bench: $(STAMP) home
+	$(BIN)/python -m server.bench $(BENCH_ARGS)
 
 bench-train: $(STAMP) home
 	$(BIN)/python -m orchestration.bench_train
