@@ -23,7 +23,7 @@ from werkzeug.exceptions import HTTPException
 from core.schema import FieldProblem, RecordInvalid
 from core.settings import Settings
 from core.store import FeedbackResult, PredictionRecord, PredictionStore
-from server.metrics import Metrics
+from server.metrics import Metrics, observe_many
 from server.model_source import FROM_LOCAL_CACHE, ModelFollower, ServedModel
 from server.openapi import OpenApiDocuments
 from server.prediction_log import PredictionLogger
@@ -58,20 +58,19 @@ class Predictor:
         model = served.model
         probabilities = served.predict_proba(records).tolist()
         threshold = model.threshold
-        created_at = datetime.now(UTC)
-        answers, log_records = [], []
-        for record, probability in zip(records, probabilities, strict=True):
-            prediction_id = str(uuid.uuid4())
-            decision = probability >= threshold
-            answers.append({"prediction_id": prediction_id, "churn_probability": probability,
-                            "churn": decision})
-            log_records.append(PredictionRecord(prediction_id, model.name, model.version,
-                                                record, probability, int(decision), created_at))
+        ids = [str(uuid.uuid4()) for _ in records]
+        answers = [{"prediction_id": prediction_id, "churn_probability": probability,
+                    "churn": probability >= threshold}
+                   for prediction_id, probability in zip(ids, probabilities, strict=True)]
         if self.prediction_log is not None:
-            self.prediction_log.submit(log_records)
+            created_at = datetime.now(UTC)
+            self.prediction_log.submit([
+                PredictionRecord(prediction_id, model.name, model.version, record,
+                                 probability, int(probability >= threshold), created_at)
+                for prediction_id, record, probability in zip(ids, records, probabilities,
+                                                              strict=True)])
         self.metrics.predictions.labels(model.version).inc(len(records))
-        for probability in probabilities:
-            self.metrics.probability.observe(probability)
+        observe_many(self.metrics.probability, probabilities)
         return answers
 
     def update_gauges(self, prediction_log: PredictionLogger | None = None) -> None:

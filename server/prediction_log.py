@@ -6,6 +6,11 @@ spool instead (server/spool.py), and while the store is down new batches go
 straight there; every REPLAY_INTERVAL the writer tries to replay the spool, and
 once that works the store is back in use.  A graceful shutdown (SIGTERM) writes
 the queue to the store or, failing that, to the spool before the worker exits.
+
+Memory is bounded: a request whose predictions would take the in-memory backlog
+past `max_backlog` rows writes them to the spool itself (its answer waits for one
+fsync), so a store slower than the traffic costs disk, latency and replay time,
+never an unbounded queue or a lost row.
 """
 
 from __future__ import annotations
@@ -23,18 +28,24 @@ log = logging.getLogger(__name__)
 
 
 class PredictionLogger:
-    def __init__(self, store: PredictionStore, spool: Spool, *, batch_size: int = 500,
+    def __init__(self, store: PredictionStore, spool: Spool, *, batch_size: int = 2000,
                  flush_interval: float = 0.2, replay_interval: float = 2.0,
+                 max_backlog: int = 100_000,
                  on_progress: Callable[[PredictionLogger], None] | None = None):
         self.store = store
         self.spool = spool
         self.batch_size = batch_size
+        self.max_backlog = max_backlog
         self.flush_interval = flush_interval
         self.replay_interval = replay_interval
         self.on_progress = on_progress
         self.store_available = self._store_answers()
         self.spooled_rows = spool.rows()
-        self._queue: queue.Queue[PredictionRecord] = queue.Queue()
+        # One queue item per request (a list of its predictions): a 1,000-row batch costs
+        # one put, not a thousand.
+        self._queue: queue.Queue[Sequence[PredictionRecord]] = queue.Queue()
+        self._queued_rows = 0
+        self._counts = threading.Lock()
         self._pending: list[PredictionRecord] = []
         self._stop = threading.Event()
         self._idle = threading.Condition()
@@ -44,13 +55,21 @@ class PredictionLogger:
         self._thread.start()
 
     def submit(self, records: Sequence[PredictionRecord]) -> None:
-        for record in records:
-            self._queue.put(record)
+        if not records:
+            return
+        if self.backlog + len(records) > self.max_backlog:
+            self.spool.write(records)
+            with self._counts:
+                self.spooled_rows += len(records)
+            return
+        with self._counts:
+            self._queued_rows += len(records)
+        self._queue.put(records)
 
     @property
     def backlog(self) -> int:
         """Predictions answered but neither written nor spooled yet."""
-        return self._queue.qsize() + len(self._pending)
+        return self._queued_rows + len(self._pending)
 
     @property
     def written(self) -> int:
@@ -111,7 +130,8 @@ class PredictionLogger:
             if written:
                 self._written += len(batch)
             else:
-                self.spooled_rows += len(batch)
+                with self._counts:
+                    self.spooled_rows += len(batch)
             self._pending = []
             self._idle.notify_all()
 
@@ -139,7 +159,9 @@ class PredictionLogger:
             # Nothing left to replay (or nothing failed): the store takes new batches again.
             if not self.store_available and not self.spool.has_pending():
                 self.store_available = self._store_answers()
-        self.spooled_rows = self.spool.rows()
+        spooled = self.spool.rows()
+        with self._counts:
+            self.spooled_rows = spooled
 
     def _store_answers(self) -> bool:
         # Creating the tables (idempotent) doubles as the ping: a store that was away when
@@ -151,15 +173,31 @@ class PredictionLogger:
         return True
 
     def _fill_pending(self) -> None:
+        """Move queued requests' predictions into the pending batch (whole requests: a
+        batch may pass batch_size by one request's worth)."""
         if len(self._pending) >= self.batch_size:
             return
         try:
             timeout = 0.0 if self._pending else self.flush_interval
-            self._pending.append(self._queue.get(timeout=timeout))
+            self._take(self._queue.get(timeout=timeout))
         except queue.Empty:
             return
+        # Linger up to flush_interval for more: under single-record traffic, writing each
+        # wake-up's handful of rows made one commit per few rows, and those round trips,
+        # not the rows, were the cost of logging.
+        deadline = time.monotonic() + self.flush_interval
         while len(self._pending) < self.batch_size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._stop.is_set():
+                remaining = 0.0
             try:
-                self._pending.append(self._queue.get_nowait())
+                self._take(self._queue.get(timeout=remaining) if remaining
+                           else self._queue.get_nowait())
             except queue.Empty:
                 return
+
+    def _take(self, records: Sequence[PredictionRecord]) -> None:
+        # Pending first, then the count: `backlog` never misses rows in between.
+        self._pending.extend(records)
+        with self._counts:
+            self._queued_rows -= len(records)

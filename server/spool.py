@@ -10,6 +10,7 @@ but the process died before deleting it) still logs each prediction once.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -55,12 +56,13 @@ class Spool:
     def __init__(self, directory: Path):
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._sequence = 0
+        # Request threads (an over-full queue) and the writer thread both write here:
+        # next() on a count is atomic, so names never collide.
+        self._sequence = itertools.count(1)
 
     def write(self, records: Sequence[PredictionRecord]) -> Path:
         """Store a batch durably; returns its file."""
-        self._sequence += 1
-        name = f"spool-{time.time_ns()}-{os.getpid()}-{self._sequence}.jsonl"
+        name = f"spool-{time.time_ns()}-{os.getpid()}-{next(self._sequence)}.jsonl"
         final = self.directory / name
         tmp = self.directory / f".{name}.tmp"
         with open(tmp, "w", encoding="utf-8") as fh:

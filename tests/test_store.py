@@ -72,3 +72,28 @@ def test_a_replayed_prediction_is_not_written_twice(store: PredictionStore) -> N
     store.log([first, second])  # a batch replayed after its first write did commit
     assert store.count() == 2
     assert sorted(store.ids()) == sorted([first.prediction_id, second.prediction_id])
+
+
+def test_a_large_batch_is_a_few_multi_row_inserts_and_skips_known_ids(
+    store: PredictionStore,
+) -> None:
+    from sqlalchemy import event
+
+    start = datetime(2026, 2, 1, tzinfo=UTC)
+    records = [record(20 + i % 50, start + timedelta(milliseconds=i)) for i in range(2500)]
+    store.log(records[:100])
+    inserts: list[int] = []
+
+    def count_inserts(conn, cursor, statement, parameters, context, executemany) -> None:
+        if statement.lstrip().upper().startswith("INSERT"):
+            inserts.append(1)
+
+    event.listen(store.engine, "before_cursor_execute", count_inserts)
+    try:
+        store.log(records)  # the first 100 are already there
+    finally:
+        event.remove(store.engine, "before_cursor_execute", count_inserts)
+    assert store.count() == 2500
+    # One statement per page of rows, not one round trip per row (the writer thread's
+    # throughput under load depends on it).
+    assert 1 <= len(inserts) <= 10, len(inserts)

@@ -1,0 +1,54 @@
+"""The predictor's fast scoring paths give the logged model's probabilities: XGBoost's
+inplace_predict for batches, the Python tree walk for a few records, on ordinary rows,
+rows sitting exactly on split thresholds, and rows with missing values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core import registry
+from core.schema import Schema, model_frame
+from server.fast_scorer import FastScorer
+from simulation.generator import SCENARIOS, generate
+from simulation.traffic import records_from_frame
+
+pytestmark = pytest.mark.slow
+
+
+def thresholds(node: object, found: dict[int, set[float]]) -> None:
+    if type(node) is tuple:
+        column, threshold, left, right, _ = node
+        found.setdefault(column, set()).add(threshold)
+        thresholds(left, found)
+        thresholds(right, found)
+
+
+def test_both_paths_match_the_pipeline_including_split_edges_and_missing_values(
+    champion: registry.LoadedModel, schema: Schema
+) -> None:
+    scorer = FastScorer.from_pipeline(champion.pipeline, schema)
+    assert scorer is not None and scorer.walker is not None
+    frame = generate(2000, 5, SCENARIOS["economic_shift"], schema)
+    records = records_from_frame(frame, schema)
+    expected = champion.predict_proba(model_frame(schema, frame))
+
+    np.testing.assert_allclose(scorer.predict_proba(records), expected, atol=1e-6, rtol=0)
+    singles = np.concatenate([scorer.predict_proba(records[i:i + 1]) for i in range(300)])
+    np.testing.assert_allclose(singles, expected[:300], atol=1e-6, rtol=0)
+
+    # Matrix rows moved onto split thresholds (where a float32/float64 slip would take the
+    # other branch) or given a missing value (the tree's default direction).
+    found: dict[int, set[float]] = {}
+    for tree in scorer.walker.trees:
+        thresholds(tree, found)
+    rng = np.random.default_rng(7)
+    edges = scorer.matrix(records[:1500])
+    for row in edges:
+        column = int(rng.choice(list(found)))
+        row[column] = rng.choice(sorted(found[column]))
+        if rng.random() < 0.3:
+            row[rng.integers(0, scorer.width)] = np.nan
+    from_xgboost = scorer.booster.inplace_predict(edges, missing=np.nan)
+    np.testing.assert_allclose(scorer.walker.predict_proba(edges), from_xgboost,
+                               atol=1e-6, rtol=0)

@@ -1,0 +1,33 @@
+"""observe_many is observe() for each value: the same exposition, bucket for bucket."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+from server.metrics import PROBABILITY_BUCKETS, observe_many
+
+
+def test_observe_many_matches_observe_for_every_value_including_bucket_edges() -> None:
+    values = [0.0, 0.05, 0.050001, 0.15, 0.2, 0.49999, 0.5, 0.93, 1.0, 1.5, 0.05, 0.31] * 3
+    one_by_one, bulk = CollectorRegistry(), CollectorRegistry()
+    expected = Histogram("p", "p", buckets=PROBABILITY_BUCKETS, registry=one_by_one)
+    actual = Histogram("p", "p", buckets=PROBABILITY_BUCKETS, registry=bulk)
+    for value in values:
+        expected.observe(value)
+    observe_many(actual, values)
+    observe_many(actual, [])
+    assert samples(bulk) == samples(one_by_one)
+    assert sum_of(bulk) == pytest.approx(sum_of(one_by_one), rel=1e-12)
+    assert b'p_bucket{le="0.05"} 9.0' in generate_latest(bulk)
+
+
+def samples(registry: CollectorRegistry) -> list[bytes]:
+    # Everything but the creation timestamp (differs by construction) and the float sum
+    # (added in another order, so equal only to rounding).
+    return [line for line in generate_latest(registry).splitlines()
+            if not line.startswith((b"p_created", b"p_sum"))]
+
+
+def sum_of(registry: CollectorRegistry) -> float:
+    return registry.get_sample_value("p_sum")
