@@ -18,7 +18,7 @@ export PYTHONDONTWRITEBYTECODE ?= 1
 
 PYTEST_ARGS ?=
 
-.PHONY: help venv home demo data train serve traffic report rollback bench bench-train test test-fast lint compose-check clean
+.PHONY: help venv home demo data train serve traffic report rollback bench bench-train bench-fidelity bench-exporter test test-fast lint compose-check clean
 
 help:
 	@echo "make demo      the whole loop on embedded defaults (data, train, serve, traffic, report)"
@@ -31,6 +31,8 @@ help:
 	@echo "make rollback  move @champion back to @previous (the predictor follows)"
 	@echo "make bench     predictor vs a constant-answer ceiling and mlflow models serve (needs wrk, PostgreSQL)"
 	@echo "make bench-train  train wall time by rows and trials"
+	@echo "make bench-fidelity  predictions until each simulated drift raises the alarm; false alarms (~15 min)"
+	@echo "make bench-exporter  drift exporter compute time at 3k/10k/100k rows"
 	@echo "make lint      ruff"
 	@echo "make clean     remove the embedded state (.onebox)"
 
@@ -69,6 +71,12 @@ BENCH_ARGS ?=
 
 bench: $(STAMP) home
 	$(BIN)/python -m server.bench $(BENCH_ARGS)
+
+bench-fidelity: $(STAMP) home
+	$(BIN)/python -m monitoring.bench_fidelity
+
+bench-exporter: $(STAMP) home
+	$(BIN)/python -m monitoring.bench_exporter
 
 bench-train: $(STAMP) home
 	$(BIN)/python -m orchestration.bench_train

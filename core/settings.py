@@ -17,6 +17,14 @@ from core.schema import DEFAULT_SCHEMA_PATH
 
 PLACEHOLDER_MARKERS = ("change-me", "changeme")
 
+# The drift alarm's defaults (monitoring.drift reads them too, so a caller without
+# settings gets the same decision).  Why these numbers: README, "Drift alarm".
+DEFAULT_DRIFT_FALSE_ALARM_RATE = 0.005
+DEFAULT_DRIFT_SHARE_THRESHOLD = 0.0
+DEFAULT_QUALITY_MIN_AUC = 0.65
+DEFAULT_QUALITY_MIN_LABELS = 200
+DEFAULT_PREDICTION_DRIFT_ALARM = False
+
 
 class SettingsError(ValueError):
     """A setting is missing or invalid; the message names the variable."""
@@ -45,6 +53,11 @@ class Settings:
     spool_dir: Path
     drift_window_rows: int
     drift_interval_seconds: float
+    drift_false_alarm_rate: float
+    drift_share_threshold: float
+    prediction_drift_alarm: bool
+    quality_min_auc: float
+    quality_min_labels: int
     seed: int
 
     @classmethod
@@ -78,10 +91,26 @@ class Settings:
             spool_dir=Path(env.get("SPOOL_DIR", str(home / "spool"))),
             drift_window_rows=_int(env, "DRIFT_WINDOW_ROWS", 3000, minimum=50),
             drift_interval_seconds=_float(env, "DRIFT_INTERVAL_SECONDS", 60.0),
+            drift_false_alarm_rate=_float(env, "DRIFT_FALSE_ALARM_RATE",
+                                          DEFAULT_DRIFT_FALSE_ALARM_RATE),
+            drift_share_threshold=_float(env, "DRIFT_SHARE_THRESHOLD",
+                                         DEFAULT_DRIFT_SHARE_THRESHOLD),
+            prediction_drift_alarm=_switch(env, "PREDICTION_DRIFT_ALARM",
+                                           DEFAULT_PREDICTION_DRIFT_ALARM),
+            quality_min_auc=_float(env, "QUALITY_MIN_AUC", DEFAULT_QUALITY_MIN_AUC),
+            quality_min_labels=_int(env, "QUALITY_MIN_LABELS", DEFAULT_QUALITY_MIN_LABELS,
+                                    minimum=1),
             seed=_int(env, "SEED", 42, minimum=0),
         )
         if settings.model_poll_seconds <= 0:
             raise SettingsError("MODEL_POLL_SECONDS must be > 0")
+        if not 0 < settings.drift_false_alarm_rate < 1:
+            raise SettingsError("DRIFT_FALSE_ALARM_RATE must be between 0 and 1 (exclusive), "
+                                f"got {settings.drift_false_alarm_rate}")
+        for name, value in (("DRIFT_SHARE_THRESHOLD", settings.drift_share_threshold),
+                            ("QUALITY_MIN_AUC", settings.quality_min_auc)):
+            if not 0 <= value <= 1:
+                raise SettingsError(f"{name} must be between 0 and 1, got {value}")
         if app_env not in ("local", "cloud"):
             raise SettingsError(f"APP_ENV must be 'local' or 'cloud', got {app_env!r}")
         if app_env != "local":

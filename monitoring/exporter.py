@@ -5,7 +5,13 @@ Prometheus metrics on :8085 (`/metrics`; `/health` for compose).
 It follows the champion: each cycle resolves @champion, and a new version brings
 its own reference sample.  Its cost is bounded by a cap: the window is the newest
 DRIFT_WINDOW_ROWS predictions (default 3,000), never more, however much traffic
-arrives; the reference is the model's fixed sample.
+arrives; the reference is the model's fixed sample (`python -m
+monitoring.bench_exporter` measures the cost by window size).
+
+`onebox_drift_detected` is the alarm (monitoring.drift): 1 when a feature or the
+predicted probability drifted at the DRIFT_FALSE_ALARM_RATE budget, or the live
+AUC fell below QUALITY_MIN_AUC on at least QUALITY_MIN_LABELS labels.  The
+Prometheus alert fires on it; the other gauges say why.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from core import registry
 from core.registry import LoadedModel
 from core.settings import Settings
 from core.store import PredictionStore
-from monitoring.drift import DriftResult, compute_drift
+from monitoring.drift import Alarm, DriftPolicy, DriftResult, compute_drift, drift_alarm
 from monitoring.quality import LiveQuality, live_quality
 
 log = logging.getLogger(__name__)
@@ -43,6 +49,7 @@ class Snapshot:
     window_rows: int = 0
     drift: DriftResult | None = None
     quality: LiveQuality | None = None
+    alarm: Alarm | None = None
     computed_at: float = 0.0
     duration_seconds: float = 0.0
     errors_total: int = 0
@@ -55,6 +62,7 @@ class DriftExporter:
         self.settings = settings
         self.window_rows = window_rows
         self.interval_seconds = interval_seconds
+        self.policy = DriftPolicy.from_settings(settings)
         self.client = registry.connect(settings)
         self.store = PredictionStore(settings.prediction_store_url)
         self.snapshot = Snapshot()
@@ -85,8 +93,9 @@ class DriftExporter:
             if not window.empty:
                 drift = compute_drift(model.reference(),
                                       window.rename(columns={"probability": "prediction"}),
-                                      model.schema)
+                                      model.schema, self.policy)
             quality = live_quality(window)
+            alarm = drift_alarm(drift, quality, self.policy)
         except Exception as exc:  # keep serving the last good numbers; count and say why
             with self.snapshot.lock:
                 self.snapshot.errors_total += 1
@@ -99,6 +108,7 @@ class DriftExporter:
             self.snapshot.window_rows = len(window)
             self.snapshot.drift = drift
             self.snapshot.quality = quality
+            self.snapshot.alarm = alarm
             self.snapshot.computed_at = time.time()
             self.snapshot.duration_seconds = time.perf_counter() - started
             self.snapshot.last_error = None
@@ -115,8 +125,9 @@ class DriftExporter:
 class SnapshotCollector(Collector):
     """Turns the exporter's last snapshot into metric families at scrape time."""
 
-    def __init__(self, snapshot: Snapshot):
+    def __init__(self, snapshot: Snapshot, policy: DriftPolicy):
         self.snapshot = snapshot
+        self.policy = policy
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         s = self.snapshot
@@ -133,9 +144,25 @@ class SnapshotCollector(Collector):
                          "How long the last computation took.", s.duration_seconds)
             yield _gauge("onebox_drift_errors_total", "Failed computations since start.",
                          s.errors_total)
+            yield _gauge("onebox_drift_false_alarm_rate",
+                         "Chance that a window of clean traffic raises the data-drift alarm.",
+                         self.policy.false_alarm_rate)
+            yield _gauge("onebox_live_auc_threshold",
+                         "The alarm rises when the live AUC is below this.", self.policy.min_auc)
+            if s.alarm is not None:
+                yield _gauge("onebox_drift_detected",
+                             "1 when data drift or low live quality calls for attention "
+                             "(the alert fires on this).", 1.0 if s.alarm.detected else 0.0)
+                yield _gauge("onebox_data_drift_detected",
+                             "1 when a feature or the predicted probability drifted.",
+                             1.0 if s.alarm.data_drift else 0.0)
+                yield _gauge("onebox_live_quality_degraded",
+                             "1 when the live AUC is below its threshold on enough labels.",
+                             1.0 if s.alarm.quality_degraded else 0.0)
             if s.drift is not None:
                 score = GaugeMetricFamily("onebox_feature_drift_score",
-                                          "Drift score per feature (method in the label).",
+                                          "Drift p-value per feature (method in the label); "
+                                          "drifted when below onebox_drift_pvalue_threshold.",
                                           labels=["feature", "method"])
                 flag = GaugeMetricFamily("onebox_feature_drifted",
                                          "1 when the feature's drift test failed.",
@@ -147,9 +174,16 @@ class SnapshotCollector(Collector):
                 yield flag
                 yield _gauge("onebox_drift_share", "Share of features that drifted.",
                              s.drift.share)
+                yield _gauge("onebox_drift_share_threshold",
+                             "Data drift when onebox_drift_share is at least this "
+                             "(or the prediction drifted).", s.drift.effective_share_threshold)
+                yield _gauge("onebox_drift_pvalue_threshold",
+                             "A column drifted when its p-value is below this "
+                             "(false-alarm rate / columns tested).",
+                             next(iter(s.drift.features.values())).threshold)
                 if s.drift.prediction is not None:
                     yield _gauge("onebox_prediction_drift_score",
-                                 "Drift score of the predicted probability.",
+                                 "Drift p-value of the predicted probability.",
                                  s.drift.prediction.score)
                     yield _gauge("onebox_prediction_drifted",
                                  "1 when the predicted probability drifted.",
@@ -171,7 +205,7 @@ def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
 
 def make_wsgi_app(exporter: DriftExporter) -> Any:
     metrics_registry = CollectorRegistry()
-    metrics_registry.register(SnapshotCollector(exporter.snapshot))
+    metrics_registry.register(SnapshotCollector(exporter.snapshot, exporter.policy))
 
     def app(environ: dict, start_response: Any) -> list[bytes]:
         path = environ.get("PATH_INFO", "/")

@@ -1,9 +1,10 @@
 """The scheduled flows besides `train`: the drift report and the drift check.
 
-`drift-check` looks at the newest window of logged predictions: when the share
-of drifted features or the live quality crosses its threshold it starts a run of
-the `train` deployment (and says why, in its logs, in its return value and on
-the training run); otherwise it does nothing.
+`drift-check` looks at the newest window of logged predictions and takes the
+drift exporter's decision (monitoring.drift `drift_alarm`: a feature or the
+predicted probability drifted, or the live AUC fell below its floor): when the
+alarm rises it starts a run of the `train` deployment (and says why, in its
+logs, in its return value and on the training run); otherwise it does nothing.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from prefect.deployments import run_deployment
 from core import registry
 from core.settings import Settings
 from core.store import PredictionStore
-from monitoring.drift import compute_drift
+from monitoring.drift import DriftPolicy, compute_drift, drift_alarm
 from monitoring.quality import live_quality
 from reporting.report import report_latest_window, window_from_log
 
@@ -37,8 +38,8 @@ def report(window_rows: int = 1000) -> dict[str, Any]:
 
 
 @task(cache_policy=NO_CACHE, retries=3, retry_delay_seconds=10)
-def measure_window(window_rows: int) -> dict[str, Any]:
-    """Drift share and live quality of the newest window, against the champion's reference."""
+def measure_window(window_rows: int, policy: DriftPolicy) -> dict[str, Any]:
+    """Drift, live quality and the alarm of the newest window, against the champion's reference."""
     settings = Settings.from_env()
     client = registry.connect(settings)
     champion = registry.load_champion(client, settings)
@@ -51,49 +52,43 @@ def measure_window(window_rows: int) -> dict[str, Any]:
     finally:
         store.dispose()
     if window.empty:
-        return {"rows": 0, "drift_share": None, "drifted_features": [], "quality": None,
+        return {"rows": 0, "drift_detected": False, "drift_share": None,
+                "drifted_features": [], "quality": None, "reason": None,
                 "model_version": champion.version}
-    drift = compute_drift(champion.reference(), window_from_log(window), champion.schema)
-    return {"rows": len(window), "drift_share": drift.share,
-            "drifted_features": drift.drifted_features,
-            "quality": live_quality(window).as_dict(), "model_version": champion.version}
-
-
-def retrain_reason(measured: dict[str, Any], *, drift_share_threshold: float,
-                   min_auc: float, min_labels: int) -> str | None:
-    """Why the window calls for retraining, or None when it does not."""
-    reasons = []
-    share = measured.get("drift_share")
-    if share is not None and share >= drift_share_threshold:
-        reasons.append(f"drift share {share:.2f} >= {drift_share_threshold} "
-                       f"({', '.join(measured['drifted_features'])})")
-    quality = measured.get("quality") or {}
-    if (quality.get("labels") or 0) >= min_labels and quality.get("auc") is not None \
-            and quality["auc"] < min_auc:
-        reasons.append(f"live AUC {quality['auc']:.3f} < {min_auc} on {quality['labels']} labels")
-    return "; ".join(reasons) or None
+    drift = compute_drift(champion.reference(), window_from_log(window), champion.schema, policy)
+    quality = live_quality(window)
+    alarm = drift_alarm(drift, quality, policy)
+    return {"rows": len(window), "drift_detected": alarm.detected, "reason": alarm.reason,
+            "drift_share": drift.share, "drifted_features": drift.drifted_features,
+            "prediction_drifted": drift.prediction_drifted,
+            "quality": quality.as_dict(), "model_version": champion.version}
 
 
 @flow(name="drift-check")
 def drift_check(
     window_rows: int = 1000,
-    drift_share_threshold: float = 0.2,
-    min_auc: float = 0.65,
-    min_labels: int = 200,
+    drift_share_threshold: float | None = None,
+    min_auc: float | None = None,
+    min_labels: int | None = None,
     train_deployment: str = TRAIN_DEPLOYMENT,
 ) -> dict[str, Any]:
-    """Start a `train` run when drift or live quality crosses its threshold; else do nothing."""
+    """Start a `train` run when the drift alarm rises on the newest window; else do nothing.
+
+    Thresholds left unset come from the settings (DRIFT_SHARE_THRESHOLD,
+    QUALITY_MIN_AUC, QUALITY_MIN_LABELS; DRIFT_FALSE_ALARM_RATE), as the exporter's do.
+    """
     logger = get_run_logger()
-    measured = measure_window(window_rows)
+    policy = DriftPolicy.from_settings(Settings.from_env()).with_overrides(
+        share_threshold=drift_share_threshold, min_auc=min_auc, min_labels=min_labels)
+    measured = measure_window(window_rows, policy)
     if not measured["rows"]:
         logger.info("no logged predictions yet: nothing to check")
         return {"decision": "no-data", **measured}
-    reason = retrain_reason(measured, drift_share_threshold=drift_share_threshold,
-                            min_auc=min_auc, min_labels=min_labels)
-    if reason is None:
+    reason = measured["reason"]
+    if not measured["drift_detected"]:
         logger.info("window of %d rows is fine (drift share %.2f, quality %s): no retraining",
                     measured["rows"], measured["drift_share"], measured["quality"])
-        return {"decision": "ok", "reason": None, **measured}
+        return {"decision": "ok", **measured}
     logger.warning("retraining: %s", reason)
     # timeout=0: start the run and return; the worker runs it as its own flow run.
     run = run_deployment(train_deployment, parameters={"trigger_reason": reason}, timeout=0,

@@ -1,5 +1,5 @@
 """The drift exporter as a real process: metrics for a drifted window, a capped window,
-live quality once labels arrive, and a reference that follows the champion."""
+live quality once labels arrive, the alarm, and a reference that follows the champion."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
@@ -21,7 +24,8 @@ from core.store import PredictionRecord, PredictionStore
 from orchestration import processes
 from simulation.generator import SCENARIOS, generate
 from simulation.traffic import records_from_frame
-from tests.conftest import home_env
+from tests.conftest import home_env, run_train_flow, settings_for
+from tests.factories import write_training_csv
 
 pytestmark = pytest.mark.slow
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -42,52 +46,86 @@ def value(samples: dict, name: str, **labels: str) -> float:
     return matches[0]
 
 
+def log_scored(store_url: str, model: registry.LoadedModel, frame: pd.DataFrame,
+               start: datetime, *, label_every: int | None = None) -> None:
+    """Log `frame` as `model`'s predictions, one millisecond apart from `start`; every
+    `label_every`-th one gets its real outcome."""
+    schema = model.schema
+    store = PredictionStore(store_url)
+    try:
+        store.create_schema()
+        probs = model.predict_proba(model_frame(schema, frame))
+        records = [PredictionRecord(str(uuid.uuid4()), model.name, model.version, rec,
+                                    float(p), int(p >= model.threshold),
+                                    start + timedelta(milliseconds=j))
+                   for j, (rec, p) in enumerate(zip(records_from_frame(frame, schema), probs,
+                                                    strict=True))]
+        store.log(records)
+        if label_every:
+            for record, actual in list(zip(records, frame[schema.target], strict=True))[
+                    ::label_every]:
+                store.record_feedback(record.prediction_id, int(actual))
+    finally:
+        store.dispose()
+
+
+@contextmanager
+def running_exporter(home: Path, store_url: str, tmp_path: Path,
+                     window_rows: int) -> Iterator[str]:
+    """A real exporter process recomputing every second; yields its base URL."""
+    port = processes.free_port()
+    env = home_env(home, PREDICTION_STORE_URL=store_url, MODEL_CACHE_DIR=str(tmp_path / "cache"))
+    with open(tmp_path / "exporter.log", "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "monitoring.exporter", "--bind", f"127.0.0.1:{port}",
+             "--window-rows", str(window_rows), "--interval", "1"],
+            env={**os.environ, **env}, cwd=REPO_ROOT, stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        processes.stop(process)
+
+
+def computed(url: str, *, model_version: str, timeout: float = 120) -> dict:
+    """Wait for a computation on `model_version`; its /health."""
+    deadline = time.monotonic() + timeout
+    health: dict = {}
+    while time.monotonic() < deadline:
+        try:
+            health = requests.get(url + "/health", timeout=2).json()
+            if health["model_version"] == model_version and health["computed_at"]:
+                return health
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"no computation on v{model_version} in {timeout}s: {health}")
+
+
+def scrape_until(url: str, ready: Callable[[dict], bool], timeout: float = 120) -> dict:
+    """Scrape /metrics until `ready` says the samples are the awaited ones."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        samples = scrape(url + "/metrics")
+        if ready(samples):
+            return samples
+        time.sleep(0.5)
+    raise AssertionError(f"metrics not ready in {timeout}s: {samples}")
+
+
 def test_exporter_serves_drift_quality_and_a_capped_window(
     trained_home: Path, tmp_path: Path, schema: Schema, champion: registry.LoadedModel
 ) -> None:
     store_url = f"sqlite:///{tmp_path / 'predictions.db'}"
-    store = PredictionStore(store_url)
-    store.create_schema()
     # 3,000 older clean rows, then 1,500 newer ones with an economic shift, half labelled.
-    frame = generate(3000, 61, schema=schema)
-    drifted = generate(1500, 62, SCENARIOS["economic_shift"], schema)
     start = datetime.now(UTC) - timedelta(hours=1)
-    rows = []
-    for i, (part, offset) in enumerate(((frame, 0), (drifted, 3000))):
-        probs = champion.predict_proba(model_frame(schema, part))
-        for j, (rec, p) in enumerate(zip(records_from_frame(part, schema), probs, strict=True)):
-            rows.append((PredictionRecord(str(uuid.uuid4()), champion.name, champion.version,
-                                          rec, float(p), int(p >= champion.threshold),
-                                          start + timedelta(milliseconds=offset + j)),
-                         int(part[schema.target].iloc[j]) if i == 1 and j % 2 == 0 else None))
-    store.log([r for r, _ in rows])
-    for record, actual in rows:
-        if actual is not None:
-            store.record_feedback(record.prediction_id, actual)
-    store.dispose()
+    log_scored(store_url, champion, generate(3000, 61, schema=schema), start)
+    log_scored(store_url, champion, generate(1500, 62, SCENARIOS["economic_shift"], schema),
+               start + timedelta(seconds=3), label_every=2)
 
-    port = processes.free_port()
-    env = home_env(trained_home, PREDICTION_STORE_URL=store_url,
-                   MODEL_CACHE_DIR=str(tmp_path / "cache"))
-    with open(tmp_path / "exporter.log", "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "monitoring.exporter", "--bind", f"127.0.0.1:{port}",
-             "--window-rows", "1500", "--interval", "1"],
-            env={**os.environ, **env}, cwd=REPO_ROOT, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(url + "/health", timeout=2).json()["computed_at"]:
-                    break
-            except requests.RequestException:
-                pass
-            time.sleep(0.5)
+    with running_exporter(trained_home, store_url, tmp_path, window_rows=1500) as url:
+        computed(url, model_version="1")
         samples = scrape(url + "/metrics")
-    finally:
-        processes.stop(process)
 
     assert value(samples, "onebox_drift_window_rows", model_version="1") == 1500  # the cap
     for feature in ("customer_age", "credit_limit", "total_revolving_bal"):
@@ -95,10 +133,63 @@ def test_exporter_serves_drift_quality_and_a_capped_window(
     for feature in ("gender", "dependent_count", "card_category", "marital_status"):
         assert value(samples, "onebox_feature_drifted", feature=feature) == 0.0
     assert value(samples, "onebox_drift_share") == pytest.approx(3 / 11)
-    assert value(samples, "onebox_feature_drift_score", feature="credit_limit") > 0.1
+    # The alarm the Prometheus rule fires on, and the thresholds behind it.
+    assert value(samples, "onebox_drift_detected") == 1.0
+    assert value(samples, "onebox_data_drift_detected") == 1.0
+    assert value(samples, "onebox_drift_share_threshold") == pytest.approx(1 / 11)
+    assert value(samples, "onebox_drift_false_alarm_rate") == pytest.approx(0.005)
+    threshold = value(samples, "onebox_drift_pvalue_threshold")
+    assert threshold == pytest.approx(0.005 / 11)  # 11 features; the prediction only reported
+    assert value(samples, "onebox_feature_drift_score", feature="credit_limit") < threshold
+    assert value(samples, "onebox_feature_drift_score", feature="gender") > threshold
     assert value(samples, "onebox_live_labels") == 750
+    assert value(samples, "onebox_live_quality_degraded") == 0.0  # the relation still holds
     assert 0.5 < value(samples, "onebox_live_auc") <= 1.0
     assert 0 <= value(samples, "onebox_live_precision") <= 1
     assert value(samples, "onebox_drift_computation_seconds") > 0
     assert value(samples, "onebox_drift_last_computed_timestamp_seconds") > start.timestamp()
     assert value(samples, "onebox_drift_errors_total") == 0
+
+
+def test_exporter_follows_the_champion_and_its_reference(
+    tmp_path: Path, schema: Schema
+) -> None:
+    """When @champion moves, the next computation compares with the new version's reference."""
+    home = tmp_path / "home"
+    write_training_csv(settings_for(home).data_path, schema, rows=3000)
+    assert run_train_flow(home, trials=2)["version"] == "1"
+    settings = settings_for(home)
+    client = registry.connect(settings)
+    store_url = f"sqlite:///{tmp_path / 'predictions.db'}"
+    older = generate(600, 71, SCENARIOS["older_customers"], schema)
+    start = datetime.now(UTC) - timedelta(hours=1)
+    v1 = registry.load_champion(client, settings)
+    log_scored(store_url, v1, older, start)
+
+    with running_exporter(home, store_url, tmp_path, window_rows=600) as url:
+        computed(url, model_version="1")
+        against_v1 = scrape(url + "/metrics")
+
+        # v2 learns from older customers: promoted whatever its score (margin -1).
+        older_training = tmp_path / "older.csv"
+        generate(3000, 72, SCENARIOS["older_customers"], schema).to_csv(older_training,
+                                                                         index=False)
+        trained = run_train_flow(home, trials=2, data_path=str(older_training),
+                                 promotion_margin=-1.0)
+        assert trained["promoted"] and trained["version"] == "2"
+        v2 = registry.load_champion(client, settings)
+        log_scored(store_url, v2, older, start + timedelta(seconds=1))
+        # The exporter may see v2 before its predictions are logged: wait for a window of them.
+        against_v2 = scrape_until(url, lambda samples: any(
+            n == "onebox_drift_window_rows" and dict(ls).get("model_version") == "2" and v
+            for (n, ls), v in samples.items()))
+
+    assert v2.reference()["customer_age"].mean() > v1.reference()["customer_age"].mean() + 4
+    # Older customers are drift for v1, whose reference is the old population ...
+    assert value(against_v1, "onebox_drift_window_rows", model_version="1") == 600
+    assert value(against_v1, "onebox_feature_drifted", feature="customer_age") == 1.0
+    assert value(against_v1, "onebox_drift_detected") == 1.0
+    # ... and the population v2 was trained on: no drift against its reference.
+    assert value(against_v2, "onebox_drift_window_rows", model_version="2") == 600
+    assert value(against_v2, "onebox_feature_drifted", feature="customer_age") == 0.0
+    assert value(against_v2, "onebox_drift_detected") == 0.0
