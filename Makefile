@@ -11,6 +11,9 @@ export ONEBOX_HOME ?= $(CURDIR)/.onebox
 # Prefect's temporary server (no PREFECT_API_URL) keeps its database here too.
 export PREFECT_HOME ?= $(ONEBOX_HOME)/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+# Prefect's temporary server gets 20 s to start by default; a busy 2-core machine
+# (tests starting servers side by side) needed more.
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 180
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export DO_NOT_TRACK ?= 1
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR ?= false
