@@ -94,6 +94,9 @@ def test_a_large_batch_is_a_few_multi_row_inserts_and_skips_known_ids(
     finally:
         event.remove(store.engine, "before_cursor_execute", count_inserts)
     assert store.count() == 2500
+    assert sorted(store.ids()) == sorted(r.prediction_id for r in records)
     # One statement per page of rows, not one round trip per row (the writer thread's
-    # throughput under load depends on it).
-    assert 1 <= len(inserts) <= 10, len(inserts)
+    # throughput under load depends on it); PostgreSQL takes the batch by COPY, outside
+    # SQLAlchemy's statements.
+    limit = 0 if store.engine.dialect.name == "postgresql" else 10
+    assert len(inserts) <= limit, len(inserts)
