@@ -23,6 +23,7 @@ from werkzeug.exceptions import HTTPException
 from core.schema import FieldProblem, RecordInvalid
 from core.settings import Settings
 from core.store import FeedbackResult, PredictionRecord, PredictionStore
+from server.ids import new_prediction_ids
 from server.metrics import Metrics, observe_many
 from server.model_source import FROM_LOCAL_CACHE, ModelFollower, ServedModel
 from server.openapi import OpenApiDocuments
@@ -58,7 +59,7 @@ class Predictor:
         model = served.model
         probabilities = served.predict_proba(records).tolist()
         threshold = model.threshold
-        ids = [str(uuid.uuid4()) for _ in records]
+        ids = new_prediction_ids(len(records))
         answers = [{"prediction_id": prediction_id, "churn_probability": probability,
                     "churn": probability >= threshold}
                    for prediction_id, probability in zip(ids, probabilities, strict=True)]
