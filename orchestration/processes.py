@@ -52,7 +52,10 @@ def wait_until_healthy(url: str, process: subprocess.Popen | None = None,
             raise ServiceNotReady(str(exc)) from exc
         if resp.status_code != 200:
             raise ServiceNotReady(f"{url} answered {resp.status_code}")
-        return resp.json()
+        try:
+            return resp.json()
+        except ValueError:  # a plain-text probe (Prometheus's /-/ready): 200 is the answer
+            return {}
 
     return probe()
 

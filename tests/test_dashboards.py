@@ -197,20 +197,6 @@ def start_prometheus(tmp_path: Path, port: int, targets: dict[str, int]) -> subp
             cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def wait_for_ready(url: str, process: subprocess.Popen, timeout: float = 90.0) -> None:
-    """Poll `url` until it answers 200 (any body), failing if `process` exits first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"the process exited ({process.returncode}) before {url}"
-        try:
-            if requests.get(url, timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"{url} was not ready after {timeout:.0f}s")
-
-
 def query(prometheus_url: str, expr: str) -> tuple[str, list[float]]:
     """(problem or "", the values) of an instant query, as a stat panel would read it."""
     resp = requests.post(f"{prometheus_url}/api/v1/query", data={"query": expr}, timeout=10)
@@ -282,9 +268,10 @@ def test_every_panel_query_returns_data_from_a_real_prometheus(
         prometheus = start_prometheus(tmp_path, prometheus_port, {
             "predictor": predictor_port, "drift-exporter": exporter_port})
         started.append(prometheus)
-        wait_for_ready(f"{prometheus_url}/-/ready", prometheus)
-        wait_for_ready(f"{predictor_url}/health", predictor)
-        wait_for_ready(f"http://127.0.0.1:{exporter_port}/health", exporter)
+        processes.wait_until_healthy(f"{prometheus_url}/-/ready", prometheus, timeout=90)
+        processes.wait_until_healthy(f"{predictor_url}/health", predictor, timeout=90)
+        processes.wait_until_healthy(f"http://127.0.0.1:{exporter_port}/health", exporter,
+                                     timeout=90)
 
         # Clean customers, then a shifted economy, each with its ground truth.  A burst
         # that falls between two scrapes never shows in rate() (a new series has no
