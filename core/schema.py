@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -44,6 +45,17 @@ class RecordInvalid(ValueError):
     def __init__(self, problems: list[FieldProblem]):
         self.problems = problems
         super().__init__("; ".join(str(p) for p in problems))
+
+
+@dataclass(frozen=True)
+class ValidBatch:
+    """A validated batch: the records with canonical values, and, when the batch was
+    checked column by column, each feature's values as a column (numbers as float64
+    with NaN for null, categories as a list), so the scorer need not read the records
+    again."""
+
+    records: list[dict[str, Any]]
+    columns: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -208,6 +220,45 @@ class Schema:
             raise RecordInvalid(problems)
         return clean
 
+    def validate_batch(self, items: list[Any]) -> ValidBatch:
+        """Validate a list of records (a batch request), or raise RecordInvalid naming
+        every bad field as `[i].field`.
+
+        A batch whose every value is already what the schema wants is checked column by
+        column with numpy (~1 us a row against ~5 us record by record); anything else,
+        including every invalid batch, goes record by record, so the answer (canonical
+        values, or the problems) is the one `validate_record` gives.
+        """
+        columns = self._columns_if_valid(items) if len(items) >= COLUMNWISE_MIN_ROWS else None
+        if columns is not None:
+            return ValidBatch(items, columns)
+        records: list[dict[str, Any]] = []
+        problems: list[FieldProblem] = []
+        for i, item in enumerate(items):
+            try:
+                records.append(self.validate_record(item, where=f"[{i}]."))
+            except RecordInvalid as exc:
+                problems.extend(exc.problems)
+        if problems:
+            raise RecordInvalid(problems)
+        return ValidBatch(records)
+
+    def _columns_if_valid(self, items: list[Any]) -> dict[str, Any] | None:
+        """The batch's columns when every record is an object with exactly the schema's
+        fields and every value is valid and already canonical; otherwise None."""
+        names = self._by_name.keys()
+        for item in items:
+            if type(item) is not dict or item.keys() != names:
+                return None
+        columns: dict[str, Any] = {}
+        for feat in self.features:
+            name = feat.name
+            column = _valid_column(feat, [item[name] for item in items])
+            if column is None:
+                return None
+            columns[name] = column
+        return columns
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -239,6 +290,54 @@ class Schema:
         if not isinstance(raw, Mapping):
             raise SchemaError(f"{path}: expected a mapping at the top level")
         return cls.from_dict(raw)
+
+
+# Below this many records a batch is cheaper to check record by record (numpy's per-call
+# cost is ~1-3 us a column).
+COLUMNWISE_MIN_ROWS = 16
+_NONE = type(None)
+
+
+def _valid_column(feat: Feature, values: list[Any]) -> Any:
+    """`values` as a column if each is valid for `feat` and already in its canonical
+    type (float for a float feature, int for integer and ordinal ones); otherwise None.
+
+    Anything unusual (an int where a float is wanted, a bool, a huge integer) returns
+    None and the caller checks record by record, which canonicalises or names it.
+    """
+    kinds = set(map(type, values))
+    if _NONE in kinds:
+        if not feat.nullable:
+            return None
+        kinds.discard(_NONE)
+    if feat.kind == "categorical":
+        if kinds - {str}:
+            return None
+        allowed = set(feat.values)
+        if feat.nullable:
+            allowed.add(None)
+        return values if set(values) <= allowed else None
+    canonical = float if feat.kind == "float" else int
+    if kinds - {canonical}:
+        return None
+    try:
+        column = np.array(values, dtype=np.float64)  # None becomes NaN
+    except (OverflowError, TypeError, ValueError):
+        return None
+    present = column[~np.isnan(column)]
+    if present.size:
+        if not np.isfinite(present).all():
+            return None
+        if feat.kind == "ordinal":
+            low, high = 0, len(feat.levels) - 1
+        else:
+            low, high = feat.min, feat.max
+        if (low is not None and present.min() < low) or (high is not None
+                                                          and present.max() > high):
+            return None
+    if canonical is int and present.size and np.abs(present).max() >= 2.0**53:
+        return None  # float64 cannot hold every such int exactly: let the record path decide
+    return column
 
 
 def _fits_a_float(value: int) -> bool:

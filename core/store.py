@@ -7,16 +7,16 @@ as one JSON document per prediction, so a user's own schema needs no migration.
 
 from __future__ import annotations
 
-import csv
 import enum
 import io
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
+import orjson
 import pandas as pd
 from sqlalchemy import (
     JSON,
@@ -63,6 +63,43 @@ class PredictionRecord:
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
+@dataclass(frozen=True)
+class PredictionBatch(Sequence[PredictionRecord]):
+    """One request's predictions, column by column.
+
+    A 1,000-record batch request logs as one of these instead of 1,000
+    PredictionRecord objects (~1.5 us each to build); it reads as a sequence of
+    records wherever one is wanted (the spool, SQLite), and PostgreSQL's COPY
+    formats it without building them.
+    """
+
+    model_name: str
+    model_version: str
+    created_at: datetime
+    prediction_ids: list[str]
+    features: list[dict[str, Any]]
+    probabilities: list[float]
+    decisions: list[int]
+
+    def __len__(self) -> int:
+        return len(self.prediction_ids)
+
+    @overload
+    def __getitem__(self, index: int) -> PredictionRecord: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[PredictionRecord]: ...
+
+    def __getitem__(self, index: int | slice) -> PredictionRecord | list[PredictionRecord]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return PredictionRecord(self.prediction_ids[index], self.model_name, self.model_version,
+                                self.features[index], self.probabilities[index],
+                                self.decisions[index], self.created_at)
+
+    def __iter__(self) -> Iterator[PredictionRecord]:
+        return (self[i] for i in range(len(self)))
+
+
 class FeedbackResult(enum.Enum):
     RECORDED = "recorded"
     UNCHANGED = "unchanged"      # the same outcome was already recorded
@@ -91,11 +128,17 @@ class PredictionStore:
         replayed after a lost acknowledgement (the insert committed, the answer did
         not arrive) must not duplicate rows.
         """
-        if not records:
+        return self.log_chunks([records])
+
+    def log_chunks(self, chunks: Sequence[Sequence[PredictionRecord]]) -> int:
+        """`log` for several requests' predictions (each a sequence, e.g. a
+        PredictionBatch) in one transaction."""
+        total = sum(len(chunk) for chunk in chunks)
+        if not total:
             return 0
         if self.engine.dialect.name == "postgresql":
-            self._copy_skipping_known_ids(records)
-            return len(records)
+            self._copy_skipping_known_ids(_copy_text(chunks))
+            return total
         rows = [
             {
                 "prediction_id": r.prediction_id,
@@ -106,7 +149,7 @@ class PredictionStore:
                 "probability": float(r.probability),
                 "decision": int(r.decision),
             }
-            for r in records
+            for chunk in chunks for r in chunk
         ]
         with self.engine.begin() as conn:
             # RETURNING is what makes SQLAlchemy send one multi-row INSERT per page of
@@ -115,36 +158,37 @@ class PredictionStore:
             conn.execute(self._insert_skipping_known_ids(), rows).all()
         return len(rows)
 
-    def _copy_skipping_known_ids(self, records: Sequence[PredictionRecord]) -> None:
-        """PostgreSQL: COPY the batch into a session-private staging table, then move it
-        with INSERT ... ON CONFLICT DO NOTHING, in one transaction.
+    def _copy_skipping_known_ids(self, text: str) -> None:
+        """PostgreSQL: COPY the rows straight into the table; if an id is already there
+        (a batch replayed after a lost acknowledgement), that transaction rolls back
+        and the rows go through a session-private staging table and INSERT ... ON
+        CONFLICT DO NOTHING instead.
 
-        The writer thread shares its worker's CPU with the requests: COPY costs the
-        worker ~13 us of CPU a row against ~29 us for SQLAlchemy's multi-row INSERT
-        (measured on 20,000 rows), because rows are not bound parameter by parameter.
+        Fresh ids are the rule, so the direct COPY is the path taken: it costs
+        PostgreSQL about half the CPU of staging then inserting, and the writer thread
+        (which shares its worker's CPU with the requests) ~2 us a row to format.
         """
-        buffer = io.StringIO()
-        dumps = json.dumps
-        csv.writer(buffer).writerows(
-            (r.prediction_id, r.created_at.isoformat(), r.model_name, r.model_version,
-             dumps(r.features), repr(float(r.probability)), int(r.decision))
-            for r in records)
-        buffer.seek(0)
         columns = ", ".join(_COPIED_COLUMNS)
+        try:
+            with self.engine.begin() as conn:
+                with conn.connection.dbapi_connection.cursor() as cursor:
+                    cursor.copy_expert(f"COPY {predictions.name} ({columns}) FROM STDIN",
+                                       io.StringIO(text))
+            return
+        except Exception as exc:
+            if getattr(exc, "pgcode", None) != _UNIQUE_VIOLATION:
+                raise
         with self.engine.begin() as conn:
-            cursor = conn.connection.dbapi_connection.cursor()
-            try:
+            with conn.connection.dbapi_connection.cursor() as cursor:
                 cursor.execute(
                     f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING_TABLE} "
                     f"(LIKE {predictions.name}) ON COMMIT DELETE ROWS")
-                cursor.copy_expert(
-                    f"COPY {_STAGING_TABLE} ({columns}) FROM STDIN WITH (FORMAT csv)", buffer)
+                cursor.copy_expert(f"COPY {_STAGING_TABLE} ({columns}) FROM STDIN",
+                                   io.StringIO(text))
                 cursor.execute(
                     f"INSERT INTO {predictions.name} ({columns}) "
                     f"SELECT {columns} FROM {_STAGING_TABLE} "
                     f"ON CONFLICT (prediction_id) DO NOTHING")
-            finally:
-                cursor.close()
 
     def _insert_skipping_known_ids(self) -> Any:
         dialect = self.engine.dialect.name
@@ -237,6 +281,43 @@ def _rows_to_frame(rows: Iterable[Any]) -> pd.DataFrame:
 _STAGING_TABLE = "incoming_predictions"
 _COPIED_COLUMNS = ("prediction_id", "created_at", "model_name", "model_version", "features",
                    "probability", "decision")
+_UNIQUE_VIOLATION = "23505"
+
+
+def _copy_text(chunks: Iterable[Sequence[PredictionRecord]]) -> str:
+    """Rows in COPY's text format (tab-separated, backslash escapes), in _COPIED_COLUMNS order."""
+    lines: list[str] = []
+    add = lines.append
+    for chunk in chunks:
+        if isinstance(chunk, PredictionBatch):
+            head = "\t".join((chunk.created_at.isoformat(), _copy_escape(chunk.model_name),
+                              _copy_escape(chunk.model_version)))
+            for prediction_id, features, probability, decision in zip(
+                    chunk.prediction_ids, chunk.features, chunk.probabilities, chunk.decisions,
+                    strict=True):
+                add(f"{prediction_id}\t{head}\t{_features_json(features)}\t"
+                    f"{float(probability)!r}\t{int(decision)}\n")
+            continue
+        for r in chunk:
+            add(f"{_copy_escape(r.prediction_id)}\t{r.created_at.isoformat()}\t"
+                f"{_copy_escape(r.model_name)}\t{_copy_escape(r.model_version)}\t"
+                f"{_features_json(r.features)}\t{float(r.probability)!r}\t{int(r.decision)}\n")
+    return "".join(lines)
+
+
+def _features_json(features: dict[str, Any]) -> str:
+    """The features as JSON, escaped for COPY's text format."""
+    try:
+        text = orjson.dumps(features).decode()
+    except TypeError:  # an integer beyond 64 bits (valid if in range): the stdlib writes it
+        text = json.dumps(features, separators=(",", ":"))
+    # JSON escapes every control character, so only its backslashes need COPY's escape.
+    return text.replace("\\", "\\\\") if "\\" in text else text
+
+
+def _copy_escape(value: str) -> str:
+    return (value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+            .replace("\r", "\\r"))
 
 
 def _make_engine(url: str) -> Engine:

@@ -16,13 +16,14 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from flask import Flask, Response, g, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from core.schema import FieldProblem, RecordInvalid
 from core.settings import Settings
-from core.store import FeedbackResult, PredictionRecord, PredictionStore
+from core.store import FeedbackResult, PredictionBatch, PredictionStore
 from server.ids import new_prediction_ids
 from server.metrics import Metrics, observe_many
 from server.model_source import FROM_LOCAL_CACHE, ModelFollower, ServedModel
@@ -55,21 +56,21 @@ class Predictor:
         self.prediction_log = prediction_log
         self.metrics = metrics
 
-    def predict(self, served: ServedModel, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def predict(self, served: ServedModel, records: list[dict[str, Any]],
+                columns: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         model = served.model
-        probabilities = served.predict_proba(records).tolist()
+        probabilities = served.predict_proba(records, columns).tolist()
         threshold = model.threshold
         ids = new_prediction_ids(len(records))
+        decisions = [probability >= threshold for probability in probabilities]
         answers = [{"prediction_id": prediction_id, "churn_probability": probability,
-                    "churn": probability >= threshold}
-                   for prediction_id, probability in zip(ids, probabilities, strict=True)]
+                    "churn": decision}
+                   for prediction_id, probability, decision in zip(ids, probabilities, decisions,
+                                                                   strict=True)]
         if self.prediction_log is not None:
-            created_at = datetime.now(UTC)
-            self.prediction_log.submit([
-                PredictionRecord(prediction_id, model.name, model.version, record,
-                                 probability, int(probability >= threshold), created_at)
-                for prediction_id, record, probability in zip(ids, records, probabilities,
-                                                              strict=True)])
+            self.prediction_log.submit(PredictionBatch(
+                model.name, model.version, datetime.now(UTC), ids, records, probabilities,
+                [int(decision) for decision in decisions]))
         self.metrics.predictions.labels(model.version).inc(len(records))
         observe_many(self.metrics.probability, probabilities)
         return answers
@@ -158,22 +159,18 @@ def create_app(settings: Settings | None = None) -> Flask:
             if len(payload) > limit:
                 raise BadRequest(413, [FieldProblem(
                     "body", f"batch of {len(payload)} records is over the limit of {limit}")])
-            records, problems = [], []
-            for i, item in enumerate(payload):
-                try:
-                    records.append(schema.validate_record(item, where=f"[{i}]."))
-                except RecordInvalid as exc:
-                    problems.extend(exc.problems)
-            if problems:
-                raise BadRequest(422, problems)
-            answers = predictor.predict(served, records)
-            return jsonify(predictions=answers, model=_model_info(served))
+            try:
+                batch = schema.validate_batch(payload)
+            except RecordInvalid as exc:
+                raise BadRequest(422, exc.problems) from None
+            answers = predictor.predict(served, batch.records, batch.columns)
+            return _json_response({"predictions": answers, "model": _model_info(served)})
         try:
             record = schema.validate_record(payload)
         except RecordInvalid as exc:
             raise BadRequest(422, exc.problems) from None
         answer = predictor.predict(served, [record])[0]
-        return jsonify(**answer, model=_model_info(served))
+        return _json_response({**answer, "model": _model_info(served)})
 
     @app.post("/feedback")
     def feedback() -> tuple[Response, int]:
@@ -265,10 +262,24 @@ def _reject_constant(token: str) -> Any:
     raise ValueError(f"{token} is not valid JSON")
 
 
+def _json_response(document: dict[str, Any]) -> Response:
+    # orjson writes a 1,000-prediction answer ~5x faster than Flask's jsonify; the
+    # document holds only str, float, bool and dicts of them, which it writes the same.
+    return Response(orjson.dumps(document), mimetype="application/json")
+
+
 def _json_body() -> Any:
     raw = request.get_data(cache=False)
     if not raw:
         raise BadRequest(400, [FieldProblem("body", "is empty; send a JSON document")])
+    try:
+        # orjson parses ~3x faster than the stdlib; it refuses what the stdlib would
+        # refuse too (NaN, Infinity) and a little more (integers beyond 64 bits, text
+        # that is not UTF-8, lone surrogates): those go to the stdlib, so the answer is
+        # the one it gives (e.g. a 422 naming a field with a huge integer, not a 400).
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
     try:
         return json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:

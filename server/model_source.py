@@ -64,9 +64,10 @@ class ServedModel:
     def version(self) -> str:
         return self.model.version
 
-    def predict_proba(self, records: Sequence[dict[str, Any]]) -> np.ndarray:
+    def predict_proba(self, records: Sequence[dict[str, Any]],
+                      columns: dict[str, Any] | None = None) -> np.ndarray:
         if self.scorer is not None:
-            return self.scorer.predict_proba(records)
+            return self.scorer.predict_proba(records, columns)
         return np.asarray(self.model.predict_proba(model_frame(self.model.schema, records)))
 
     def warm_up(self) -> None:

@@ -46,7 +46,10 @@ class PredictionLogger:
         self._queue: queue.Queue[Sequence[PredictionRecord]] = queue.Queue()
         self._queued_rows = 0
         self._counts = threading.Lock()
-        self._pending: list[PredictionRecord] = []
+        # Whole requests' predictions (each a sequence: a PredictionBatch from the
+        # predictor), written together by one COPY.
+        self._pending: list[Sequence[PredictionRecord]] = []
+        self._pending_rows = 0
         self._stop = threading.Event()
         self._idle = threading.Condition()
         self._written = 0
@@ -69,7 +72,7 @@ class PredictionLogger:
     @property
     def backlog(self) -> int:
         """Predictions answered but neither written nor spooled yet."""
-        return self._queued_rows + len(self._pending)
+        return self._queued_rows + self._pending_rows
 
     @property
     def written(self) -> int:
@@ -110,29 +113,30 @@ class PredictionLogger:
                 return
 
     def _write_pending(self) -> None:
-        batch = self._pending
+        chunks, rows = self._pending, self._pending_rows
         if self.store_available:
             try:
-                self.store.log(batch)
+                self.store.log_chunks(chunks)
             except Exception as exc:  # the store is away: spool, and say so once
                 log.warning("prediction store unavailable (%s); spooling to %s",
                             exc, self.spool.directory)
                 self.store_available = False
                 self._next_replay = time.monotonic() + self.replay_interval
             else:
-                self._done(batch, written=True)
+                self._done(rows, written=True)
                 return
-        self.spool.write(batch)
-        self._done(batch, written=False)
+        self.spool.write([record for chunk in chunks for record in chunk])
+        self._done(rows, written=False)
 
-    def _done(self, batch: list[PredictionRecord], *, written: bool) -> None:
+    def _done(self, rows: int, *, written: bool) -> None:
         with self._idle:
             if written:
-                self._written += len(batch)
+                self._written += rows
             else:
                 with self._counts:
-                    self.spooled_rows += len(batch)
+                    self.spooled_rows += rows
             self._pending = []
+            self._pending_rows = 0
             self._idle.notify_all()
 
     def _replay_spool(self) -> None:
@@ -175,7 +179,7 @@ class PredictionLogger:
     def _fill_pending(self) -> None:
         """Move queued requests' predictions into the pending batch (whole requests: a
         batch may pass batch_size by one request's worth)."""
-        if len(self._pending) >= self.batch_size:
+        if self._pending_rows >= self.batch_size:
             return
         try:
             timeout = 0.0 if self._pending else self.flush_interval
@@ -186,7 +190,7 @@ class PredictionLogger:
         # wake-up's handful of rows made one commit per few rows, and those round trips,
         # not the rows, were the cost of logging.
         deadline = time.monotonic() + self.flush_interval
-        while len(self._pending) < self.batch_size:
+        while self._pending_rows < self.batch_size:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self._stop.is_set():
                 remaining = 0.0
@@ -198,6 +202,7 @@ class PredictionLogger:
 
     def _take(self, records: Sequence[PredictionRecord]) -> None:
         # Pending first, then the count: `backlog` never misses rows in between.
-        self._pending.extend(records)
+        self._pending.append(records)
+        self._pending_rows += len(records)
         with self._counts:
             self._queued_rows -= len(records)

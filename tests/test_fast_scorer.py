@@ -34,6 +34,13 @@ def test_both_paths_match_the_pipeline_including_split_edges_and_missing_values(
     expected = champion.predict_proba(model_frame(schema, frame))
 
     np.testing.assert_allclose(scorer.predict_proba(records), expected, atol=1e-6, rtol=0)
+    # A batch validated column by column scores from its columns: same matrix, same answer.
+    batch = schema.validate_batch(records)
+    assert batch.columns is not None
+    np.testing.assert_array_equal(scorer.matrix_from_columns(batch.columns, len(records)),
+                                  scorer.matrix(records))
+    np.testing.assert_allclose(scorer.predict_proba(batch.records, batch.columns), expected,
+                               atol=1e-6, rtol=0)
     singles = np.concatenate([scorer.predict_proba(records[i:i + 1]) for i in range(300)])
     np.testing.assert_allclose(singles, expected[:300], atol=1e-6, rtol=0)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from core.schema import RecordInvalid, Schema, SchemaError, model_frame
@@ -110,3 +112,74 @@ def test_model_frame_makes_numbers_float_with_nan_for_null(schema: Schema) -> No
     assert frame["education_level"].isna().all()
     assert frame["customer_age"].dtype == "float64"
     assert frame["gender"].tolist() == ["M"]
+
+
+# --- batches: checked column by column, answered as record by record --------------------
+
+EDGE_VALUES = [None, True, False, 0, 1, -1, 3, 2.0, 2.5, 45, 45.0, 12691.0, 12691, -5.0,
+               10**400, 2**60, 1e308, float("inf"), "M", "F", "blue", "gold", "married",
+               "unknown", "", "x", [], {}]
+
+
+def record_by_record(schema: Schema, items: list) -> tuple[list, list]:
+    records, found = [], []
+    for i, item in enumerate(items):
+        try:
+            records.append(schema.validate_record(item, where=f"[{i}]."))
+        except RecordInvalid as exc:
+            found.extend(exc.problems)
+    return records, found
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_batch_gets_the_answer_record_by_record_validation_gives(
+    schema: Schema, seed: int
+) -> None:
+    """Random batches with a few odd values (wrong types, bools, huge and non-canonical
+    numbers, nulls, unknown categories, missing and extra fields): validate_batch gives
+    the records, or the problems, that validating each record gives."""
+    import random
+
+    rng = random.Random(seed)
+    items: list = [valid_record(customer_age=rng.randint(26, 73),
+                                credit_limit=float(rng.randint(1438, 34516)))
+                   for _ in range(rng.choice([16, 40, 200]))]
+    for _ in range(rng.choice([0, 0, 1, 3])):  # a third of the batches stay valid
+        item = items[rng.randrange(len(items))]
+        change = rng.random()
+        name = rng.choice(schema.feature_names)
+        if change < 0.7:
+            item[name] = rng.choice(EDGE_VALUES)
+        elif change < 0.8:
+            del item[name]
+        elif change < 0.9:
+            item["extra_field"] = 1
+        else:
+            items[rng.randrange(len(items))] = rng.choice(EDGE_VALUES)
+    expected_records, expected_problems = record_by_record(schema, items)
+    if expected_problems:
+        with pytest.raises(RecordInvalid) as info:
+            schema.validate_batch(items)
+        assert info.value.problems == expected_problems
+    else:
+        batch = schema.validate_batch(items)
+        assert batch.records == expected_records
+        for got, want in zip(batch.records, expected_records, strict=True):
+            assert {k: type(v) for k, v in got.items()} == {k: type(v) for k, v in want.items()}
+
+
+def test_a_clean_batch_is_checked_column_by_column(schema: Schema) -> None:
+    items = [valid_record(customer_age=30 + i % 40, education_level=None if i % 3 else 2)
+             for i in range(50)]
+    batch = schema.validate_batch(items)
+    assert batch.columns is not None  # the fast path was taken
+    assert batch.records == items
+    assert batch.columns["customer_age"].tolist() == [30.0 + i % 40 for i in range(50)]
+    assert sum(map(math.isnan, batch.columns["education_level"])) == 33
+    assert batch.columns["gender"] == ["M"] * 50
+    # An int where a float is wanted is valid, but canonicalised record by record.
+    items[7]["credit_limit"] = 5000
+    batch = schema.validate_batch(items)
+    assert batch.columns is None
+    assert batch.records[7]["credit_limit"] == 5000.0
+    assert type(batch.records[7]["credit_limit"]) is float

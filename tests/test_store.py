@@ -7,9 +7,10 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from core.store import FeedbackResult, PredictionRecord, PredictionStore
+from core.store import FeedbackResult, PredictionBatch, PredictionRecord, PredictionStore
 from tests.factories import valid_record
 
 
@@ -100,3 +101,32 @@ def test_a_large_batch_is_a_few_multi_row_inserts_and_skips_known_ids(
     # SQLAlchemy's statements.
     limit = 0 if store.engine.dialect.name == "postgresql" else 10
     assert len(inserts) <= limit, len(inserts)
+
+
+def test_a_columnwise_batch_logs_like_its_records_even_with_characters_copy_escapes(
+    store: PredictionStore,
+) -> None:
+    """The predictor logs a request as one PredictionBatch; PostgreSQL takes it by COPY
+    in text format, where a backslash, tab or newline must not shift or eat a column."""
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+    awkward = ["back\\slash", "tab\there", "new\nline", "quote\"s", "carriage\rreturn", "é✓"]
+    features = [valid_record(customer_age=30 + i, marital_status=text, education_level=None)
+                for i, text in enumerate(awkward)]
+    batch = PredictionBatch("model\\with\ttab", "7", at, [str(uuid.uuid4()) for _ in awkward],
+                            features, [0.125 * i for i in range(6)], [0, 0, 0, 0, 1, 1])
+    assert len(batch) == 6 and batch[2].features["marital_status"] == "new\nline"
+    assert store.log_chunks([batch, [record(60, at)]]) == 7
+    store.log(batch)  # replayed whole: nothing written twice
+    assert store.count() == 7
+    # One request's rows share a timestamp: put them back in the batch's order by id.
+    window = store.recent(10, model_version="7").set_index("prediction_id").loc[
+        batch.prediction_ids]
+    assert window["marital_status"].tolist() == awkward
+    assert window["customer_age"].tolist() == [30, 31, 32, 33, 34, 35]
+    assert window["probability"].tolist() == pytest.approx(batch.probabilities)
+    assert window["decision"].tolist() == batch.decisions
+    assert window["education_level"].isna().all()
+    assert {pd.Timestamp(t).replace(tzinfo=None) for t in window["created_at"]} == {
+        pd.Timestamp(at).replace(tzinfo=None)}  # SQLite gives it back without its zone
+    assert [r.prediction_id for r in batch] == batch.prediction_ids
+    assert batch[1:3] == [batch[1], batch[2]]
