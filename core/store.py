@@ -23,6 +23,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Float,
+    Index,
     Integer,
     MetaData,
     String,
@@ -33,6 +34,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Engine
 
 metadata = MetaData()
@@ -40,15 +42,20 @@ metadata = MetaData()
 predictions = Table(
     "predictions",
     metadata,
-    Column("prediction_id", String(36), primary_key=True),
+    # PostgreSQL keeps ids as its native uuid (16 bytes, compared as bytes): ~10% less
+    # of its CPU per logged row than varchar(36), measured with COPY of 20k rows.
+    Column("prediction_id", String(36).with_variant(postgresql.UUID(as_uuid=False),
+                                                    "postgresql"), primary_key=True),
     Column("created_at", DateTime(timezone=True), nullable=False, index=True),
     Column("model_name", String(200), nullable=False),
-    Column("model_version", String(50), nullable=False, index=True),
+    Column("model_version", String(50), nullable=False),
     Column("features", JSON, nullable=False),
     Column("probability", Float, nullable=False),
     Column("decision", Integer, nullable=False),
     Column("actual", Integer, nullable=True),
     Column("feedback_at", DateTime(timezone=True), nullable=True),
+    # The exporter's window (one version's newest rows) reads this index backwards.
+    Index("ix_predictions_model_version_created_at", "model_version", "created_at"),
 )
 
 
@@ -169,11 +176,15 @@ class PredictionStore:
         (which shares its worker's CPU with the requests) ~2 us a row to format.
         """
         columns = ", ".join(_COPIED_COLUMNS)
+        # psycopg2 reads the file `size` characters at a time, taking the GIL back for
+        # each read; in a busy worker each take can wait a switch interval (5 ms) behind
+        # the request threads, so 8 KB reads made a 2,000-row COPY take ~0.5 s. One read.
+        size = len(text) + 1
         try:
             with self.engine.begin() as conn:
                 with conn.connection.dbapi_connection.cursor() as cursor:
                     cursor.copy_expert(f"COPY {predictions.name} ({columns}) FROM STDIN",
-                                       io.StringIO(text))
+                                       io.StringIO(text), size)
             return
         except Exception as exc:
             if getattr(exc, "pgcode", None) != _UNIQUE_VIOLATION:
@@ -184,7 +195,7 @@ class PredictionStore:
                     f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING_TABLE} "
                     f"(LIKE {predictions.name}) ON COMMIT DELETE ROWS")
                 cursor.copy_expert(f"COPY {_STAGING_TABLE} ({columns}) FROM STDIN",
-                                   io.StringIO(text))
+                                   io.StringIO(text), size)
                 cursor.execute(
                     f"INSERT INTO {predictions.name} ({columns}) "
                     f"SELECT {columns} FROM {_STAGING_TABLE} "

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -131,11 +131,18 @@ Node = tuple[int, float, "Node", "Node", bool] | float
 
 @dataclass(frozen=True)
 class TreeWalker:
-    """A binary:logistic gbtree scored in plain Python, for a few rows at a time."""
+    """A binary:logistic gbtree scored in plain Python, for a few rows at a time.
+
+    The trees are also compiled into one Python function of nested conditional
+    expressions (`margin`): ~7 us a row for 200 trees of depth 2, against ~27 us
+    walking the node tuples.  Models too big to compile quickly are walked.
+    """
 
     MAX_ROWS = 4  # above this, XGBoost's vectorised call is cheaper
+    MAX_COMPILED_NODES = 50_000  # ~1 MB of source: compiles in well under a second
     trees: tuple[Node, ...]
     base_margin: float
+    margin: Callable[[list[float]], float] | None = field(default=None, compare=False)
 
     @classmethod
     def from_booster(cls, booster: Any, width: int) -> TreeWalker | None:
@@ -153,13 +160,21 @@ class TreeWalker:
         base_score = float(params["base_score"].strip("[]"))
         if not 0.0 < base_score < 1.0:
             return None
-        return cls(tuple(_compile(tree, 0) for tree in trees),
-                   math.log(base_score / (1.0 - base_score)))
+        nodes = tuple(_compile(tree, 0) for tree in trees)
+        base_margin = math.log(base_score / (1.0 - base_score))
+        return cls(nodes, base_margin, _compiled_margin(nodes, base_margin))
 
     def predict_proba(self, matrix: np.ndarray) -> np.ndarray:
         # XGBoost compares float32 feature values with float32 thresholds: rounding both
         # to float32 (held exactly in Python floats) takes the same branch every time.
         rows = matrix.astype(np.float32).astype(np.float64).tolist()
+        if self.margin is not None:
+            margin = self.margin
+            return np.array([1.0 / (1.0 + math.exp(-margin(row))) for row in rows])
+        return self.walk(rows)
+
+    def walk(self, rows: list[list[float]]) -> np.ndarray:
+        """predict_proba by walking the node tuples (float32-rounded rows)."""
         out = np.empty(len(rows))
         for i, row in enumerate(rows):
             margin = self.base_margin
@@ -183,6 +198,39 @@ def _compile(tree: dict[str, Any], node: int) -> Node:
     threshold = float(np.float32(tree["split_conditions"][node]))
     return (int(tree["split_indices"][node]), threshold, _compile(tree, left),
             _compile(tree, tree["right_children"][node]), bool(tree["default_left"][node]))
+
+
+def _size(node: Node) -> int:
+    return 1 + _size(node[2]) + _size(node[3]) if type(node) is tuple else 1
+
+
+def _expression(node: Node) -> str:
+    """A tree as a conditional expression over the row `r`.
+
+    NaN compares false both ways, so the test is written so that false is the
+    missing-value direction: `x < t` when missing goes right, `x >= t` (with the
+    branches swapped) when it goes left.  Numbers are written with repr, which
+    reads back to the same float.
+    """
+    if type(node) is not tuple:
+        return repr(node)
+    column, threshold, left, right, missing_left = node
+    if missing_left:
+        return f"({_expression(right)} if r[{column}] >= {threshold!r} else {_expression(left)})"
+    return f"({_expression(left)} if r[{column}] < {threshold!r} else {_expression(right)})"
+
+
+def _compiled_margin(trees: tuple[Node, ...],
+                     base_margin: float) -> Callable[[list[float]], float] | None:
+    if sum(map(_size, trees)) > TreeWalker.MAX_COMPILED_NODES:
+        return None
+    source = f"def margin(r):\n    m = {base_margin!r}\n"
+    source += "".join(f"    m += {_expression(tree)}\n" for tree in trees)
+    source += "    return m\n"
+    namespace: dict[str, Any] = {}
+    # The source holds only numbers this module wrote from the booster's JSON.
+    exec(compile(source, "<onebox trees>", "exec"), namespace)  # noqa: S102
+    return namespace["margin"]
 
 
 def _is_passthrough(step: Any) -> bool:

@@ -19,6 +19,10 @@ threads = int(os.environ.get("PREDICTOR_THREADS", "4"))
 timeout = int(os.environ.get("PREDICTOR_TIMEOUT", "60"))
 graceful_timeout = 30
 keepalive = 5
+# The worker heartbeat touches a file on every loop turn (~one a request here): on a
+# disk (or a container's overlay) that took ~60 us a touch, profiled; in memory it
+# is nothing.  gunicorn's own docs advise /dev/shm in containers.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 accesslog = os.environ.get("PREDICTOR_ACCESS_LOG") or None
 errorlog = "-"
 loglevel = os.environ.get("PREDICTOR_LOG_LEVEL", "info")
@@ -62,3 +66,15 @@ def worker_exit(server, worker):
 def on_exit(server):
     if _owns_metrics_dir:
         shutil.rmtree(_metrics_dir, ignore_errors=True)
+
+
+def post_worker_init(worker):
+    """Move what the worker has loaded (the model, pandas, sklearn, MLflow: ~360,000
+    objects the collector tracks) out of the garbage collector's view.  With the
+    prediction log on, request objects live long enough (queued for the writer) to
+    reach the oldest generation, and each full collection then walked every loaded
+    object too: p99 at 16 connections was 74-98 ms with the log on, 15-26 ms after."""
+    import gc
+
+    gc.collect()
+    gc.freeze()

@@ -70,6 +70,9 @@ class Metrics:
         return generate_latest(self._registry)
 
 
+SMALL_BATCH = 8
+
+
 def observe_many(histogram: Histogram, values: list[float]) -> None:
     """`histogram.observe(v)` for every value, in one update per bucket.
 
@@ -78,7 +81,11 @@ def observe_many(histogram: Histogram, values: list[float]) -> None:
     non-cumulative counter per bucket (the first bound >= the value) and a sum: we
     add to those directly.  A test holds the exposition equal to per-value observe().
     """
-    if not values:
+    if len(values) <= SMALL_BATCH:
+        # numpy's call costs more than a few observe() calls, and it releases the GIL:
+        # getting it back under load waited behind the other request threads.
+        for value in values:
+            histogram.observe(value)
         return
     histogram._raise_if_not_observable()
     counts = np.bincount(

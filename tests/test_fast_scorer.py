@@ -57,5 +57,9 @@ def test_both_paths_match_the_pipeline_including_split_edges_and_missing_values(
         if rng.random() < 0.3:
             row[rng.integers(0, scorer.width)] = np.nan
     from_xgboost = scorer.booster.inplace_predict(edges, missing=np.nan)
+    # Both Python paths: the trees compiled into one function, and the node walk.
+    assert scorer.walker.margin is not None
     np.testing.assert_allclose(scorer.walker.predict_proba(edges), from_xgboost,
                                atol=1e-6, rtol=0)
+    rounded = edges.astype(np.float32).astype(np.float64).tolist()
+    np.testing.assert_allclose(scorer.walker.walk(rounded), from_xgboost, atol=1e-6, rtol=0)
