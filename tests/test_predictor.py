@@ -108,6 +108,12 @@ def test_a_batch_gets_one_answer_per_record_in_order(
         ([], 422, "body", "batch is empty"),
         ([valid_record(), valid_record(gender="Q")], 422, "[1].gender", "unknown category"),
         ([valid_record()] * (MAX_BATCH + 1), 413, "body", f"limit of {MAX_BATCH}"),
+        # orjson refuses integers beyond 64 bits; the stdlib then parses, and the field
+        # is named as before (not a 400 for the whole body).
+        (valid_record(customer_age=10**400), 422, "customer_age", "too large"),
+        # A batch big enough for the column-wise check, one value bad: named by row.
+        ([valid_record()] * 30 + [valid_record(dependent_count=9)], 422,
+         "[30].dependent_count", "<= 5"),
     ],
 )
 def test_bad_input_gets_a_4xx_naming_the_field(
@@ -128,6 +134,15 @@ def test_a_body_that_is_not_json_gets_400(predictor: Predictor, raw: bytes, word
     resp = predictor.post("/predict", data=raw, headers={"Content-Type": "application/json"})
     assert resp.status_code == 400
     assert words in resp.json()["problems"][0]["problem"]
+
+
+def test_a_utf16_body_is_read_as_the_stdlib_reads_it(predictor: Predictor) -> None:
+    # JSON in UTF-16 (allowed by RFC 8259's predecessor, read by Python's json): orjson
+    # refuses it, the fallback parses it.
+    raw = json.dumps(valid_record()).encode("utf-16")
+    resp = predictor.post("/predict", data=raw, headers={"Content-Type": "application/json"})
+    assert resp.status_code == 200, resp.text
+    assert 0.0 <= resp.json()["churn_probability"] <= 1.0
 
 
 def test_a_body_over_the_size_limit_gets_413(predictor: Predictor) -> None:
