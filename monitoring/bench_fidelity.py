@@ -52,7 +52,13 @@ from core import registry
 from core.registry import PREDICTION_COLUMN, LoadedModel
 from core.schema import RecordInvalid, Schema, model_frame
 from core.settings import Settings
-from monitoring.drift import DriftPolicy, compute_drift, drift_alarm, p_values
+from monitoring.drift import (
+    ConditionalModel,
+    DriftPolicy,
+    compute_drift,
+    drift_alarm,
+    p_values,
+)
 from monitoring.quality import live_quality
 
 TRAINING_ROWS = 10_000  # `make data`: enough rows for a REFERENCE_ROWS (5,000) reference
@@ -147,11 +153,12 @@ def first_alarm(model: LoadedModel, policy: DriftPolicy, reference: pd.DataFrame
         alarm = drift_alarm(drift, live_quality(current), policy)
         computations += 1
         if alarm.detected:
-            via = [name for name, hit in (("features", drift.share > 0),
+            via = [name for name, hit in (("features", drift.decision_share > 0),
                                            ("prediction", drift.prediction_alarm
                                             and drift.prediction_drifted),
                                            ("quality", alarm.quality_degraded)) if hit]
-            return StreamOutcome(arrived, "+".join(via), tuple(drift.drifted_features),
+            return StreamOutcome(arrived, "+".join(via),
+                                 tuple(drift.drifted_features + drift.drifted_relations),
                                  drift.share, refused_rows, computations)
     return StreamOutcome(None, "", (), 0.0, refused_rows, computations)
 
@@ -214,6 +221,9 @@ def fast_rates(model: LoadedModel, policy: DriftPolicy, reference: pd.DataFrame,
     """
     tests: dict[str, Callable[..., dict[str, float]]] = {"chosen": p_values, "K-S": ks_p_values}
     tests = {name: functools.partial(test, policy=policy) for name, test in tests.items()}
+    # The conditional fits depend on the reference only: fitted once, not per window.
+    tests["chosen"] = functools.partial(tests["chosen"], conditional=ConditionalModel.fit(
+        reference, model.schema))
     rates: dict[str, dict[str, float]] = {name: {} for name in tests}
     for scenario, table in tables.items():
         stream, _ = scored(model, table, drop_refused=scenario != AS_IF_ACCEPTED)

@@ -167,11 +167,24 @@ class SnapshotCollector(Collector):
                 flag = GaugeMetricFamily("onebox_feature_drifted",
                                          "1 when the feature's drift test failed.",
                                          labels=["feature"])
+                conditional = GaugeMetricFamily(
+                    "onebox_feature_conditional_drift_score",
+                    "Drift p-value of the feature's residual given the other features "
+                    "(only features the others explain well).", labels=["feature"])
+                conditional_flag = GaugeMetricFamily(
+                    "onebox_feature_conditional_drifted",
+                    "1 when the feature's relation to the others changed (its residual's "
+                    "test failed).", labels=["feature"])
                 for name, col in s.drift.features.items():
                     score.add_metric([name, col.method], col.score)
                     flag.add_metric([name], 1.0 if col.drifted else 0.0)
+                for name, col in s.drift.conditional.items():
+                    conditional.add_metric([name], col.score)
+                    conditional_flag.add_metric([name], 1.0 if col.drifted else 0.0)
                 yield score
                 yield flag
+                yield conditional
+                yield conditional_flag
                 yield _gauge("onebox_drift_share", "Share of features that drifted.",
                              s.drift.share)
                 yield _gauge("onebox_drift_share_threshold",

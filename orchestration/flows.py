@@ -53,13 +53,14 @@ def measure_window(window_rows: int, policy: DriftPolicy) -> dict[str, Any]:
         store.dispose()
     if window.empty:
         return {"rows": 0, "drift_detected": False, "drift_share": None,
-                "drifted_features": [], "quality": None, "reason": None,
+                "drifted_features": [], "drifted_relations": [], "quality": None, "reason": None,
                 "model_version": champion.version}
     drift = compute_drift(champion.reference(), window_from_log(window), champion.schema, policy)
     quality = live_quality(window)
     alarm = drift_alarm(drift, quality, policy)
     return {"rows": len(window), "drift_detected": alarm.detected, "reason": alarm.reason,
             "drift_share": drift.share, "drifted_features": drift.drifted_features,
+            "drifted_relations": drift.drifted_relations,
             "prediction_drifted": drift.prediction_drifted,
             "quality": quality.as_dict(), "model_version": champion.version}
 

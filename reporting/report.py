@@ -157,11 +157,13 @@ decisions of the window's predictions whose real outcome has arrived.</p>
 
 def _index_row(s: dict[str, Any]) -> str:
     e = html.escape
-    drifted = ", ".join(s.get("drifted_features") or []) or "none"
+    # Features whose own distribution moved, then relations that moved ("x | others").
+    named = (s.get("drifted_features") or []) + (s.get("drifted_relations") or [])
+    drifted = ", ".join(named) or "none"
     prediction = s.get("prediction_drift") or {}
     pred_text = ("n/a" if not prediction else
                  f"{prediction['score']:.3f}{' (drifted)' if prediction['drifted'] else ''}")
-    css = ' class="drifted"' if s.get("drifted_features") else ""
+    css = ' class="drifted"' if named else ""
     return (f"<tr><td>{e(s['created_at'][:19])}</td>"
             f"<td><a href=\"{e(s['report'])}\">{e(s['title'])}</a></td>"
             f"<td>{e(s['model_name'])} v{e(str(s['model_version']))}</td>"

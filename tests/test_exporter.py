@@ -133,13 +133,20 @@ def test_exporter_serves_drift_quality_and_a_capped_window(
     for feature in ("gender", "dependent_count", "card_category", "marital_status"):
         assert value(samples, "onebox_feature_drifted", feature=feature) == 0.0
     assert value(samples, "onebox_drift_share") == pytest.approx(3 / 11)
+    # Limits moved away from what income and card predict: a drifted relation too.
+    assert value(samples, "onebox_feature_conditional_drift_score",
+                 feature="credit_limit") < value(samples, "onebox_drift_pvalue_threshold")
+    assert value(samples, "onebox_feature_conditional_drifted", feature="credit_limit") == 1.0
     # The alarm the Prometheus rule fires on, and the thresholds behind it.
     assert value(samples, "onebox_drift_detected") == 1.0
     assert value(samples, "onebox_data_drift_detected") == 1.0
     assert value(samples, "onebox_drift_share_threshold") == pytest.approx(1 / 11)
     assert value(samples, "onebox_drift_false_alarm_rate") == pytest.approx(0.005)
     threshold = value(samples, "onebox_drift_pvalue_threshold")
-    assert threshold == pytest.approx(0.005 / 11)  # 11 features; the prediction only reported
+    # 11 features and the relations tested (the prediction only reported).
+    relations = [key for key in samples if key[0] == "onebox_feature_conditional_drift_score"]
+    assert 1 <= len(relations) < 11
+    assert threshold == pytest.approx(0.005 / (11 + len(relations)))
     assert value(samples, "onebox_feature_drift_score", feature="credit_limit") < threshold
     assert value(samples, "onebox_feature_drift_score", feature="gender") > threshold
     assert value(samples, "onebox_live_labels") == 750
