@@ -347,10 +347,12 @@ def main(argv: list[str] | None = None) -> None:
         policy = DriftPolicy.from_settings(settings).with_overrides(
             false_alarm_rate=args.false_alarm_rate)
         reference = model.reference()
-        counted = len(model.schema.feature_names) + policy.prediction_alarm
+        relations = sorted(ConditionalModel.fit(reference, model.schema).fits)
+        counted = len(model.schema.feature_names) + len(relations) + policy.prediction_alarm
         print(f"champion {model.name} v{model.version}; reference {len(reference)} rows; "
               f"false-alarm rate per window {policy.false_alarm_rate} -> column p < "
-              f"{policy.false_alarm_rate / counted:.2g} ({counted} columns; prediction drift "
+              f"{policy.false_alarm_rate / counted:.2g} ({counted} columns: the features, "
+              f"relations of {', '.join(relations) or 'none'}; prediction drift "
               f"{'counts' if policy.prediction_alarm else 'reported only'}); quality: AUC < "
               f"{policy.min_auc} on >= {policy.min_labels} labels; traffic "
               f"{args.rate_per_minute:g} predictions/min (assumed)", flush=True)
@@ -392,8 +394,8 @@ def main(argv: list[str] | None = None) -> None:
             alarms, prediction_p = clean_alarms(model, policy, reference,
                                                 windows_of(table, window))
             clean_ok[window] = not alarms
-            # Were the prediction counted too, its threshold would be rate / (features + 1).
-            strict = policy.false_alarm_rate / (len(model.schema.feature_names) + 1)
+            # Were the prediction counted too, its threshold would be rate / (columns + 1).
+            strict = policy.false_alarm_rate / (counted + 1 - policy.prediction_alarm)
             print(f"  window {window}: {len(alarms)} false alarm(s) in {args.clean_windows}"
                   + "".join(f"\n    {a}" for a in alarms)
                   + f"\n    prediction drift p-value: min {min(prediction_p):.2g}, median "
