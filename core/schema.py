@@ -324,7 +324,10 @@ def _valid_column(feat: Feature, values: list[Any]) -> Any:
         column = np.array(values, dtype=np.float64)  # None becomes NaN
     except (OverflowError, TypeError, ValueError):
         return None
-    present = column[~np.isnan(column)]
+    missing = np.isnan(column)
+    if int(missing.sum()) != values.count(None):
+        return None  # a float NaN is not a null (JSON cannot carry one, Python callers can)
+    present = column[~missing]
     if present.size:
         if not np.isfinite(present).all():
             return None

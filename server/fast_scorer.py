@@ -140,6 +140,7 @@ class TreeWalker:
 
     MAX_ROWS = 4  # above this, XGBoost's vectorised call is cheaper
     MAX_COMPILED_NODES = 50_000  # ~1 MB of source: compiles in well under a second
+    MAX_COMPILED_DEPTH = 100
     trees: tuple[Node, ...]
     base_margin: float
     margin: Callable[[list[float]], float] | None = field(default=None, compare=False)
@@ -220,16 +221,27 @@ def _expression(node: Node) -> str:
     return f"({_expression(left)} if r[{column}] < {threshold!r} else {_expression(right)})"
 
 
+def _depth(node: Node) -> int:
+    return 1 + max(_depth(node[2]), _depth(node[3])) if type(node) is tuple else 0
+
+
 def _compiled_margin(trees: tuple[Node, ...],
                      base_margin: float) -> Callable[[list[float]], float] | None:
-    if sum(map(_size, trees)) > TreeWalker.MAX_COMPILED_NODES:
+    """The trees as one compiled function, or None (then they are walked): too many
+    nodes to compile quickly, or too deep for the parser (it refuses ~200 nested
+    parentheses; lossguide or unbounded-depth models get there)."""
+    if (sum(map(_size, trees)) > TreeWalker.MAX_COMPILED_NODES
+            or max(map(_depth, trees), default=0) > TreeWalker.MAX_COMPILED_DEPTH):
         return None
     source = f"def margin(r):\n    m = {base_margin!r}\n"
     source += "".join(f"    m += {_expression(tree)}\n" for tree in trees)
     source += "    return m\n"
     namespace: dict[str, Any] = {}
-    # The source holds only numbers this module wrote from the booster's JSON.
-    exec(compile(source, "<onebox trees>", "exec"), namespace)  # noqa: S102
+    try:
+        # The source holds only numbers this module wrote from the booster's JSON.
+        exec(compile(source, "<onebox trees>", "exec"), namespace)  # noqa: S102
+    except (SyntaxError, RecursionError, MemoryError):
+        return None
     return namespace["margin"]
 
 

@@ -61,6 +61,8 @@ class PredictionLogger:
         # writer lingering for more rows wakes for that, not for every request.
         self._enough = threading.Event()
         self._idle = threading.Condition()
+        self._batches_done = 0   # batches written or spooled by the writer (under _idle)
+        self._stalled_at = -1    # _batches_done when a request last waited in vain
         self._written = 0
         self._next_replay = 0.0
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
@@ -83,12 +85,19 @@ class PredictionLogger:
 
     def _wait_for_room(self, rows: int) -> bool:
         """Wait up to max_wait for the backlog to have room for `rows` more; True if it has.
-        (A request bigger than the whole cap is let in once the backlog is empty.)"""
+        (A request bigger than the whole cap is let in once the backlog is empty.)
+
+        Once a wait has timed out, later requests do not wait again until the writer
+        has finished a batch since: a store that hangs (a lock, a stalled network) must
+        not cost every request max_wait."""
         deadline = time.monotonic() + self.max_wait
         with self._idle:
+            if self._stalled_at == self._batches_done:
+                return False
             while self.backlog and self.backlog + rows > self.max_backlog:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._stop.is_set():
+                    self._stalled_at = self._batches_done
                     return False
                 self._idle.wait(remaining)
         return True
@@ -162,6 +171,7 @@ class PredictionLogger:
                     self.spooled_rows += rows
             self._pending = []
             self._pending_rows = 0
+            self._batches_done += 1
             self._idle.notify_all()
 
     def _replay_spool(self) -> None:

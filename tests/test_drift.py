@@ -13,7 +13,7 @@ import pytest
 
 from core import registry
 from core.registry import PREDICTION_COLUMN
-from core.schema import model_frame
+from core.schema import Schema, model_frame
 from core.settings import Settings, SettingsError
 from monitoring.drift import (
     MIN_CONDITIONAL_R2,
@@ -202,3 +202,11 @@ def test_the_policy_follows_the_settings() -> None:
     assert policy == DriftPolicy(false_alarm_rate=0.01, share_threshold=0.3,
                                  prediction_alarm=True, min_auc=0.7, min_labels=50)
     assert policy.with_overrides(min_auc=None, min_labels=10).min_labels == 10
+
+
+def test_a_small_reference_gets_no_conditional_fits() -> None:
+    """Residuals on the fitted rows are smaller than on new ones: with fewer than ten
+    reference rows per input the relation tests would false-alarm, so none are made."""
+    schema = Schema.load()
+    assert ConditionalModel.fit(generate(100, 3, schema=schema), schema).fits == {}
+    assert "credit_limit" in ConditionalModel.fit(generate(2000, 3, schema=schema), schema).fits

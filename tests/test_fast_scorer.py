@@ -63,3 +63,18 @@ def test_both_paths_match_the_pipeline_including_split_edges_and_missing_values(
                                atol=1e-6, rtol=0)
     rounded = edges.astype(np.float32).astype(np.float64).tolist()
     np.testing.assert_allclose(scorer.walker.walk(rounded), from_xgboost, atol=1e-6, rtol=0)
+
+
+def test_trees_too_deep_to_compile_are_walked() -> None:
+    """A chain tree 300 levels deep (lossguide or unbounded depth) is past what the
+    parser takes as nested expressions: no compiled function, the walk still scores."""
+    from server.fast_scorer import TreeWalker, _compiled_margin
+
+    node: object = 0.25
+    for level in range(300):
+        node = (0, float(level), -0.01, node, False)
+    assert _compiled_margin((node,), 0.0) is None
+    walker = TreeWalker((node,), 0.0)
+    assert walker.margin is None
+    probability = walker.predict_proba(np.array([[1000.0]]))[0]
+    assert probability == pytest.approx(1 / (1 + np.exp(-0.25)))

@@ -117,8 +117,8 @@ def test_model_frame_makes_numbers_float_with_nan_for_null(schema: Schema) -> No
 # --- batches: checked column by column, answered as record by record --------------------
 
 EDGE_VALUES = [None, True, False, 0, 1, -1, 3, 2.0, 2.5, 45, 45.0, 12691.0, 12691, -5.0,
-               10**400, 2**60, 1e308, float("inf"), "M", "F", "blue", "gold", "married",
-               "unknown", "", "x", [], {}]
+               10**400, 2**60, 1e308, float("inf"), float("nan"), "M", "F", "blue", "gold",
+               "married", "unknown", "", "x", [], {}]
 
 
 def record_by_record(schema: Schema, items: list) -> tuple[list, list]:
@@ -177,6 +177,10 @@ def test_a_clean_batch_is_checked_column_by_column(schema: Schema) -> None:
     assert batch.columns["customer_age"].tolist() == [30.0 + i % 40 for i in range(50)]
     assert sum(map(math.isnan, batch.columns["education_level"])) == 33
     assert batch.columns["gender"] == ["M"] * 50
+    # A float NaN is not a null: refused, as record by record (JSON cannot carry one).
+    with pytest.raises(RecordInvalid) as info:
+        schema.validate_batch([*items[:20], valid_record(credit_limit=float("nan"))])
+    assert [p.field for p in info.value.problems] == ["[20].credit_limit"]
     # An int where a float is wanted is valid, but canonicalised record by record.
     items[7]["credit_limit"] = 5000
     batch = schema.validate_batch(items)
