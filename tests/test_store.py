@@ -130,3 +130,15 @@ def test_a_columnwise_batch_logs_like_its_records_even_with_characters_copy_esca
         pd.Timestamp(at).replace(tzinfo=None)}  # SQLite gives it back without its zone
     assert [r.prediction_id for r in batch] == batch.prediction_ids
     assert batch[1:3] == [batch[1], batch[2]]
+
+    # A plain model name takes the one-pass path: the same text must come back, and an
+    # integer beyond 64 bits (orjson refuses it) must still be written.
+    plain = PredictionBatch("churn-classifier", "8", at, [str(uuid.uuid4()) for _ in awkward],
+                            [{**f, "customer_age": 10**30 if i == 3 else f["customer_age"]}
+                             for i, f in enumerate(features)],
+                            [0.5] * 6, [1] * 6)
+    assert store.log(plain) == 6
+    window = store.recent(10, model_version="8").set_index("prediction_id").loc[
+        plain.prediction_ids]
+    assert window["marital_status"].tolist() == awkward
+    assert window["customer_age"].tolist() == [30, 31, 32, 10**30, 34, 35]
