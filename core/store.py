@@ -303,6 +303,8 @@ def _copy_text(chunks: Iterable[Sequence[PredictionRecord]]) -> str:
         if isinstance(chunk, PredictionBatch):
             head = "\t".join((chunk.created_at.isoformat(), _copy_escape(chunk.model_name),
                               _copy_escape(chunk.model_version)))
+            # A batch's ids are the predictor's own canonical UUIDs (hex and dashes): no
+            # escape needed; records from elsewhere (spool, callers) get theirs below.
             for prediction_id, features, probability, decision in zip(
                     chunk.prediction_ids, chunk.features, chunk.probabilities, chunk.decisions,
                     strict=True):

@@ -334,6 +334,7 @@ class ConditionalModel:
                 for name, v in scaled.items()}
         categories = {name: tuple(sorted(reference[name].dropna().unique(), key=str))
                       for name in schema.categorical_features}
+        # The inputs come from the model's own _design, so fit and use cannot disagree.
         model = cls(numeric, log_scale, fill, categories, {}, {})
         design = model._design(reference)
         fits, r_squared = {}, {}
@@ -354,7 +355,7 @@ class ConditionalModel:
             r_squared[target] = r2
             if r2 >= MIN_CONDITIONAL_R2:
                 fits[target] = (inputs, coefficients)
-        return cls(numeric, log_scale, fill, categories, fits, r_squared)
+        return replace(model, fits=fits, r_squared=r_squared)
 
     def _design(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         """Model inputs by name: each numeric feature (missing -> reference mean) and
