@@ -73,16 +73,16 @@ report: $(STAMP) home
 BENCH_ARGS ?=
 
 bench: $(STAMP) home
-	$(BIN)/python -m server.bench $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.predictor $(BENCH_ARGS)
 
 bench-fidelity: $(STAMP) home
-	$(BIN)/python -m monitoring.bench_fidelity
+	$(BIN)/python -m benchmarks.fidelity
 
 bench-exporter: $(STAMP) home
-	$(BIN)/python -m monitoring.bench_exporter
+	$(BIN)/python -m benchmarks.exporter
 
 bench-train: $(STAMP) home
-	$(BIN)/python -m orchestration.bench_train
+	$(BIN)/python -m benchmarks.train
 
 rollback: $(STAMP) home
 	$(BIN)/python -m orchestration.rollback

@@ -6,7 +6,7 @@ Evidently's defaults do not tell the truth here (STACK-NOTES): its dataset flag
 defaults (with a reference over 1,000 rows: normed Wasserstein / Jensen-Shannon
 at 0.1 whatever the window) flag some column in many clean 300-row windows.
 So every column gets a p-value test at every window size, and one budget of
-false alarms is shared by all of them (`python -m monitoring.bench_fidelity`
+false alarms is shared by all of them (`python -m benchmarks.fidelity`
 measures both, and the alternatives):
 
 - numeric features and the predicted probability: Mann-Whitney U (two-sided)

@@ -6,7 +6,7 @@ It follows the champion: each cycle resolves @champion, and a new version brings
 its own reference sample.  Its cost is bounded by a cap: the window is the newest
 DRIFT_WINDOW_ROWS predictions (default 3,000), never more, however much traffic
 arrives; the reference is the model's fixed sample (`python -m
-monitoring.bench_exporter` measures the cost by window size).
+benchmarks.exporter` measures the cost by window size).
 
 `onebox_drift_detected` is the alarm (monitoring.drift): 1 when a feature or the
 predicted probability drifted at the DRIFT_FALSE_ALARM_RATE budget, or the live

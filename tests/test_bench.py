@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from server.bench.ceiling import create_app
-from server.bench.wrk import WrkMissing, WrkOutputUnreadable, parse_wrk_output, require_wrk
+from benchmarks.predictor.ceiling import create_app
+from benchmarks.predictor.wrk import WrkMissing, WrkOutputUnreadable, parse_wrk_output, require_wrk
 
 WRK_OUTPUT = """\
 Running 10s test @ http://127.0.0.1:18777/predict

@@ -2,7 +2,7 @@
 
 Windows of 300 predictions are the smallest the alarm is built for.  The
 numbers behind the thresholds (how often each holds, over thousands of windows)
-come from `python -m monitoring.bench_fidelity`; these tests pin the behaviour
+come from `python -m benchmarks.fidelity`; these tests pin the behaviour
 on fixed seeds.
 """
 
@@ -67,7 +67,7 @@ def test_twenty_clean_windows_of_300_raise_no_alarm(champion: registry.LoadedMod
     ("no_divorced", SMALLEST_WINDOW),
     # +20% credit limits is a 0.26-sd shift of log(limit) but 0.33 sd of what the other
     # features leave unexplained: its own test catches a 300-row window about 2 times in
-    # 3, the conditional one nearly always (bench_fidelity).
+    # 3, the conditional one nearly always (benchmarks.fidelity).
     ("credit_limit_up", SMALLEST_WINDOW),
 ])
 def test_a_covariate_drift_is_detected_naming_the_features_that_moved(

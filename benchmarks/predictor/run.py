@@ -1,4 +1,4 @@
-"""`python -m server.bench`: ceiling, `mlflow models serve` and the onebox predictor under
+"""`python -m benchmarks.predictor`: ceiling, `mlflow models serve` and the onebox predictor under
 the same wrk load, one after another, in one run; figures, ratios and targets printed.
 
 The home (data, a trained @champion) is made by the stack's own commands in
@@ -23,10 +23,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from benchmarks.predictor import servers
+from benchmarks.predictor.wrk import WrkMissing, WrkResult, require_wrk, run_wrk
 from core.schema import Schema
 from core.settings import Settings
-from server.bench import servers
-from server.bench.wrk import WrkMissing, WrkResult, require_wrk, run_wrk
 from server.process import GUNICORN_CONFIG
 
 say = partial(print, flush=True)
@@ -55,7 +55,7 @@ class Load:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m server.bench",
+        prog="python -m benchmarks.predictor",
         description="Benchmark the predictor against a constant-answer ceiling and "
                     "mlflow models serve (needs wrk and PostgreSQL).")
     parser.add_argument("--duration", type=float, default=10.0,

@@ -1,6 +1,6 @@
 """The ceiling of the benchmark: `POST /predict` answered with a constant JSON document.
 
-Served as `gunicorn -c server/gunicorn.conf.py 'server.bench.ceiling:create_app()'`,
+Served as `gunicorn -c server/gunicorn.conf.py 'benchmarks.predictor.ceiling:create_app()'`,
 the predictor's own settings, so the distance between this and the predictor
 is what validation, scoring and logging cost, not HTTP or gunicorn.
 """

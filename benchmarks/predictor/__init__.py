@@ -1,6 +1,6 @@
 """`make bench`: the predictor's throughput and latency against two baselines, in one run.
 
-`python -m server.bench` starts, one after another on free loopback ports, a
+`python -m benchmarks.predictor` starts, one after another on free loopback ports, a
 constant-answer Flask app under the predictor's own gunicorn settings (the
 ceiling: what HTTP, gunicorn and Flask cost before any model work),
 `mlflow models serve` on the same @champion, and the onebox predictor with

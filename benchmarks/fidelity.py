@@ -1,4 +1,4 @@
-"""`python -m monitoring.bench_fidelity`: how soon the drift alarm sees each injected
+"""`python -m benchmarks.fidelity`: how soon the drift alarm sees each injected
 drift, and how often it cries wolf on clean traffic.
 
 A champion is trained in a temporary home (or loaded with `--home`) on a

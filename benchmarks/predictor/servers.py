@@ -1,9 +1,9 @@
 """The servers the benchmark compares, each on a free loopback port, always stopped.
 
-server/ may import only core/ and server/ (DESIGN.md: dependencies point one
-way), so the few process helpers of orchestration/processes.py are written out
-here, and the predictor starts from the same command line as everywhere else:
-`server.process.predictor_argv`.
+The predictor starts from the same command line as everywhere else
+(`server.process.predictor_argv`).  Servers here are stopped by process group
+(`mlflow models serve` leaves a uvicorn child behind its leader), unlike
+orchestration/processes.py's single-process stop.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,10 +24,11 @@ import psycopg2
 import requests
 from psycopg2 import sql
 
+from orchestration.processes import free_port
 from server.process import GUNICORN_CONFIG, predictor_argv
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CEILING_APP = "server.bench.ceiling:create_app()"
+CEILING_APP = "benchmarks.predictor.ceiling:create_app()"
 
 # Settings a caller's environment may hold (`make` exports ONEBOX_HOME, a shell may have
 # the stack's URLs) that would point a benchmark server at someone else's state or change
@@ -62,12 +62,6 @@ def child_env(**settings: str) -> dict[str, str]:
     # PATH even when the bench runs as .venv/bin/python without an activated venv.
     path = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.defpath)])
     return {**env, **QUIET, "PATH": path, **settings}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def log_tail(path: Path, lines: int = 30) -> str:

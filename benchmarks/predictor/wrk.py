@@ -1,4 +1,4 @@
-"""Load with wrk (POST of a JSON body, server/bench/post.lua) and read what it prints."""
+"""Load with wrk (POST of a JSON body, benchmarks/predictor/post.lua) and read what it prints."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`python -m monitoring.bench_exporter`: what one drift-exporter computation costs at
+"""`python -m benchmarks.exporter`: what one drift-exporter computation costs at
 the window cap (3,000 rows), 10,000 and 100,000 rows, and what a sample would cost.
 
 A champion is trained in a temporary home (or loaded with `--home`), with a
@@ -27,12 +27,12 @@ from unittest import mock
 import pandas as pd
 from sqlalchemy import bindparam, update
 
+from benchmarks.fidelity import Traffic, champion_home, load
+from benchmarks.fidelity import records as request_records
 from core.registry import PREDICTION_COLUMN, LoadedModel
 from core.schema import model_frame
 from core.settings import Settings
 from core.store import PredictionRecord, PredictionStore, predictions
-from monitoring.bench_fidelity import Traffic, champion_home, load
-from monitoring.bench_fidelity import records as request_records
 from monitoring.drift import DriftPolicy, compute_drift
 from monitoring.exporter import DriftExporter
 

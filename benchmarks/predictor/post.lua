@@ -1,5 +1,5 @@
 -- wrk script: POST the JSON document in the file named after `--` to the URL's path.
---   wrk -s server/bench/post.lua http://127.0.0.1:PORT/predict -- body.json
+--   wrk -s benchmarks/predictor/post.lua http://127.0.0.1:PORT/predict -- body.json
 -- init runs in every wrk thread before wrk formats that thread's request.
 
 function init(args)
