@@ -21,7 +21,7 @@ export PYTHONDONTWRITEBYTECODE ?= 1
 
 PYTEST_ARGS ?=
 
-.PHONY: help venv home demo data train serve traffic report rollback bench bench-train bench-fidelity bench-exporter test test-fast lint compose-check clean
+.PHONY: help venv home demo data train serve traffic report rollback bench bench-train bench-fidelity bench-exporter bench-stack test test-fast test-stack test-prereqs lint compose-check clean up down logs ps up-offline down-offline standins env-file
 
 help:
 	@echo "make demo      the whole loop on embedded defaults (data, train, serve, traffic, report)"
@@ -36,8 +36,20 @@ help:
 	@echo "make bench-train  train wall time by rows and trials"
 	@echo "make bench-fidelity  predictions until each simulated drift raises the alarm; false alarms (~15 min)"
 	@echo "make bench-exporter  drift exporter compute time at 3k/10k/100k rows"
+	@echo "make bench-stack  the compose stack's figures: memory, image size, build and start times, req/s (Docker)"
 	@echo "make lint      ruff"
 	@echo "make clean     remove the embedded state (.onebox)"
+	@echo ""
+	@echo "The compose stack (env=local: .env.local, the default; env=cloud: .env):"
+	@echo "make up        build and start it, wait until every service is healthy"
+	@echo "make down      stop it (volumes kept; docker compose down -v removes them)"
+	@echo "make logs      follow its logs"
+	@echo "make ps        its containers and their health"
+	@echo "make up-offline    the same on a machine that cannot pull images: stand-ins built"
+	@echo "                   from Debian's packages (tests/stack/), Grafana left out"
+	@echo "make down-offline  stop that stack"
+	@echo "make test-prereqs  (root, Debian 12) install and start what make test needs:"
+	@echo "                   PostgreSQL, Docker engine + compose, prometheus, nginx, wrk"
 
 venv: $(STAMP)
 
@@ -84,6 +96,9 @@ bench-exporter: $(STAMP) home
 bench-train: $(STAMP) home
 	$(BIN)/python -m benchmarks.train
 
+bench-stack: $(STAMP) home standins
+	$(BIN)/python -m benchmarks.stack $(BENCH_ARGS)
+
 rollback: $(STAMP) home
 	$(BIN)/python -m orchestration.rollback
 
@@ -91,7 +106,15 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow and not stack" $(PYTEST_ARGS)
+
+# The compose stack built and walked in containers (Docker engine; ~10 min the first time).
+test-stack: $(STAMP)
+	$(BIN)/python -m pytest -m stack $(PYTEST_ARGS)
+
+# A fresh Debian 12 machine, as root: what the tests need, installed and started.
+test-prereqs:
+	bash tests/prepare_machine.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -101,3 +124,40 @@ compose-check: $(STAMP)
 
 clean:
 	rm -rf .onebox
+
+# --- the compose stack -------------------------------------------------------------
+env ?= local
+ifeq ($(env),local)
+ENV_FILE := .env.local
+else ifeq ($(env),cloud)
+ENV_FILE := .env
+else
+$(error env must be local or cloud, got '$(env)')
+endif
+COMPOSE := docker compose --env-file $(ENV_FILE)
+# Stand-ins for the upstream images, on a machine that cannot pull them (tests/stack/).
+OFFLINE := -f docker-compose.yml -f tests/stack/compose.offline.yml
+
+env-file:
+	@test -f $(ENV_FILE) || { echo "$(ENV_FILE) is missing: copy .env.cloud to .env and replace every change-me"; exit 1; }
+
+up: env-file
+	$(COMPOSE) up -d --build --wait --wait-timeout 900
+
+down: env-file
+	$(COMPOSE) down
+
+logs: env-file
+	$(COMPOSE) logs --follow --tail=200
+
+ps: env-file
+	$(COMPOSE) ps --all
+
+standins:
+	tests/stack/standins/build.sh
+
+up-offline: env-file standins
+	$(COMPOSE) $(OFFLINE) up -d --build --wait --wait-timeout 900
+
+down-offline: env-file
+	$(COMPOSE) $(OFFLINE) down

@@ -77,7 +77,9 @@ class Settings:
             experiment_name=env.get("MLFLOW_EXPERIMENT", "onebox-churn"),
             model_name=env.get("MODEL_NAME", "churn-classifier"),
             prediction_store_url=_store_url(
-                env.get("PREDICTION_STORE_URL", f"sqlite:///{home / 'predictions.db'}")
+                env.get("PREDICTION_STORE_URL")
+                or _monitoring_db_url(env)
+                or f"sqlite:///{home / 'predictions.db'}"
             ),
             reports_dir=Path(env.get("REPORTS_DIR", str(home / "reports"))),
             model_cache_dir=Path(env.get("MODEL_CACHE_DIR", str(home / "model-cache"))),
@@ -119,6 +121,29 @@ class Settings:
 
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def postgres_url(*, user: str, password: str, host: str, port: int, database: str,
+                 driver: str = "postgresql+psycopg2") -> str:
+    """A PostgreSQL URL with every part URL-encoded: a password may hold @ / : % and more."""
+    from sqlalchemy.engine import URL
+
+    return URL.create(driver, username=user, password=password, host=host, port=port,
+                      database=database).render_as_string(hide_password=False)
+
+
+def _monitoring_db_url(env: Mapping[str, str]) -> str | None:
+    """The prediction log's PostgreSQL URL from MONITORING_DB_* (the compose stack's way),
+    or None when MONITORING_DB_HOST is not set."""
+    host = env.get("MONITORING_DB_HOST")
+    if not host:
+        return None
+    password = env.get("MONITORING_DB_PASSWORD")
+    if not password:
+        raise SettingsError("MONITORING_DB_PASSWORD must be set when MONITORING_DB_HOST is")
+    return postgres_url(user=env.get("MONITORING_DB_USER") or "monitoring", password=password,
+                        host=host, port=_int(env, "MONITORING_DB_PORT", 5432, minimum=1),
+                        database=env.get("MONITORING_DB_NAME") or "monitoring")
 
 
 def _store_url(url: str) -> str:

@@ -1,12 +1,27 @@
 #!/bin/sh
-# Start the MLflow tracking server on Postgres with proxied artifacts.
+# Start the MLflow tracking server + registry on PostgreSQL, artifacts proxied by the server.
+#
+# The backend store is MLFLOW_BACKEND_STORE_URI when given; otherwise it is built from
+# MLFLOW_DB_HOST / _PORT / _USER / _NAME / _PASSWORD with the password URL-encoded (a
+# password with @ / : % in it would otherwise break the URI).
 # The job runner is off: it costs ~2 GB of RSS and onebox does not use it.
 set -eu
-: "${MLFLOW_BACKEND_STORE_URI:?set MLFLOW_BACKEND_STORE_URI}"
+if [ -z "${MLFLOW_BACKEND_STORE_URI:-}" ]; then
+  : "${MLFLOW_DB_PASSWORD:?set MLFLOW_DB_PASSWORD (or MLFLOW_BACKEND_STORE_URI)}"
+  MLFLOW_BACKEND_STORE_URI=$(python -c '
+import os
+from sqlalchemy.engine import URL
+env = os.environ
+print(URL.create("postgresql", username=env.get("MLFLOW_DB_USER") or "mlflow",
+                 password=env["MLFLOW_DB_PASSWORD"], host=env.get("MLFLOW_DB_HOST") or "postgres",
+                 port=int(env.get("MLFLOW_DB_PORT") or 5432),
+                 database=env.get("MLFLOW_DB_NAME") or "mlflow").render_as_string(hide_password=False))')
+fi
 export MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false
 exec mlflow server \
   --backend-store-uri "$MLFLOW_BACKEND_STORE_URI" \
-  --artifacts-destination "${MLFLOW_ARTIFACTS_DESTINATION:-/mlartifacts}" \
+  --artifacts-destination "${MLFLOW_ARTIFACTS_DESTINATION:-/var/lib/onebox/mlartifacts}" \
   --serve-artifacts \
   --host 0.0.0.0 --port "${MLFLOW_PORT:-5051}" \
-  --allowed-hosts "${MLFLOW_ALLOWED_HOSTS:-mlflow,mlflow:5051,localhost,localhost:5051,127.0.0.1:5051}"
+  --workers "${MLFLOW_WORKERS:-2}" \
+  --allowed-hosts "${MLFLOW_ALLOWED_HOSTS:-mlflow,mlflow:*,localhost,localhost:*,127.0.0.1,127.0.0.1:*}"

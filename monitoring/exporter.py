@@ -216,6 +216,31 @@ def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, documentation, value=float(value))
 
 
+# A failed computation keeps the last figures on /metrics; /health turns unhealthy once
+# the last success is older than this many intervals (or there never was one).
+STALE_AFTER_INTERVALS = 3
+
+
+def health(snapshot: Snapshot, interval_seconds: float, now: float) -> tuple[bool, dict]:
+    """Whether the exporter does its job, and what /health says about it.
+
+    ok: the last computation succeeded.  stale: it failed, but a success is recent
+    (the figures are kept).  failing: no success for STALE_AFTER_INTERVALS intervals,
+    or none yet after a failure.  starting: nothing computed yet.
+    """
+    with snapshot.lock:
+        computed_at, last_error = snapshot.computed_at, snapshot.last_error
+        body = {"model_version": snapshot.model_version, "computed_at": computed_at,
+                "last_error": last_error, "errors_total": snapshot.errors_total}
+    if last_error is None:
+        status = "ok" if computed_at else "starting"
+    elif computed_at and now - computed_at <= STALE_AFTER_INTERVALS * interval_seconds:
+        status = "stale"
+    else:
+        status = "failing"
+    return status in ("ok", "stale"), {"status": status, **body}
+
+
 def make_wsgi_app(exporter: DriftExporter) -> Any:
     metrics_registry = CollectorRegistry()
     metrics_registry.register(SnapshotCollector(exporter.snapshot, exporter.policy))
@@ -226,10 +251,9 @@ def make_wsgi_app(exporter: DriftExporter) -> Any:
             start_response("200 OK", [("Content-Type", "text/plain; version=0.0.4")])
             return [generate_latest(metrics_registry)]
         if path == "/health":
-            s = exporter.snapshot
-            body = {"status": "ok", "model_version": s.model_version,
-                    "computed_at": s.computed_at, "last_error": s.last_error}
-            start_response("200 OK", [("Content-Type", "application/json")])
+            healthy, body = health(exporter.snapshot, exporter.interval_seconds, time.time())
+            start_response("200 OK" if healthy else "503 Service Unavailable",
+                           [("Content-Type", "application/json")])
             return [json.dumps(body).encode()]
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"not found: try /metrics or /health\n"]

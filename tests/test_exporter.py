@@ -203,3 +203,60 @@ def test_exporter_follows_the_champion_and_its_reference(
     assert value(against_v2, "onebox_drift_window_rows", model_version="2") == 600
     assert value(against_v2, "onebox_feature_drifted", feature="customer_age") == 0.0
     assert value(against_v2, "onebox_drift_detected") == 0.0
+
+
+@pytest.mark.parametrize(
+    ("computed_ago", "last_error", "healthy", "status"),
+    [
+        (None, None, False, "starting"),
+        (5.0, None, True, "ok"),
+        (50.0, "OSError: disk", True, "stale"),       # within 3 intervals of 60 s: figures kept
+        (500.0, "OSError: disk", False, "failing"),   # no success for 3 intervals
+        (None, "PermissionError: cache", False, "failing"),  # never a success
+    ],
+)
+def test_health_says_whether_the_figures_are_fresh(
+    computed_ago: float | None, last_error: str | None, healthy: bool, status: str
+) -> None:
+    from monitoring.exporter import Snapshot, health
+
+    now = 1_000_000.0
+    snapshot = Snapshot(computed_at=0.0 if computed_ago is None else now - computed_ago,
+                        last_error=last_error)
+    assert health(snapshot, 60.0, now)[0] is healthy
+    assert health(snapshot, 60.0, now)[1]["status"] == status
+
+
+def test_exporter_that_cannot_compute_is_unhealthy_and_says_why(
+    trained_home: Path, tmp_path: Path
+) -> None:
+    """A model cache it cannot write (the container's root-owned volume, once) fails every
+    computation: /health must not say 200 then."""
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the model cache should be")
+    store_url = f"sqlite:///{tmp_path / 'predictions.db'}"
+    port = processes.free_port()
+    env = home_env(trained_home, PREDICTION_STORE_URL=store_url,
+                   MODEL_CACHE_DIR=str(blocked / "cache"))
+    with open(tmp_path / "exporter.log", "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "monitoring.exporter", "--bind", f"127.0.0.1:{port}",
+             "--interval", "1"],
+            env={**os.environ, **env}, cwd=REPO_ROOT, stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        answer = None
+        while time.monotonic() < deadline:
+            try:
+                answer = requests.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                if answer.json()["last_error"]:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        assert answer is not None and answer.status_code == 503, answer and answer.text
+        assert answer.json()["status"] == "failing"
+        assert "not-a-folder" in answer.json()["last_error"]
+    finally:
+        processes.stop(process)

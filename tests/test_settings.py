@@ -47,3 +47,21 @@ def test_placeholder_secrets_are_refused_outside_local() -> None:
     with pytest.raises(SettingsError, match="POSTGRES_PASSWORD"):
         Settings.from_env(env)
     assert Settings.from_env({**env, "APP_ENV": "local"}).app_env == "local"
+
+
+def test_monitoring_db_parts_make_a_url_with_the_password_encoded() -> None:
+    s = Settings.from_env({"MONITORING_DB_HOST": "postgres",
+                           "MONITORING_DB_PASSWORD": "p@ss/w:rd%?#",
+                           "MONITORING_DB_USER": "mon", "MONITORING_DB_NAME": "log"})
+    assert s.prediction_store_url == (
+        "postgresql+psycopg2://mon:p%40ss%2Fw%3Ard%25%3F%23@postgres:5432/log")
+    # An explicit URL wins over the parts.
+    explicit = Settings.from_env({"MONITORING_DB_HOST": "postgres",
+                                  "MONITORING_DB_PASSWORD": "x",
+                                  "PREDICTION_STORE_URL": "sqlite:///elsewhere.db"})
+    assert explicit.prediction_store_url == "sqlite:///elsewhere.db"
+
+
+def test_monitoring_db_host_without_a_password_names_the_variable() -> None:
+    with pytest.raises(SettingsError, match="MONITORING_DB_PASSWORD"):
+        Settings.from_env({"MONITORING_DB_HOST": "postgres"})
