@@ -3,6 +3,15 @@
 # gives each its command.  Build context: the repository root (.dockerignore lets in only
 # what runs).
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
+
+# The direct dependencies, read out of pyproject.toml in a stage of their own: an edit to
+# pyproject.toml that leaves them alone (a pytest or ruff setting) yields the same file,
+# so the install below stays cached.
+FROM ${PYTHON_IMAGE} AS requirements
+COPY pyproject.toml /tmp/pyproject.toml
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('/tmp/pyproject.toml', 'rb'))['project']['dependencies']))" \
+      > /tmp/requirements.txt
+
 FROM ${PYTHON_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -12,15 +21,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     VIRTUAL_ENV=/opt/onebox/venv \
     PATH=/opt/onebox/venv/bin:$PATH
 
-# Dependencies first, in a layer of their own: it is rebuilt only when constraints.txt or
-# pyproject.toml change, never for a code edit.  The project's direct dependencies are read
-# from pyproject.toml and installed at the versions constraints.txt pins.  The scientific
+# Dependencies first, in a layer of their own: it is rebuilt only when the dependency list
+# or constraints.txt (the tested versions) change, never for a code edit.  The scientific
 # libraries' own test suites (~140 MB, never imported by a service) are dropped in the same
 # layer; Evidently's `tests` package is its API, not a test suite, and stays.
-COPY constraints.txt pyproject.toml /opt/onebox/
+COPY --from=requirements /tmp/requirements.txt /opt/onebox/requirements.txt
+COPY constraints.txt /opt/onebox/constraints.txt
 RUN python -m venv "$VIRTUAL_ENV" \
- && python -c "import tomllib; print('\n'.join(tomllib.load(open('/opt/onebox/pyproject.toml', 'rb'))['project']['dependencies']))" \
-      > /opt/onebox/requirements.txt \
  && pip install --quiet -c /opt/onebox/constraints.txt -r /opt/onebox/requirements.txt \
  && for package in numpy pandas pyarrow scipy sklearn statsmodels matplotlib; do \
       find "$VIRTUAL_ENV/lib/python3.11/site-packages/$package" -depth -type d -name tests \

@@ -63,6 +63,7 @@ class PredictionLogger:
         self._idle = threading.Condition()
         self._batches_done = 0   # batches written or spooled by the writer (under _idle)
         self._stalled_at = -1    # _batches_done when a request last waited in vain
+        self.waits_in_vain = 0   # requests that waited out max_wait (then spooled)
         self._written = 0
         self._next_replay = 0.0
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
@@ -98,6 +99,7 @@ class PredictionLogger:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._stop.is_set():
                     self._stalled_at = self._batches_done
+                    self.waits_in_vain += 1
                     return False
                 self._idle.wait(remaining)
         return True

@@ -34,8 +34,44 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 _PREFECT_HOME = tempfile.mkdtemp(prefix="onebox-test-prefect-")
 os.environ["PREFECT_HOME"] = _PREFECT_HOME
 
-# The server the tests create their databases in (CI starts it; see .ci/run).
+# The server the tests create their databases in: TEST_POSTGRES_DSN, or the machine's own
+# on 127.0.0.1:5432.  When that one does not let us in, pytest_configure starts a
+# throwaway cluster for the session and points ADMIN_DSN at it (before any test module,
+# which imports ADMIN_DSN, is collected).
 ADMIN_DSN = os.environ.get("TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+_throwaway_cluster = None
+
+
+def _postgres_answers(dsn: str) -> str | None:
+    """None when `dsn` lets us in, else why not."""
+    try:
+        psycopg2.connect(dsn, connect_timeout=5).close()
+    except psycopg2.Error as exc:
+        return str(exc).strip().splitlines()[0]
+    return None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global ADMIN_DSN, _throwaway_cluster
+    if "TEST_POSTGRES_DSN" in os.environ:
+        return  # asked for by name: use it, and let a wrong one fail loudly
+    why = _postgres_answers(ADMIN_DSN)
+    if why is None:
+        return
+    from orchestration.processes import free_port
+    from tests.pg_cluster import PgCluster
+
+    _throwaway_cluster = PgCluster(free_port())
+    _throwaway_cluster.start()
+    ADMIN_DSN = _throwaway_cluster.url
+    os.environ["TEST_POSTGRES_DSN"] = ADMIN_DSN  # for the servers the tests start
+    print(f"\nPostgreSQL at 127.0.0.1:5432 did not let us in ({why}); "
+          f"the tests use a throwaway cluster at {ADMIN_DSN}")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _throwaway_cluster is not None:
+        _throwaway_cluster.remove()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,236 @@
+"""The compose stack as the tests run it: the project's docker-compose.yml with the offline
+override (stand-ins for the images this machine cannot pull), under a project name of its
+own, every published port a free one on 127.0.0.1, and an env file built from .env.local.
+
+Nothing here is a mock: `docker compose` builds and starts the real services; the tests
+talk to them only through the published ports (and read PostgreSQL through `compose exec`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import requests
+
+from orchestration.processes import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_FILES = ("docker-compose.yml", "tests/stack/compose.offline.yml")
+STANDINS = ROOT / "tests/stack/standins/build.sh"
+# Host port variable -> the service it publishes.
+PUBLISHED = {
+    "PREDICTOR_PORT": "predictor",
+    "MLFLOW_PORT": "mlflow",
+    "PREFECT_PORT": "prefect-server",
+    "EXPORTER_PORT": "drift-exporter",
+    "PROMETHEUS_PORT": "prometheus",
+    "REPORTS_PORT": "reports",
+    "GRAFANA_PORT": "grafana",
+}
+T = TypeVar("T")
+
+
+class EngineMissing(RuntimeError):
+    """No Docker engine or no compose v2 plugin: the stack cannot run here."""
+
+
+def require_engine() -> None:
+    """Fail with what to do when the engine or compose v2 is missing (never a skip)."""
+    if shutil.which("docker") is None:
+        raise EngineMissing("no docker CLI: run `make test-prereqs` (root, Debian 12)")
+    info = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"],
+                          capture_output=True, text=True, check=False)
+    if info.returncode != 0:
+        raise EngineMissing("the Docker engine does not answer (`docker info` failed: "
+                            f"{info.stderr.strip()[-300:]}); `make test-prereqs` starts it")
+    compose = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True,
+                             check=False)
+    if compose.returncode != 0:
+        raise EngineMissing("no compose v2 plugin (`docker compose version` failed); "
+                            "`make test-prereqs` installs it")
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    env = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            env[key] = value
+    return env
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float,
+             interval: float = 1.0) -> T:
+    """Call `probe` until it returns something other than None (or raises nothing)."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            result = probe()
+        except (requests.RequestException, ValueError, KeyError) as exc:
+            last, result = exc, None
+        if result is not None:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"{what}: not within {timeout:.0f} s (last: {last!r})")
+
+
+@dataclass
+class ComposeStack:
+    project: str
+    env_file: Path
+    env: dict[str, str]
+    ports: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, workdir: Path, **overrides: str) -> ComposeStack:
+        """A stack with its own project name, free ports and env file (from .env.local)."""
+        ports = {name: free_port() for name in PUBLISHED}
+        env = {**read_env_file(ROOT / ".env.local"), "PUBLISH_ADDRESS": "127.0.0.1",
+               **{name: str(port) for name, port in ports.items()}, **overrides}
+        env_file = workdir / "stack.env"
+        env_file.write_text("".join(f"{key}={value}\n" for key, value in env.items()))
+        return cls(f"onebox-test-{uuid.uuid4().hex[:8]}", env_file, env,
+                   {PUBLISHED[name]: port for name, port in ports.items()})
+
+    # --- compose ---------------------------------------------------------------------
+
+    def compose_argv(self, *args: str) -> list[str]:
+        files = [arg for name in COMPOSE_FILES for arg in ("-f", str(ROOT / name))]
+        return ["docker", "compose", "--project-name", self.project, "--project-directory",
+                str(ROOT), "--env-file", str(self.env_file), *files, *args]
+
+    def compose(self, *args: str, timeout: float = 600, check: bool = True,
+                ) -> subprocess.CompletedProcess:
+        done = subprocess.run(self.compose_argv(*args), capture_output=True, text=True,
+                              timeout=timeout, check=False, cwd=ROOT)
+        if check and done.returncode != 0:
+            raise AssertionError(f"docker compose {' '.join(args)} failed "
+                                 f"({done.returncode}):\n{done.stdout[-3000:]}\n"
+                                 f"{done.stderr[-3000:]}")
+        return done
+
+    def up(self, timeout: float = 1200) -> float:
+        """`up -d --wait` (building what changed); returns the seconds it took."""
+        started = time.monotonic()
+        done = self.compose("up", "-d", "--build", "--wait", "--wait-timeout", str(int(timeout)),
+                            timeout=timeout + 60, check=False)
+        if done.returncode != 0:
+            raise AssertionError(f"`up --wait` failed ({done.returncode}):\n"
+                                 f"{done.stderr[-3000:]}\n--- logs ---\n{self.logs()}")
+        return time.monotonic() - started
+
+    def down(self, *, volumes: bool = False) -> None:
+        self.compose("down", "--remove-orphans", *(["--volumes"] if volumes else []),
+                     timeout=300)
+
+    def logs(self, *services: str, tail: int = 60) -> str:
+        done = self.compose("logs", "--no-color", "--tail", str(tail), *services, check=False,
+                            timeout=120)
+        return done.stdout[-12000:]
+
+    def containers(self, *, all_states: bool = True) -> list[dict[str, Any]]:
+        done = self.compose("ps", "--format", "json", *(["--all"] if all_states else []))
+        text = done.stdout.strip()
+        if not text:
+            return []
+        # compose 2.2x prints one JSON object per line; older ones a JSON list.
+        if text.startswith("["):
+            return json.loads(text)
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def labelled(self, kind: str) -> list[str]:
+        """Ids of the containers or volumes Docker still has under this project's label."""
+        argv = ["docker", kind, "ls", "--quiet", "--filter",
+                f"label=com.docker.compose.project={self.project}"]
+        if kind == "container":
+            argv.insert(3, "--all")
+        done = subprocess.run(argv, capture_output=True, text=True, check=True)
+        return done.stdout.split()
+
+    def psql(self, database: str, sql: str) -> str:
+        """Run `sql` in the stack's PostgreSQL (over its local socket) and return the rows."""
+        done = self.compose("exec", "-T", "postgres", "psql", "-U", "postgres", "-d", database,
+                            "-v", "ON_ERROR_STOP=1", "-tAc", sql, timeout=60)
+        return done.stdout.strip()
+
+    # --- the published ports -------------------------------------------------------------
+
+    def url(self, service: str, path: str = "") -> str:
+        return f"http://127.0.0.1:{self.ports[service]}{path}"
+
+    def get(self, service: str, path: str, **kwargs: Any) -> requests.Response:
+        return requests.get(self.url(service, path), timeout=kwargs.pop("timeout", 10),
+                            **kwargs)
+
+    def post(self, service: str, path: str, **kwargs: Any) -> requests.Response:
+        return requests.post(self.url(service, path), timeout=kwargs.pop("timeout", 30),
+                             **kwargs)
+
+    def setting(self, name: str) -> str:
+        return self.env[name]
+
+    # --- MLflow and Prefect, through their APIs -----------------------------------------
+
+    def model_versions(self, model: str) -> dict[str, dict[str, str]]:
+        """version -> its tags, from MLflow's REST API."""
+        answer = self.get("mlflow", "/api/2.0/mlflow/model-versions/search",
+                          params={"filter": f"name='{model}'", "max_results": 1000})
+        answer.raise_for_status()
+        return {v["version"]: {t["key"]: t["value"] for t in v.get("tags", [])}
+                for v in answer.json().get("model_versions", [])}
+
+    def alias(self, model: str, alias: str) -> str | None:
+        answer = self.get("mlflow", "/api/2.0/mlflow/registered-models/alias",
+                          params={"name": model, "alias": alias})
+        if answer.status_code == 404:
+            return None
+        answer.raise_for_status()
+        return str(answer.json()["model_version"]["version"])
+
+    def deployment(self, name: str) -> dict[str, Any]:
+        answer = self.get("prefect-server", f"/api/deployments/name/{name}")
+        answer.raise_for_status()
+        return answer.json()
+
+    def quick_run(self, deployment: str, parameters: Mapping[str, Any] | None = None,
+                  ) -> str:
+        """Start a run of `deployment` the way the UI's Quick run (or, with parameters,
+        Custom run) button does; returns the flow run's id."""
+        deployment_id = self.deployment(deployment)["id"]
+        body: dict[str, Any] = {"state": {"type": "SCHEDULED",
+                                          "message": "Run from the Prefect UI with defaults"}}
+        if parameters:
+            body["parameters"] = dict(parameters)
+        answer = self.post("prefect-server", f"/api/deployments/{deployment_id}/create_flow_run",
+                           json=body)
+        answer.raise_for_status()
+        return str(answer.json()["id"])
+
+    def wait_for_flow_run(self, flow_run_id: str, timeout: float = 600) -> dict[str, Any]:
+        """The flow run once it reached a final state."""
+        final = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+
+        def finished() -> dict[str, Any] | None:
+            run = self.get("prefect-server", f"/api/flow_runs/{flow_run_id}").json()
+            return run if run["state"]["type"] in final else None
+
+        run = wait_for(f"flow run {flow_run_id}", finished, timeout, interval=2)
+        if run["state"]["type"] != "COMPLETED":
+            raise AssertionError(f"flow run {run['name']} ended {run['state']['type']}: "
+                                 f"{run['state'].get('message')}\n{self.logs('prefect-worker')}")
+        return run
+
+
+def build_standins() -> None:
+    """The stand-in images (kept when already built: seconds)."""
+    subprocess.run(["bash", str(STANDINS)], check=True, timeout=1800)
