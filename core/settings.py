@@ -122,6 +122,13 @@ class Settings:
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
+    @property
+    def prediction_store_shown(self) -> str:
+        """The prediction log's URL with its password masked: for logs and messages."""
+        from sqlalchemy.engine import make_url
+
+        return make_url(self.prediction_store_url).render_as_string(hide_password=True)
+
 
 def postgres_url(*, user: str, password: str, host: str, port: int, database: str,
                  driver: str = "postgresql+psycopg2") -> str:

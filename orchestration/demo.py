@@ -114,7 +114,7 @@ def run_demo(rows: int, phase_rows: int, trials: int, port: int | None) -> int:
               f"drift share {phase.drift_share:.2f} "
               f"({', '.join(phase.drifted_features) or 'no feature drifted'})")
     print(f"prediction log   {logged - logged_before} of {expected - logged_before} "
-          f"predictions logged ({settings.prediction_store_url})")
+          f"predictions logged ({settings.prediction_store_shown})")
     print(f"reports          {settings.reports_dir / 'index.html'}")
     print(f"elapsed          {time.monotonic() - started:.0f} s")
     return 0 if failed == 0 and logged >= expected else 1

@@ -206,7 +206,7 @@ def report_latest_window(settings: Settings, window_rows: int) -> ReportFiles:
     finally:
         store.dispose()
     if window.empty:
-        raise EmptyWindow(f"no logged predictions in {settings.prediction_store_url}")
+        raise EmptyWindow(f"no logged predictions in {settings.prediction_store_shown}")
     return write_report(window_from_log(window), model, settings.reports_dir,
                         title=f"Last {len(window)} predictions")
 

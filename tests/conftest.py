@@ -74,6 +74,23 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         _throwaway_cluster.remove()
 
 
+# mlflow.set_tracking_uri / set_registry_uri (registry.connect calls both) also write
+# MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI into os.environ, and Settings.from_env reads
+# them: a test that ran registry.connect would point every later test's settings at its
+# registry.  Each test starts from the values the session began with.
+_MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+_MLFLOW_URIS_AT_START = {name: os.environ.get(name) for name in _MLFLOW_URI_VARIABLES}
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_uris_as_the_session_began() -> None:
+    for name, value in _MLFLOW_URIS_AT_START.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture(scope="session")
 def schema() -> Schema:
     return Schema.load()

@@ -62,7 +62,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, schema: Schema) -> Iterator[
         worker = _spawn([sys.executable, "-m", "prefect", "worker", "start", "--pool", "onebox",
                          "--type", "process"], worker_env, root / "prefect-worker.log")
         with temporary_settings(updates={PREFECT_API_URL: api_url}):
-            yield {"home": home, "api_url": api_url, "env": prefect_env, "root": root}
+            stack = {"home": home, "api_url": api_url, "env": prefect_env, "root": root}
+            register(stack)  # every test here runs the deployments, in whatever order
+            yield stack
     finally:
         # A worker whose server is gone ignores SIGTERM; SIGINT stops it (STACK-NOTES).
         if worker is not None:
@@ -131,8 +133,7 @@ def log_predictions(home: Path, frame, schema: Schema, start: datetime) -> None:
 
 
 def test_registering_twice_changes_nothing(stack: dict) -> None:
-    register(stack)
-    first = deployments()
+    first = deployments()  # registered once by the fixture
     register(stack)
     second = deployments()
     assert set(first) == {"train", "report", "drift-check"}

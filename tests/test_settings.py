@@ -55,6 +55,8 @@ def test_monitoring_db_parts_make_a_url_with_the_password_encoded() -> None:
                            "MONITORING_DB_USER": "mon", "MONITORING_DB_NAME": "log"})
     assert s.prediction_store_url == (
         "postgresql+psycopg2://mon:p%40ss%2Fw%3Ard%25%3F%23@postgres:5432/log")
+    # What logs and error messages show of it never holds the password.
+    assert s.prediction_store_shown == "postgresql+psycopg2://mon:***@postgres:5432/log"
     # An explicit URL wins over the parts.
     explicit = Settings.from_env({"MONITORING_DB_HOST": "postgres",
                                   "MONITORING_DB_PASSWORD": "x",

@@ -306,3 +306,17 @@ def test_down_then_up_keeps_registry_predictions_feedback_and_reports(stack: Com
     health = stack.get("predictor", "/health").json()
     assert health["model"]["version"] == before["champion"]
     assert "nothing to do" in stack.logs("bootstrap")
+
+
+def test_the_demo_profiles_simulator_sends_traffic_and_feedback_over_the_network(
+    stack: ComposeStack,
+) -> None:
+    rows_before = int(stack.psql("monitoring", "SELECT count(*) FROM predictions"))
+    done = stack.compose("--profile", "demo", "run", "--rm", "--no-deps", "simulator",
+                         "python", "-m", "simulation.traffic", "--url", "http://predictor:9696",
+                         "--rows", "200", "--feedback", timeout=300)
+    assert "ok 200" in done.stdout and "failed 0" in done.stdout, done.stdout
+    assert "feedback 200" in done.stdout, done.stdout
+    wait_for("the simulator's predictions in the log", lambda: True if int(stack.psql(
+        "monitoring", "SELECT count(*) FROM predictions")) >= rows_before + 200 else None,
+        timeout=60)

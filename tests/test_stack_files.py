@@ -292,3 +292,15 @@ def test_offline_override_builds_the_onebox_image_on_the_python_stand_in() -> No
         assert OFFLINE[name]["build"]["args"] == {"PYTHON_IMAGE": "onebox-standin/python:3.11"}
         assert OFFLINE[name]["image"] == "onebox-python:standin"
     assert "\nbuild onebox-standin/python:3.11 " in STANDIN_BUILD
+
+
+@pytest.mark.parametrize("target", ["demo", "test", "test-prereqs", "up", "down", "logs", "ps",
+                                    "up-offline", "down-offline", "bench-stack"])
+def test_the_readme_names_each_front_door_command_and_the_makefile_has_it(target: str) -> None:
+    assert f"make {target}" in (ROOT / "README.md").read_text()
+    assert re.search(rf"^{re.escape(target)}:", (ROOT / "Makefile").read_text(), re.M)
+
+
+def test_ci_runs_the_readme_commands_from_a_fresh_machine() -> None:
+    ci = (ROOT / ".ci/run").read_text()
+    assert "make test-prereqs" in ci and re.search(r"^make test\b(?!-)", ci, re.M)
