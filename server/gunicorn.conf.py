@@ -35,6 +35,12 @@ if _owns_metrics_dir:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="onebox-metrics-")
 _metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
 
+# Imported here, in the master, once the folder is set (prometheus_client reads it at
+# import).  Not inside child_exit: that hook runs in the master's SIGCHLD handler, and when
+# two workers exit together (SIGTERM) the second handler re-entered the first one's import
+# and found a half-initialised module: the master died with exit code 1.
+from prometheus_client import multiprocess  # noqa: E402
+
 # A predictor must not hang at start or in its alias checks while MLflow is away:
 # fail fast and serve the local copy (MLflow's default retries take minutes).
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
@@ -50,8 +56,6 @@ def on_starting(server):
 
 def child_exit(server, worker):
     """Drop a dead worker's live gauges from the scrape."""
-    from prometheus_client import multiprocess
-
     multiprocess.mark_process_dead(worker.pid, str(_metrics_dir))
 
 

@@ -76,19 +76,29 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 # mlflow.set_tracking_uri / set_registry_uri (registry.connect calls both) also write
 # MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI into os.environ, and Settings.from_env reads
-# them: a test that ran registry.connect would point every later test's settings at its
-# registry.  Each test starts from the values the session began with.
+# them, in this process and in every server a test starts with os.environ: whatever ran
+# registry.connect last would point the next test's settings (and servers) at its own
+# registry.  So every fixture and every test starts from the values the session began with.
 _MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 _MLFLOW_URIS_AT_START = {name: os.environ.get(name) for name in _MLFLOW_URI_VARIABLES}
 
 
-@pytest.fixture(autouse=True)
 def _mlflow_uris_as_the_session_began() -> None:
     for name, value in _MLFLOW_URIS_AT_START.items():
         if value is None:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef, request: pytest.FixtureRequest) -> None:
+    _mlflow_uris_as_the_session_began()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> None:
+    _mlflow_uris_as_the_session_began()
 
 
 @pytest.fixture(scope="session")
