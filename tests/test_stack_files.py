@@ -13,6 +13,7 @@ import yaml
 
 from core.settings import Settings, SettingsError
 from server.process import predictor_argv
+from tests.compose_stack import read_env_file
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -29,16 +30,6 @@ ALLOWED_IMPORTS = {
     # Measures the services from outside; nothing that ships imports it.
     "benchmarks": {*PACKAGES, "benchmarks"},
 }
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    env = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            key, _, value = line.partition("=")
-            env[key] = value
-    return env
 
 
 def test_compose_file_matches_the_compose_specification() -> None:
