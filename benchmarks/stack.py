@@ -21,10 +21,12 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -54,8 +56,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="seconds of no traffic before memory is read (default 120)")
     parser.add_argument("--skip-cold", action="store_true",
                         help="skip the cold (no-cache) builds, ~5 minutes")
-    parser.add_argument("--seconds", type=float, default=20.0,
-                        help="wrk duration per measurement (default 20)")
+    parser.add_argument("--seconds", type=float, default=15.0,
+                        help="wrk duration per measurement (default 15)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternating rounds of container and local process (default 3)")
     parser.add_argument("--admin-dsn",
                         default=os.environ.get("TEST_POSTGRES_DSN",
                                                "postgresql://postgres@127.0.0.1:5432/postgres"),
@@ -138,29 +142,78 @@ def memory(stack: ComposeStack) -> dict[str, float]:
     return out
 
 
+def container_cpu_seconds(container_id: str) -> float | None:
+    """CPU time used so far by a container (its cgroup), or None where it cannot be read."""
+    for path, scale in ((f"/sys/fs/cgroup/cpuacct/docker/{container_id}/cpuacct.usage", 1e-9),
+                        (f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope/cpu.stat",
+                         1e-6),
+                        (f"/sys/fs/cgroup/docker/{container_id}/cpu.stat", 1e-6)):
+        try:
+            text = Path(path).read_text()
+        except OSError:
+            continue
+        if path.endswith("cpu.stat"):  # cgroup v2: "usage_usec N"
+            text = next(line.split()[1] for line in text.splitlines()
+                        if line.startswith("usage_usec"))
+        return int(text) * scale
+    return None
+
+
+def measured(name: str, url: str, body: Path, cpu: Callable[[], float | None],
+             load: dict[str, float]) -> dict[str, float | None]:
+    before = cpu()
+    result = run_wrk(url, body, **load)  # type: ignore[arg-type]
+    after = cpu()
+    cpu_ms = (None if before is None or after is None
+              else (after - before) * 1000 / max(result.requests, 1))
+    say(f"  {name:<22} {result.requests_per_second:8,.0f} req/s  p99 {result.p99_ms:5.1f} ms  "
+        f"CPU {'n/a' if cpu_ms is None else f'{cpu_ms:.2f} ms'}/request  "
+        f"errors {result.non_2xx + result.socket_errors}")
+    return {"rps": result.requests_per_second, "p99_ms": result.p99_ms, "cpu_ms": cpu_ms,
+            "errors": float(result.non_2xx + result.socket_errors)}
+
+
 def throughput(stack: ComposeStack, args: argparse.Namespace, scratch: Path,
                ) -> dict[str, float]:
-    """req/s through the published port, then of the same predictor as a local process."""
+    """req/s through the published port and of the same predictor as a local process,
+    measured alternately (container, local, container, local) so that the machine's other
+    load falls on both; the medians are compared."""
     body = scratch / "single.json"
     body.write_text(json.dumps(EXAMPLE))
     load = {"connections": 16, "threads": 2, "seconds": args.seconds}
-    run_wrk(stack.url("predictor", "/predict"), body, **{**load, "seconds": 3})  # warm-up
-    container = run_wrk(stack.url("predictor", "/predict"), body, **load)
+    warm = {**load, "seconds": 3}
+    [predictor_id] = [c["ID"] for c in stack.containers(all_states=False)
+                      if c["Service"] == "predictor"]
+    full_id = subprocess.run(["docker", "inspect", "--format", "{{.Id}}", predictor_id],
+                             capture_output=True, text=True, check=True).stdout.strip()
     log_path = scratch / "local-predictor.log"
+    runs: dict[str, list[dict[str, float | None]]] = {"container": [], "local": []}
     with servers.temporary_database(args.admin_dsn) as database:
         env = servers.child_env(
             ONEBOX_HOME=str(scratch / "home"), MLFLOW_TRACKING_URI=stack.url("mlflow"),
             PREDICTION_STORE_URL=database, PREDICTOR_WORKERS=stack.setting("PREDICTOR_WORKERS"),
             PREDICTOR_THREADS=stack.setting("PREDICTOR_THREADS"))
         with servers.onebox(env, log_path) as local:
-            url = f"{local.url}/predict"
-            run_wrk(url, body, **{**load, "seconds": 3})
-            native = run_wrk(url, body, **load)
-    return {"container_rps": container.requests_per_second,
-            "container_p99_ms": container.p99_ms,
-            "local_rps": native.requests_per_second, "local_p99_ms": native.p99_ms,
-            "container_errors": container.non_2xx + container.socket_errors,
-            "local_errors": native.non_2xx + native.socket_errors}
+            targets = {
+                "container": (stack.url("predictor", "/predict"),
+                              lambda: container_cpu_seconds(full_id)),
+                "local": (f"{local.url}/predict", local.cpu_seconds),
+            }
+            for url, _ in targets.values():
+                run_wrk(url, body, **warm)  # type: ignore[arg-type]
+            say(f"/predict, 16 connections, {args.seconds:.0f} s each, alternating:")
+            for _ in range(args.rounds):
+                for name, (url, cpu) in targets.items():
+                    label = ("published port" if name == "container" else "local process")
+                    runs[name].append(measured(label, url, body, cpu, load))
+    out: dict[str, float] = {}
+    for name, results in runs.items():
+        for key in ("rps", "p99_ms", "cpu_ms"):
+            values = [r[key] for r in results if r[key] is not None]
+            if values:
+                out[f"{name}_{key}"] = statistics.median(values)
+        out[f"{name}_errors"] = sum(r["errors"] or 0 for r in results)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -210,11 +263,15 @@ def report(figures: dict[str, float], mib: dict[str, float], args: argparse.Name
     say(f"                   {'total':<16} {total:7.0f}  (goal <= {GOALS['memory_total_mib']:.0f}"
         f" without Grafana) {verdict(total <= GOALS['memory_total_mib'])}")
     ratio = figures["container_rps"] / figures["local_rps"]
-    say(f"/predict         through the published port {figures['container_rps']:,.0f} req/s "
-        f"(p99 {figures['container_p99_ms']:.1f} ms); the same predictor as a local process "
-        f"{figures['local_rps']:,.0f} req/s (p99 {figures['local_p99_ms']:.1f} ms): "
-        f"{ratio:.2f}x; errors {figures['container_errors']:.0f} / "
-        f"{figures['local_errors']:.0f}")
+    cpu = ""
+    if "container_cpu_ms" in figures and "local_cpu_ms" in figures:
+        cpu = (f"; CPU {figures['container_cpu_ms']:.2f} vs {figures['local_cpu_ms']:.2f} ms "
+               "a request")
+    say(f"/predict         medians of {args.rounds} alternating runs: through the published "
+        f"port {figures['container_rps']:,.0f} req/s (p99 {figures['container_p99_ms']:.1f} ms), "
+        f"the same predictor as a local process {figures['local_rps']:,.0f} req/s "
+        f"(p99 {figures['local_p99_ms']:.1f} ms): {ratio:.2f}x{cpu}; errors "
+        f"{figures['container_errors']:.0f} / {figures['local_errors']:.0f}")
 
 
 if __name__ == "__main__":
