@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from core.api_keys import ApiKey, KeySpecError, parse_keys
 from core.schema import DEFAULT_SCHEMA_PATH
 
 PLACEHOLDER_MARKERS = ("change-me", "changeme")
@@ -59,6 +60,8 @@ class Settings:
     quality_min_auc: float
     quality_min_labels: int
     seed: int
+    api_keys: dict[str, ApiKey]          # PREDICTOR_API_KEYS; empty: the API asks no key
+    prediction_id_key: bytes | None      # tags prediction ids; None: a file under the home
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -103,6 +106,8 @@ class Settings:
             quality_min_labels=_int(env, "QUALITY_MIN_LABELS", DEFAULT_QUALITY_MIN_LABELS,
                                     minimum=1),
             seed=_int(env, "SEED", 42, minimum=0),
+            api_keys=_api_keys(env),
+            prediction_id_key=(env.get("PREDICTION_ID_KEY") or "").encode() or None,
         )
         if settings.model_poll_seconds <= 0:
             raise SettingsError("MODEL_POLL_SECONDS must be > 0")
@@ -151,6 +156,13 @@ def _monitoring_db_url(env: Mapping[str, str]) -> str | None:
     return postgres_url(user=env.get("MONITORING_DB_USER") or "monitoring", password=password,
                         host=host, port=_int(env, "MONITORING_DB_PORT", 5432, minimum=1),
                         database=env.get("MONITORING_DB_NAME") or "monitoring")
+
+
+def _api_keys(env: Mapping[str, str]) -> dict[str, ApiKey]:
+    try:
+        return parse_keys(env.get("PREDICTOR_API_KEYS", ""))
+    except KeySpecError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def _store_url(url: str) -> str:

@@ -20,6 +20,7 @@ import orjson
 import pandas as pd
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -31,7 +32,9 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql
@@ -54,6 +57,11 @@ predictions = Table(
     Column("decision", Integer, nullable=False),
     Column("actual", Integer, nullable=True),
     Column("feedback_at", DateTime(timezone=True), nullable=True),
+    # Who sent the outcome (the API key's id; empty when the predictor asks no key) and
+    # whether that key was trusted then: training, the gate and live quality use only
+    # trusted labels.
+    Column("feedback_by", String(64), nullable=True),
+    Column("feedback_trusted", Boolean, nullable=True),
     # The exporter's window (one version's newest rows) reads this index backwards.
     Index("ix_predictions_model_version_created_at", "model_version", "created_at"),
 )
@@ -122,8 +130,17 @@ class PredictionStore:
         self.engine = engine or _make_engine(url)
 
     def create_schema(self) -> None:
-        """Create the tables if they are not there (idempotent)."""
+        """Create the tables if they are not there, and add the columns a table made by
+        an earlier version lacks (idempotent)."""
         metadata.create_all(self.engine, checkfirst=True)
+        present = {c["name"] for c in inspect(self.engine).get_columns(predictions.name)}
+        missing = [c for c in predictions.columns if c.name not in present]
+        if missing:
+            with self.engine.begin() as conn:
+                for column in missing:
+                    kind = column.type.compile(dialect=self.engine.dialect)
+                    conn.execute(text(f"ALTER TABLE {predictions.name} "
+                                      f"ADD COLUMN {column.name} {kind}"))
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -212,8 +229,10 @@ class PredictionStore:
         return dialect_insert(predictions).on_conflict_do_nothing(
             index_elements=[predictions.c.prediction_id]).returning(predictions.c.prediction_id)
 
-    def record_feedback(self, prediction_id: str, actual: int) -> FeedbackResult:
-        """Store the real outcome next to its prediction; repeating the same outcome is a no-op."""
+    def record_feedback(self, prediction_id: str, actual: int, *, sent_by: str = "",
+                        trusted: bool = True) -> FeedbackResult:
+        """Store the real outcome next to its prediction, with who sent it and whether that
+        sender is trusted; repeating the same outcome is a no-op."""
         with self.engine.begin() as conn:
             current = conn.execute(
                 select(predictions.c.actual).where(predictions.c.prediction_id == prediction_id)
@@ -227,7 +246,8 @@ class PredictionStore:
             conn.execute(
                 update(predictions)
                 .where(predictions.c.prediction_id == prediction_id)
-                .values(actual=int(actual), feedback_at=datetime.now(UTC))
+                .values(actual=int(actual), feedback_at=datetime.now(UTC),
+                        feedback_by=sent_by, feedback_trusted=trusted)
             )
         return FeedbackResult.RECORDED
 
@@ -255,7 +275,8 @@ class PredictionStore:
         """The newest `limit` predictions (oldest first), one column per feature.
 
         Columns: the feature names, then prediction_id, created_at, model_version,
-        probability, decision, actual.
+        probability, decision, actual (only outcomes from trusted senders: others read
+        as missing), feedback_by.
         """
         query = select(predictions).order_by(predictions.c.created_at.desc()).limit(limit)
         if since is not None:
@@ -270,8 +291,10 @@ class PredictionStore:
 
 
     def labelled(self, limit: int) -> pd.DataFrame:
-        """The newest `limit` predictions whose real outcome has arrived (oldest first)."""
+        """The newest `limit` predictions whose real outcome has arrived from a trusted
+        sender (oldest first): what training and the gate may learn from."""
         query = (select(predictions).where(predictions.c.actual.is_not(None))
+                 .where(predictions.c.feedback_trusted.is_(True))
                  .order_by(predictions.c.created_at.desc()).limit(limit))
         with self.engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
@@ -281,11 +304,16 @@ class PredictionStore:
 def _rows_to_frame(rows: Iterable[Any]) -> pd.DataFrame:
     rows = list(rows)
     meta_columns = ["prediction_id", "created_at", "model_version", "probability", "decision",
-                    "actual"]
+                    "actual", "feedback_by"]
     if not rows:
         return pd.DataFrame(columns=meta_columns)
     features = pd.DataFrame.from_records([row["features"] for row in rows])
-    meta = pd.DataFrame.from_records([{c: row[c] for c in meta_columns} for row in rows])
+    meta = pd.DataFrame.from_records([
+        {**{c: row[c] for c in meta_columns},
+         # An outcome from a sender not trusted (or from before senders were recorded) is
+         # kept in the table but read as missing: nothing downstream learns from it.
+         "actual": row["actual"] if row["feedback_trusted"] else None}
+        for row in rows])
     return pd.concat([features, meta], axis=1)
 
 

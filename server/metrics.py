@@ -61,6 +61,14 @@ class Metrics:
             "onebox_prediction_log_spooled_rows",
             "Predictions waiting in the local spool for the store to come back.",
             multiprocess_mode="livemax", registry=registry)
+        self.feedback_waits = Counter(
+            "onebox_feedback_log_waits_total",
+            "/feedback requests that waited for the prediction log: the id was issued here "
+            "but not written yet (a made-up id never waits).", registry=registry)
+        self.auth_refusals = Counter(
+            "onebox_auth_refusals_total",
+            "Requests refused for their API key, by status (401: missing, invalid or "
+            "expired; 403: wrong scope).", ["status"], registry=registry)
 
     def exposition(self) -> bytes:
         if self.multiprocess:

@@ -221,8 +221,42 @@ def _components(schema: Schema, max_batch_records: int) -> dict[str, Any]:
 
 
 def build_document(schema: Schema, *, model_name: str, model_version: str,
-                   max_batch_records: int, max_body_bytes: int) -> dict[str, Any]:
-    """The whole OpenAPI document for one served model version and the request limits."""
+                   max_batch_records: int, max_body_bytes: int,
+                   api_keys: bool = False) -> dict[str, Any]:
+    """The whole OpenAPI document for one served model version and the request limits;
+    with `api_keys`, the bearer keys each operation asks for."""
+    document = _document(schema, model_name=model_name, model_version=model_version,
+                         max_batch_records=max_batch_records, max_body_bytes=max_body_bytes)
+    if api_keys:
+        _add_key_security(document)
+    return document
+
+
+# Which scope each operation's key needs (None: any valid key); the rest are open.
+KEY_SCOPES = {("/predict", "post"): "predict", ("/feedback", "post"): "feedback",
+              ("/model", "get"): None, ("/openapi.json", "get"): None}
+
+
+def _add_key_security(document: dict[str, Any]) -> None:
+    document["components"]["securitySchemes"] = {"apiKey": {
+        "type": "http", "scheme": "bearer",
+        "description": "An API key (`obx_<id>_<secret>`); its scopes say which operations "
+                       "it may call.",
+    }}
+    for (path, method), scope in KEY_SCOPES.items():
+        operation = document["paths"][path][method]
+        operation["security"] = [{"apiKey": []}]
+        needs = f"a key with the `{scope}` scope" if scope else "any valid key"
+        operation["description"] = f"Needs {needs}."
+        operation["responses"].update(_error_responses(
+            (401, "The API key is missing, malformed, unknown or expired."),
+            (403, "The API key lacks this operation's scope."),
+        ) if scope else _error_responses(
+            (401, "The API key is missing, malformed, unknown or expired.")))
+
+
+def _document(schema: Schema, *, model_name: str, model_version: str,
+              max_batch_records: int, max_body_bytes: int) -> dict[str, Any]:
     invalid_input = (
         (400, "The body is empty or not JSON (NaN and Infinity are not JSON)."),
         (413, f"The body is over {max_body_bytes} bytes, or the batch is over "
@@ -305,9 +339,10 @@ def build_document(schema: Schema, *, model_name: str, model_version: str,
 class OpenApiDocuments:
     """The serialized document of the served version, built once per version."""
 
-    def __init__(self, *, max_batch_records: int, max_body_bytes: int):
+    def __init__(self, *, max_batch_records: int, max_body_bytes: int, api_keys: bool = False):
         self.max_batch_records = max_batch_records
         self.max_body_bytes = max_body_bytes
+        self.api_keys = api_keys
         self._lock = threading.Lock()
         self._key: tuple[str, str] | None = None
         self._body = b""
@@ -319,7 +354,7 @@ class OpenApiDocuments:
                 document = build_document(
                     served.model.schema, model_name=key[0], model_version=key[1],
                     max_batch_records=self.max_batch_records,
-                    max_body_bytes=self.max_body_bytes)
+                    max_body_bytes=self.max_body_bytes, api_keys=self.api_keys)
                 self._body = json.dumps(document).encode()
                 self._key = key
             return self._body

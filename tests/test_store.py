@@ -142,3 +142,29 @@ def test_a_columnwise_batch_logs_like_its_records_even_with_characters_copy_esca
         plain.prediction_ids]
     assert window["marital_status"].tolist() == awkward
     assert window["customer_age"].tolist() == [30, 31, 32, 10**30, 34, 35]
+
+
+def test_a_table_from_before_senders_were_recorded_gains_the_columns(
+    store: PredictionStore,
+) -> None:
+    """An existing log (made before labels recorded their sender) keeps its rows; its old
+    labels, sender unknown, no longer teach; new labels do."""
+    from sqlalchemy import text
+
+    old = record(40, datetime(2026, 1, 1, tzinfo=UTC))
+    new = record(41, datetime(2026, 1, 2, tzinfo=UTC))
+    store.log([old, new])
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE predictions SET actual = 1"))
+        conn.execute(text("ALTER TABLE predictions DROP COLUMN feedback_by"))
+        conn.execute(text("ALTER TABLE predictions DROP COLUMN feedback_trusted"))
+    store.create_schema()
+    assert store.count() == 2 and store.labelled(10).empty
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE predictions SET actual = NULL WHERE prediction_id = :id"),
+                     {"id": new.prediction_id})
+    assert store.record_feedback(new.prediction_id, 0, sent_by="billing",
+                                 trusted=True) is FeedbackResult.RECORDED
+    labelled = store.labelled(10)
+    assert labelled["prediction_id"].tolist() == [new.prediction_id]
+    assert labelled["feedback_by"].tolist() == ["billing"]

@@ -1,0 +1,268 @@
+"""The predictor's HTTP API: `POST /predict`, `POST /feedback`, `GET /health`,
+`GET /model`, `GET /metrics`, `GET /openapi.json`.
+
+Input is validated against the schema that travels with the served model version;
+anything a client can get wrong is a 4xx whose message names the field and the problem.
+A 5xx is a bug, or (503) a store that is away.  /predict needs an API key with the
+`predict` scope, /feedback one with `feedback`, /model and /openapi.json any valid key;
+/health and /metrics stay open for the stack's own checks and scraper (the front door
+does not route /metrics).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import orjson
+from flask import Blueprint, Response, g, jsonify, request
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import HTTPException
+
+from core.schema import FieldProblem, RecordInvalid
+from core.store import FeedbackResult
+from server.app import current_predictor
+from server.auth import AuthError
+from server.ids import issued_here
+from server.model_source import ServedModel
+
+log = logging.getLogger(__name__)
+
+api = Blueprint("api", __name__)
+ANY_SCOPE = None
+
+
+class BadRequest(Exception):
+    """A client error: HTTP status and the problems, each naming a field."""
+
+    def __init__(self, status: int, problems: list[FieldProblem]):
+        self.status = status
+        self.problems = problems
+        super().__init__("; ".join(str(p) for p in problems))
+
+
+def requires_key(scope: str | None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The view answers only a request with a valid key of `scope` (any scope: None);
+    the key is in `g.api_key` (None when the predictor asks no key)."""
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        @wraps(view)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            g.api_key = current_predictor().keys.check(request.headers.get("Authorization"),
+                                                       scope)
+            return view(*args, **kwargs)
+
+        return checked
+
+    return decorate
+
+
+# --- errors, as JSON that names the field ---------------------------------------------------
+
+@api.app_errorhandler(BadRequest)
+def _bad_request(exc: BadRequest) -> tuple[Response, int]:
+    return jsonify(error=str(exc), problems=[{"field": p.field, "problem": p.problem}
+                                             for p in exc.problems]), exc.status
+
+
+@api.app_errorhandler(AuthError)
+def _unauthorized(exc: AuthError) -> tuple[Response, int]:
+    current_predictor().metrics.auth_refusals.labels(str(exc.status)).inc()
+    response = jsonify(error=exc.message,
+                       problems=[{"field": "Authorization", "problem": exc.message}])
+    if exc.status == 401:
+        # RFC 6750: say how to authenticate, and (when a key was sent) that it failed.
+        sent = "Authorization" in request.headers
+        response.headers["WWW-Authenticate"] = (
+            'Bearer realm="onebox"' + (', error="invalid_token"' if sent else ""))
+    return response, exc.status
+
+
+@api.app_errorhandler(HTTPException)
+def _http_error(exc: HTTPException) -> tuple[Response, int]:
+    # Werkzeug's own errors (404, 405, 413) as JSON, like ours.
+    response = jsonify(error=f"{exc.name}: {exc.description}",
+                       problems=[{"field": "body" if exc.code == 413 else "request",
+                                  "problem": exc.description}])
+    # Keep the error's own headers (a 405 must say which methods are allowed: RFC 9110).
+    for name, value in exc.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response, exc.code or 500
+
+
+@api.app_errorhandler(SQLAlchemyError)
+def _store_unavailable(exc: SQLAlchemyError) -> tuple[Response, int]:
+    log.warning("prediction store error: %s", exc)
+    return jsonify(error="the prediction store is unavailable; retry later",
+                   problems=[{"field": "request", "problem": "prediction store unavailable"}]), 503
+
+
+# --- the API ---------------------------------------------------------------------------------
+
+@api.post("/predict")
+@requires_key("predict")
+def predict() -> Response:
+    predictor = current_predictor()
+    payload = _json_body()
+    served = predictor.follower.current  # one version for the whole request, even mid-swap
+    schema = served.model.schema
+    if isinstance(payload, list):
+        if not payload:
+            raise BadRequest(422, [FieldProblem("body", "batch is empty")])
+        limit = predictor.settings.max_batch_records
+        if len(payload) > limit:
+            raise BadRequest(413, [FieldProblem(
+                "body", f"batch of {len(payload)} records is over the limit of {limit}")])
+        try:
+            batch = schema.validate_batch(payload)
+        except RecordInvalid as exc:
+            raise BadRequest(422, exc.problems) from None
+        answers = predictor.predict(served, batch.records, batch.columns)
+        return _json_response({"predictions": answers, "model": _model_info(served)})
+    try:
+        record = schema.validate_record(payload)
+    except RecordInvalid as exc:
+        raise BadRequest(422, exc.problems) from None
+    answer = predictor.predict(served, [record])[0]
+    return _json_response({**answer, "model": _model_info(served)})
+
+
+@api.post("/feedback")
+@requires_key("feedback")
+def feedback() -> tuple[Response, int]:
+    predictor = current_predictor()
+    payload = _json_body()
+    if not isinstance(payload, dict):
+        raise BadRequest(422, [FieldProblem("body", "must be a JSON object")])
+    problems = []
+    # Ids are stored in canonical form (lowercase, hyphenated): an uppercased or braced
+    # spelling of a real id must find it.
+    prediction_id = _canonical_uuid(payload.get("prediction_id"))
+    if prediction_id is None:
+        problems.append(FieldProblem("prediction_id", "must be a prediction id (a UUID)"))
+    actual = payload.get("churn")
+    if isinstance(actual, bool):
+        actual = int(actual)
+    elif not isinstance(actual, int) or actual not in (0, 1):
+        problems.append(FieldProblem("churn", "must be 0 or 1 (or false/true)"))
+    extra = sorted(set(payload) - {"prediction_id", "churn"})
+    problems += [FieldProblem(name or '""', "is not a field of feedback") for name in extra]
+    if problems:
+        raise BadRequest(422, problems)
+    key = g.api_key
+    sender = {"sent_by": key.key_id, "trusted": key.trusted} if key is not None else {}
+    result = predictor.store.record_feedback(prediction_id, actual, **sender)
+    logger = predictor.prediction_log
+    if (result is FeedbackResult.UNKNOWN_ID and logger is not None
+            and issued_here(prediction_id, predictor.id_key)):
+        # Issued by this stack and not in the log yet: still queued, here or in a sibling
+        # worker whose writer flushes every flush_interval. Write ours, give theirs one
+        # more interval.  An id never issued here (made up, or another stack's) skips
+        # this and gets its 404 at once.
+        predictor.metrics.feedback_waits.inc()
+        logger.flush(timeout=5.0)
+        time.sleep(2 * logger.flush_interval)
+        result = predictor.store.record_feedback(prediction_id, actual, **sender)
+    if result is FeedbackResult.UNKNOWN_ID:
+        raise BadRequest(404, [FieldProblem("prediction_id",
+                                            f"no prediction with id {prediction_id}")])
+    if result is FeedbackResult.CONFLICT:
+        raise BadRequest(409, [FieldProblem(
+            "churn", "a different outcome was already recorded for this prediction")])
+    return jsonify(prediction_id=prediction_id, churn=actual, status=result.value), 200
+
+
+@api.get("/health")
+def health() -> Response:
+    predictor = current_predictor()
+    served = predictor.follower.current
+    logger = predictor.prediction_log
+    return jsonify(
+        status="ok",
+        model=_model_info(served),
+        model_source=served.source,
+        registry_error=predictor.follower.last_error,
+        prediction_log={
+            "enabled": logger is not None,
+            "store_available": None if logger is None else logger.store_available,
+            "backlog": 0 if logger is None else logger.backlog,
+            "spooled_rows": 0 if logger is None else logger.spooled_rows,
+        },
+    )
+
+
+@api.get("/model")
+@requires_key(ANY_SCOPE)
+def model_info() -> Response:
+    predictor = current_predictor()
+    served = predictor.follower.current
+    return jsonify(**_model_info(served), source=served.source,
+                   loaded_at=served.loaded_at, last_check=predictor.follower.last_check,
+                   fast_path=served.scorer is not None,
+                   threshold=served.model.threshold, schema=served.model.schema.to_dict())
+
+
+@api.get("/metrics")
+def prometheus_metrics() -> Response:
+    predictor = current_predictor()
+    predictor.update_gauges()
+    return Response(predictor.metrics.exposition(), mimetype=predictor.metrics.content_type)
+
+
+@api.get("/openapi.json")
+@requires_key(ANY_SCOPE)
+def openapi_document() -> Response:
+    # Generated from the served version's schema, so it follows the model as it moves.
+    predictor = current_predictor()
+    return Response(predictor.documents.for_served(predictor.follower.current),
+                    mimetype="application/json")
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+def _model_info(served: ServedModel) -> dict[str, str]:
+    return {"name": served.model.name, "version": served.version}
+
+
+def _reject_constant(token: str) -> Any:
+    raise ValueError(f"{token} is not valid JSON")
+
+
+def _json_response(document: dict[str, Any]) -> Response:
+    # orjson writes a 1,000-prediction answer ~5x faster than Flask's jsonify; the
+    # document holds only str, float, bool and dicts of them, which it writes the same.
+    return Response(orjson.dumps(document), mimetype="application/json")
+
+
+def _json_body() -> Any:
+    raw = request.get_data(cache=False)
+    if not raw:
+        raise BadRequest(400, [FieldProblem("body", "is empty; send a JSON document")])
+    try:
+        # orjson parses ~3x faster than the stdlib; it refuses what the stdlib would
+        # refuse too (NaN, Infinity) and a little more (integers beyond 64 bits, text
+        # that is not UTF-8, lone surrogates): those go to the stdlib, so the answer is
+        # the one it gives (e.g. a 422 naming a field with a huge integer, not a 400).
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise BadRequest(400, [FieldProblem("body", f"is not valid JSON ({exc})")]) from None
+
+
+def _canonical_uuid(value: Any) -> str | None:
+    """`value` as a canonical UUID string, or None when it is not a UUID."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
