@@ -39,7 +39,7 @@ RUN python -m venv "$VIRTUAL_ENV" \
 RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/onebox --no-create-home onebox \
  && mkdir -p /var/lib/onebox/data /var/lib/onebox/reports /var/lib/onebox/model-cache \
              /var/lib/onebox/spool /var/lib/onebox/prefect /var/lib/onebox/prefect-ui \
-             /var/lib/onebox/mlartifacts \
+             /var/lib/onebox/mlartifacts /var/lib/onebox/gateway \
  && chown -R onebox:onebox /var/lib/onebox
 
 # The code last: a code-only change rebuilds from here (seconds).  It runs from /app

@@ -74,7 +74,7 @@ train: $(STAMP) home
 	$(BIN)/python -m orchestration.train
 
 serve: $(STAMP) home
-	$(BIN)/python -m server.process --bind 0.0.0.0:9696
+	$(BIN)/python -m server.process --bind 127.0.0.1:9696
 
 traffic: $(STAMP) home
 	$(BIN)/python -m simulation.traffic --url http://127.0.0.1:9696 --feedback
@@ -126,31 +126,37 @@ clean:
 	rm -rf .onebox
 
 # --- the compose stack -------------------------------------------------------------
+# .env holds the stack's secrets: generated from the template of `env` the first time
+# (random passwords and keys; never committed), then used as it is.
 env ?= local
 ifeq ($(env),local)
-ENV_FILE := .env.local
+TEMPLATE := .env.local
+# A developer's host: the services behind the front door published on 127.0.0.1 too.
+COMPOSE_FILES := -f docker-compose.yml -f docker-compose.local.yml
 else ifeq ($(env),cloud)
-ENV_FILE := .env
+TEMPLATE := .env.cloud
+COMPOSE_FILES := -f docker-compose.yml
 else
 $(error env must be local or cloud, got '$(env)')
 endif
-COMPOSE := docker compose --env-file $(ENV_FILE)
+COMPOSE := docker compose --env-file .env $(COMPOSE_FILES)
 # Stand-ins for the upstream images, on a machine that cannot pull them (tests/stack/).
-OFFLINE := -f docker-compose.yml -f tests/stack/compose.offline.yml
+OFFLINE := -f tests/stack/compose.offline.yml
 
 env-file:
-	@test -f $(ENV_FILE) || { echo "$(ENV_FILE) is missing: copy .env.cloud to .env and replace every change-me"; exit 1; }
+	@test -f .env || $(PYTHON) -m orchestration.generate_env --template $(TEMPLATE) --out .env
 
 up: env-file
 	$(COMPOSE) up -d --build --wait --wait-timeout 900
+	@echo "the front door: $$(sed -n 's/^PUBLIC_URL=//p' .env)/ (login: ADMIN_USER / ADMIN_PASSWORD in .env)"
 
-down: env-file
+down:
 	$(COMPOSE) down
 
-logs: env-file
+logs:
 	$(COMPOSE) logs --follow --tail=200
 
-ps: env-file
+ps:
 	$(COMPOSE) ps --all
 
 standins:
@@ -158,6 +164,7 @@ standins:
 
 up-offline: env-file standins
 	$(COMPOSE) $(OFFLINE) up -d --build --wait --wait-timeout 900
+	@echo "the front door: $$(sed -n 's/^PUBLIC_URL=//p' .env)/ (login: ADMIN_USER / ADMIN_PASSWORD in .env)"
 
-down-offline: env-file
+down-offline:
 	$(COMPOSE) $(OFFLINE) down

@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
                                           "PREDICTION_STORE_URL": store_url,
                                           "MODEL_CACHE_DIR": str(Path(tmp) / "cache")}):
             settings = Settings.from_env()
-        store = PredictionStore(settings.prediction_store_url)
+        store = PredictionStore(settings.prediction_store_url.get_secret_value())
         store.create_schema()
         started = time.perf_counter()
         fill_store(store, model, Traffic(Path(tmp)).table(max(WINDOWS), 4242, "none"))

@@ -64,7 +64,7 @@ class DriftExporter:
         self.interval_seconds = interval_seconds
         self.policy = DriftPolicy.from_settings(settings)
         self.client = registry.connect(settings)
-        self.store = PredictionStore(settings.prediction_store_url)
+        self.store = PredictionStore(settings.prediction_store_url.get_secret_value())
         self.snapshot = Snapshot()
         self._model: LoadedModel | None = None
         self._stop = threading.Event()

@@ -66,7 +66,7 @@ def run_demo(rows: int, phase_rows: int, trials: int, port: int | None) -> int:
     url = f"http://127.0.0.1:{port}"
     log_path = settings.home / "logs" / "predictor.log"
     print(f"== 3/5 serve: gunicorn on {url} (log: {log_path})", flush=True)
-    store = PredictionStore(settings.prediction_store_url)
+    store = PredictionStore(settings.prediction_store_url.get_secret_value())
     store.create_schema()
     logged_before = store.count()
     predictor = processes.start_predictor(port, {}, log_path)

@@ -45,7 +45,7 @@ def measure_window(window_rows: int, policy: DriftPolicy) -> dict[str, Any]:
     champion = registry.load_champion(client, settings)
     if champion is None:
         raise RuntimeError(f"no @{registry.CHAMPION} for {settings.model_name}: train first")
-    store = PredictionStore(settings.prediction_store_url)
+    store = PredictionStore(settings.prediction_store_url.get_secret_value())
     try:
         store.create_schema()
         window = store.recent(window_rows)

@@ -104,8 +104,9 @@ def main(argv: list[str] | None = None) -> None:
     for db in databases_from_env(env):
         created = ensure_database(admin, db)
         print(f"{db.name}: {', '.join(created) if created else 'already there'}")
-    if settings.prediction_store_url.startswith("postgresql"):
-        store = PredictionStore(settings.prediction_store_url)
+    store_url = settings.prediction_store_url.get_secret_value()
+    if store_url.startswith("postgresql"):
+        store = PredictionStore(store_url)
         store.create_schema()
         store.dispose()
         print("prediction log tables: ready")

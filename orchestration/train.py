@@ -25,6 +25,7 @@ from mlflow.models import infer_signature
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
+from pydantic import SecretStr
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
@@ -80,9 +81,10 @@ def load_training_data(data_path: Path, schema: Schema) -> pd.DataFrame:
 
 
 @task(cache_policy=NO_CACHE, retries=3, retry_delay_seconds=10)
-def load_production_rows(store_url: str, schema: Schema, limit: int) -> pd.DataFrame:
-    """The newest labelled production rows: logged predictions joined with their feedback."""
-    store = PredictionStore(store_url)
+def load_production_rows(store_url: SecretStr, schema: Schema, limit: int) -> pd.DataFrame:
+    """The newest labelled production rows: logged predictions joined with their feedback
+    from trusted senders (untrusted labels never reach training or the gate)."""
+    store = PredictionStore(store_url.get_secret_value())
     try:
         store.create_schema()
         rows = store.labelled(limit)

@@ -199,7 +199,7 @@ def report_latest_window(settings: Settings, window_rows: int) -> ReportFiles:
     model = registry.load_champion(client, settings)
     if model is None:
         raise RuntimeError(f"no @{registry.CHAMPION} for {settings.model_name}: train first")
-    store = PredictionStore(settings.prediction_store_url)
+    store = PredictionStore(settings.prediction_store_url.get_secret_value())
     try:
         store.create_schema()
         window = store.recent(window_rows)

@@ -99,9 +99,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     if not keys.enabled:
         log.warning("no API keys configured (PREDICTOR_API_KEYS): /predict and /feedback "
                     "answer anyone; the compose stack always configures keys")
-    id_key = settings.prediction_id_key or load_or_create_key(settings.home / ID_KEY_FILE)
+    id_key = (settings.prediction_id_key.get_secret_value().encode()
+              if settings.prediction_id_key is not None
+              else load_or_create_key(settings.home / ID_KEY_FILE))
     follower = ModelFollower(settings)
-    store = PredictionStore(settings.prediction_store_url)
+    store = PredictionStore(settings.prediction_store_url.get_secret_value())
     _create_store_schema(store)
     metrics = Metrics()
     documents = OpenApiDocuments(max_batch_records=settings.max_batch_records,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -61,8 +62,11 @@ def send_traffic(
     concurrency: int = 4,
     send_feedback: bool = False,
     timeout: float = 10.0,
+    predict_key: str | None = None,
+    feedback_key: str | None = None,
 ) -> TrafficStats:
-    """POST the table's rows to /predict (one record or `batch_size` per request)."""
+    """POST the table's rows to /predict (one record or `batch_size` per request), with
+    the API keys (bearer) when the predictor asks for them."""
     records = records_from_frame(frame, schema)
     labels = frame[schema.target].tolist() if schema.target in frame else None
     stats = TrafficStats()
@@ -75,10 +79,14 @@ def send_traffic(
             local.session = requests.Session()
         return local.session
 
+    predict_headers = {"Authorization": f"Bearer {predict_key}"} if predict_key else {}
+    feedback_headers = {"Authorization": f"Bearer {feedback_key}"} if feedback_key else {}
+
     def send(start: int, chunk: list[dict]) -> None:
         body = chunk[0] if batch_size == 1 else chunk
         try:
-            resp = session().post(f"{base_url}/predict", json=body, timeout=timeout)
+            resp = session().post(f"{base_url}/predict", json=body, timeout=timeout,
+                                  headers=predict_headers)
         except requests.RequestException:
             with stats._lock:
                 stats.requests += 1
@@ -103,7 +111,7 @@ def send_traffic(
                                 for i, a in enumerate(answers))
 
     def send_outcome(prediction_id: str, churn: int) -> None:
-        resp = session().post(f"{base_url}/feedback", timeout=timeout,
+        resp = session().post(f"{base_url}/feedback", timeout=timeout, headers=feedback_headers,
                               json={"prediction_id": prediction_id, "churn": churn})
         if resp.status_code == 200:
             with stats._lock:
@@ -132,11 +140,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--feedback", action="store_true", help="also send the true outcomes")
+    parser.add_argument("--predict-key", default=os.environ.get("ONEBOX_PREDICT_KEY"),
+                        help="API key for /predict (default ONEBOX_PREDICT_KEY)")
+    parser.add_argument("--feedback-key", default=os.environ.get("ONEBOX_FEEDBACK_KEY"),
+                        help="API key for /feedback (default ONEBOX_FEEDBACK_KEY)")
     args = parser.parse_args(argv)
     schema = Schema.load(settings.schema_path)
     frame = generate(args.rows, args.seed, SCENARIOS[args.scenario], schema)
     stats = send_traffic(args.url, frame, schema, batch_size=args.batch_size,
-                         concurrency=args.concurrency, send_feedback=args.feedback)
+                         concurrency=args.concurrency, send_feedback=args.feedback,
+                         predict_key=args.predict_key, feedback_key=args.feedback_key)
     print(f"requests {stats.requests}: ok {stats.ok}, refused (4xx) {stats.client_errors}, "
           f"failed {stats.failed}; predictions {stats.predictions}, "
           f"feedback {stats.feedback_sent}")

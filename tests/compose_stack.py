@@ -1,9 +1,12 @@
 """The compose stack as the tests run it: the project's docker-compose.yml with the offline
 override (stand-ins for the images this machine cannot pull), under a project name of its
-own, every published port a free one on 127.0.0.1, and an env file built from .env.local.
+own, its one published port (the front door) a free one on 127.0.0.1, and an env file
+generated from .env.local as `make up` generates it (random secrets).
 
 Nothing here is a mock: `docker compose` builds and starts the real services; the tests
-talk to them only through the published ports (and read PostgreSQL through `compose exec`).
+talk to them only through the front door, over TLS checked against the certificate the
+stack made (and read PostgreSQL through `compose exec`), as a user on another machine
+would.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,16 +28,9 @@ from orchestration.processes import free_port
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILES = ("docker-compose.yml", "tests/stack/compose.offline.yml")
 STANDINS = ROOT / "tests/stack/standins/build.sh"
-# Host port variable -> the service it publishes.
-PUBLISHED = {
-    "PREDICTOR_PORT": "predictor",
-    "MLFLOW_PORT": "mlflow",
-    "PREFECT_PORT": "prefect-server",
-    "EXPORTER_PORT": "drift-exporter",
-    "PROMETHEUS_PORT": "prometheus",
-    "REPORTS_PORT": "reports",
-    "GRAFANA_PORT": "grafana",
-}
+# What the front door routes where (gateway/nginx.conf).
+PREFIX = {"predictor": "", "mlflow": "/mlflow", "prefect-server": "/prefect",
+          "prometheus": "/prometheus", "reports": "/reports"}
 T = TypeVar("T")
 
 
@@ -89,23 +85,30 @@ class ComposeStack:
     project: str
     env_file: Path
     env: dict[str, str]
-    ports: dict[str, int] = field(default_factory=dict)
+    port: int  # the front door's, on 127.0.0.1
+    ca_file: Path  # the front door's certificate, once the stack made it
+    extra_files: tuple[str, ...] = ()
 
     @classmethod
-    def create(cls, workdir: Path, **overrides: str) -> ComposeStack:
-        """A stack with its own project name, free ports and env file (from .env.local)."""
-        ports = {name: free_port() for name in PUBLISHED}
-        env = {**read_env_file(ROOT / ".env.local"), "PUBLISH_ADDRESS": "127.0.0.1",
-               **{name: str(port) for name, port in ports.items()}, **overrides}
+    def create(cls, workdir: Path, *, extra_files: tuple[str, ...] = (),
+               **overrides: str) -> ComposeStack:
+        """A stack with its own project name, a free port for its front door and an env file
+        generated from .env.local (random secrets; `overrides` win)."""
+        from orchestration.generate_env import fill
+
+        port = free_port()
+        values = {"PUBLISH_ADDRESS": "127.0.0.1", "GATEWAY_PORT": str(port),
+                  "PUBLIC_URL": f"https://localhost:{port}", **overrides}
         env_file = workdir / "stack.env"
-        env_file.write_text("".join(f"{key}={value}\n" for key, value in env.items()))
-        return cls(f"onebox-test-{uuid.uuid4().hex[:8]}", env_file, env,
-                   {PUBLISHED[name]: port for name, port in ports.items()})
+        env_file.write_text(fill((ROOT / ".env.local").read_text(), values))
+        return cls(f"onebox-test-{uuid.uuid4().hex[:8]}", env_file, read_env_file(env_file),
+                   port, workdir / "gateway-ca.pem", extra_files)
 
     # --- compose ---------------------------------------------------------------------
 
     def compose_argv(self, *args: str) -> list[str]:
-        files = [arg for name in COMPOSE_FILES for arg in ("-f", str(ROOT / name))]
+        files = [arg for name in (*COMPOSE_FILES, *self.extra_files)
+                 for arg in ("-f", str(ROOT / name))]
         return ["docker", "compose", "--project-name", self.project, "--project-directory",
                 str(ROOT), "--env-file", str(self.env_file), *files, *args]
 
@@ -120,13 +123,16 @@ class ComposeStack:
         return done
 
     def up(self, timeout: float = 1200) -> float:
-        """`up -d --wait` (building what changed); returns the seconds it took."""
+        """`up -d --wait` (building what changed); returns the seconds it took.  Then the
+        front door's certificate is fetched, to check its TLS against."""
         started = time.monotonic()
         done = self.compose("up", "-d", "--build", "--wait", "--wait-timeout", str(int(timeout)),
                             timeout=timeout + 60, check=False)
         if done.returncode != 0:
             raise AssertionError(f"`up --wait` failed ({done.returncode}):\n"
                                  f"{done.stderr[-3000:]}\n--- logs ---\n{self.logs()}")
+        cert = self.compose("exec", "-T", "gateway", "cat", "/etc/onebox/gateway/tls/cert.pem")
+        self.ca_file.write_text(cert.stdout)
         return time.monotonic() - started
 
     def down(self, *, volumes: bool = False) -> None:
@@ -157,24 +163,54 @@ class ComposeStack:
         done = subprocess.run(argv, capture_output=True, text=True, check=True)
         return done.stdout.split()
 
+    def predictor_metric(self, name: str) -> float:
+        """A metric straight from the predictor (inside the network: /metrics is the
+        scraper's, not routed by the front door), summed over its labels."""
+        probe = ("import urllib.request; print(urllib.request.urlopen("
+                 "'http://localhost:9696/metrics', timeout=10).read().decode())")
+        text = self.compose("exec", "-T", "predictor", "python", "-c", probe).stdout
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith(name) and not line.startswith("#"))
+
     def psql(self, database: str, sql: str) -> str:
         """Run `sql` in the stack's PostgreSQL (over its local socket) and return the rows."""
         done = self.compose("exec", "-T", "postgres", "psql", "-U", "postgres", "-d", database,
                             "-v", "ON_ERROR_STOP=1", "-tAc", sql, timeout=60)
         return done.stdout.strip()
 
-    # --- the published ports -------------------------------------------------------------
+    # --- the front door ---------------------------------------------------------------
 
     def url(self, service: str, path: str = "") -> str:
-        return f"http://127.0.0.1:{self.ports[service]}{path}"
+        return f"https://localhost:{self.port}{PREFIX[service]}{path}"
+
+    @property
+    def admin(self) -> tuple[str, str]:
+        """The people's login (basic auth)."""
+        return self.env["ADMIN_USER"], self.env["ADMIN_PASSWORD"]
+
+    def key(self, scope: str) -> dict[str, str]:
+        """The Authorization header of the generated client key for `scope`."""
+        token = self.env["ONEBOX_PREDICT_KEY" if scope == "predict" else "ONEBOX_FEEDBACK_KEY"]
+        return {"Authorization": f"Bearer {token}"}
+
+    def _request(self, method: str, service: str, path: str, **kwargs: Any) -> requests.Response:
+        # People's pages get the login, the predictor its keys (the caller's headers win).
+        if service != "predictor" and "auth" not in kwargs:
+            kwargs["auth"] = self.admin
+        if service == "predictor" and "headers" not in kwargs and path in (
+                "/predict", "/model", "/openapi.json"):
+            kwargs["headers"] = self.key("predict")
+        if service == "predictor" and "headers" not in kwargs and path == "/feedback":
+            kwargs["headers"] = self.key("feedback")
+        kwargs.setdefault("timeout", 30)
+        return requests.request(method, self.url(service, path), verify=str(self.ca_file),
+                                **kwargs)
 
     def get(self, service: str, path: str, **kwargs: Any) -> requests.Response:
-        return requests.get(self.url(service, path), timeout=kwargs.pop("timeout", 10),
-                            **kwargs)
+        return self._request("GET", service, path, **kwargs)
 
     def post(self, service: str, path: str, **kwargs: Any) -> requests.Response:
-        return requests.post(self.url(service, path), timeout=kwargs.pop("timeout", 30),
-                             **kwargs)
+        return self._request("POST", service, path, **kwargs)
 
     def setting(self, name: str) -> str:
         return self.env[name]

@@ -3,7 +3,7 @@
 # Run as root (or with sudo); everything already there is left as it is.
 #   - Python 3.11 with venv (the test venv), PostgreSQL (its client and initdb: the tests
 #     start a throwaway cluster when no server answers), Prometheus + promtool and nginx
-#     (monitoring tests), wrk (make bench), chromium (browser tests)
+#     (monitoring tests), wrk (make bench), chromium and its chromedriver (browser tests)
 #   - a Docker engine (Debian's docker.io, started here: no systemd) with the compose v2
 #     and buildx plugins (not in Debian 12: taken from Debian 13's packages, unpacked,
 #     never installed as packages), and mmdebstrap for the stand-in images (stack test)
@@ -32,6 +32,7 @@ need promtool prometheus
 need nginx nginx
 need wrk wrk
 need chromium chromium
+need chromedriver chromium-driver
 need dockerd docker.io
 need mmdebstrap mmdebstrap
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -122,7 +122,7 @@ def log_predictions(home: Path, frame, schema: Schema, start: datetime) -> None:
     settings = settings_for(home)
     champion = registry.load_champion(registry.connect(settings), settings)
     frame = frame.assign(**{PREDICTION_COLUMN: champion.predict_proba(model_frame(schema, frame))})
-    store = PredictionStore(settings.prediction_store_url)
+    store = PredictionStore(settings.prediction_store_url.get_secret_value())
     store.create_schema()
     store.log([PredictionRecord(str(uuid.uuid4()), settings.model_name, champion.version, rec,
                                 float(p), int(p >= champion.threshold),

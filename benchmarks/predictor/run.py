@@ -13,6 +13,7 @@ import argparse
 import csv
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,7 @@ from typing import Any
 
 from benchmarks.predictor import servers
 from benchmarks.predictor.wrk import WrkMissing, WrkResult, require_wrk, run_wrk
+from core.api_keys import new_key
 from core.schema import Schema
 from core.settings import Settings
 from server.process import GUNICORN_CONFIG
@@ -39,6 +41,8 @@ CEILING_SHARE_TARGET = 0.5
 MLFLOW_MULTIPLE_TARGET = 20.0
 P99_TARGET_MS = 25.0
 BATCH_ROWS_TARGET = 100_000
+# Issue 11: checking an API key on every request costs under 5% of the predictor's CPU.
+AUTH_COST_TARGET = 0.05
 
 
 class SetupFailed(RuntimeError):
@@ -81,6 +85,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         default=os.environ.get("TEST_POSTGRES_DSN", DEFAULT_ADMIN_DSN),
                         help="server to create the temporary prediction-log database on "
                              "(default TEST_POSTGRES_DSN or the local server)")
+    parser.add_argument("--auth-rounds", type=int, default=3,
+                        help="alternating runs without and with an API key (default 3)")
     parser.add_argument("--drain-timeout", type=float, default=180.0,
                         help="seconds to wait for the prediction log to reach PostgreSQL")
     return parser.parse_args(argv)
@@ -178,6 +184,21 @@ def run(args: argparse.Namespace, scratch: Path) -> None:
             results["batch_log_off"] = measure(
                 f"onebox batch of {len(batch)}, log off", server, "/predict", batch_body,
                 batch_load, records=len(batch))
+            # What API keys cost: the same predictor with keys, every request with a valid
+            # one; log off, so the check is most of the difference.  The two alternate, so
+            # the machine's other load falls on both.
+            token, key = new_key("bench", ["predict"])
+            with servers.onebox({**onebox_env, "PREDICTION_LOG": "off",
+                                 "PREDICTOR_API_KEYS": key.spec()},
+                                logs / "onebox-keys.log") as keyed:
+                _check_onebox(keyed.url, single_body, batch_body, len(batch),
+                              authorization=f"Bearer {token}")
+                for round_ in range(1, args.auth_rounds + 1):
+                    results[f"keys_off_{round_}"] = measure(
+                        f"onebox, no keys ({round_})", server, "/predict", single_body, load)
+                    results[f"keys_on_{round_}"] = measure(
+                        f"onebox, API key ({round_})", keyed, "/predict", single_body, load,
+                        authorization=f"Bearer {token}")
 
     say(f"\nload average at the end: {_load_average()}")
     report(results, logged, batch_log_rate)
@@ -264,11 +285,13 @@ def gunicorn_settings(env: dict[str, str]) -> str:
     return f"{worker_class}, {workers} workers x {threads} threads"
 
 
-def _check_onebox(url: str, single_body: Path, batch_body: Path, batch_size: int) -> None:
+def _check_onebox(url: str, single_body: Path, batch_body: Path, batch_size: int, *,
+                  authorization: str | None = None) -> None:
     servers.require_ok(url + "/predict", single_body.read_bytes(), "the onebox predictor",
-                       "churn_probability")
+                       "churn_probability", authorization=authorization)
     answer = servers.require_ok(url + "/predict", batch_body.read_bytes(),
-                                "the onebox predictor (batch)", "predictions")
+                                "the onebox predictor (batch)", "predictions",
+                                authorization=authorization)
     if len(answer["predictions"]) != batch_size:
         raise servers.ServerFailed(f"the predictor answered {len(answer['predictions'])} "
                                    f"predictions to a batch of {batch_size}")
@@ -300,18 +323,19 @@ class Measurement:
 
 
 def measure(label: str, server: servers.Server, path: str, body: Path, load: Load, *,
-            records: int = 1, settle: Callable[[], str] | None = None) -> Measurement:
+            records: int = 1, settle: Callable[[], str] | None = None,
+            authorization: str | None = None) -> Measurement:
     """Warm up, then load `server` with wrk; `settle` waits for work the load left behind
     (the prediction log) and says how it went, and its CPU is counted with the run's."""
     url = server.url + path
     if load.warmup_seconds > 0:
         run_wrk(url, body, connections=load.connections, threads=load.threads,
-                seconds=load.warmup_seconds)
+                seconds=load.warmup_seconds, authorization=authorization)
     if settle is not None:
         settle()  # the warm-up's log is written before the measured run starts
     cpu_before = server.cpu_seconds()
     result = run_wrk(url, body, connections=load.connections, threads=load.threads,
-                     seconds=load.seconds)
+                     seconds=load.seconds, authorization=authorization)
     note = settle() if settle is not None else None
     cpu = server.cpu_seconds() - cpu_before
     measured = Measurement(label, result, load.connections, records, cpu)
@@ -382,6 +406,14 @@ def report(results: dict[str, Measurement], logged: tuple[int, int],
          str(sum(m.wrk.non_2xx + m.wrk.socket_errors for m in results.values())), "0",
          all(m.wrk.clean for m in results.values())),
     ]
+    keys_off = [m for k, m in results.items() if k.startswith("keys_off_")]
+    keys_on = [m for k, m in results.items() if k.startswith("keys_on_")]
+    rate_cost = 1 - statistics.median(m.rate for m in keys_on) / statistics.median(
+        m.rate for m in keys_off)
+    cpu_cost = statistics.median(m.cpu_ms_per_request for m in keys_on) / statistics.median(
+        m.cpu_ms_per_request for m in keys_off) - 1
+    checks.append(("API keys' cost on /predict (server CPU/req)", f"{cpu_cost:+.1%}",
+                   f"< {AUTH_COST_TARGET:.0%}", cpu_cost < AUTH_COST_TARGET))
     say(f"\n{'target':<42} {'measured':>18} {'target':>12}")
     for name, measured, target, passed in checks:
         say(f"{name:<42} {measured:>18} {target:>12}  {'PASS' if passed else 'FAIL'}")
@@ -389,6 +421,8 @@ def report(results: dict[str, Measurement], logged: tuple[int, int],
         f"{'(no target)':>12}")
     # Rows answered faster than the log writes them wait in the workers' memory.
     say(f"{'log written under batch load, rows/s':<42} {batch_log_rate:>18,.0f} "
+        f"{'(no target)':>12}")
+    say(f"{'API keys cost, req/s (medians of {len(keys_on)})':<42} {rate_cost:>+18.1%} "
         f"{'(no target)':>12}")
     say(f"{'logging cost, single (log on / log off)':<42} {on.rate / off.rate:>18.2f} "
         f"{'(no target)':>12}")

@@ -190,10 +190,13 @@ def mlflow_serve(model_uri: str, env: Mapping[str, str], log_path: Path,
     return serving(argv, port, "/ping", env, log_path, "mlflow models serve", timeout=180)
 
 
-def require_ok(url: str, body: bytes, name: str, expect_key: str) -> dict:
+def require_ok(url: str, body: bytes, name: str, expect_key: str, *,
+               authorization: str | None = None) -> dict:
     """POST `body` once; the benchmark measures only a server that answers it with a 200."""
-    resp = requests.post(url, data=body, headers={"Content-Type": "application/json"},
-                         timeout=30)
+    headers = {"Content-Type": "application/json"}
+    if authorization:
+        headers["Authorization"] = authorization
+    resp = requests.post(url, data=body, headers=headers, timeout=30)
     if resp.status_code != 200 or expect_key not in resp.text:
         raise ServerFailed(f"{name} answered {resp.status_code} to the benchmark's request: "
                            f"{resp.text[:500]}")

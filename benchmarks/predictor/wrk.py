@@ -59,11 +59,13 @@ def require_wrk() -> str:
 
 
 def run_wrk(url: str, body_file: Path, *, connections: int, threads: int,
-            seconds: float, timeout_seconds: float = 10.0) -> WrkResult:
-    """POST `body_file` to `url` for `seconds` and return what wrk measured."""
+            seconds: float, timeout_seconds: float = 10.0,
+            authorization: str | None = None) -> WrkResult:
+    """POST `body_file` to `url` for `seconds` (with `authorization` as the Authorization
+    header when given) and return what wrk measured."""
     argv = [require_wrk(), f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s",
             f"--timeout={round(timeout_seconds)}s", "--latency", "-s", str(POST_SCRIPT),
-            url, "--", str(body_file)]
+            url, "--", str(body_file), *([authorization] if authorization else [])]
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise WrkOutputUnreadable(
