@@ -21,7 +21,7 @@ export PYTHONDONTWRITEBYTECODE ?= 1
 
 PYTEST_ARGS ?=
 
-.PHONY: help venv home demo data train serve traffic report rollback bench bench-train bench-fidelity bench-exporter bench-stack test test-fast test-stack test-prereqs lint compose-check clean up down logs ps up-offline down-offline standins env-file
+.PHONY: help venv home demo data train serve traffic report rollback bench bench-train bench-fidelity bench-exporter bench-stack test test-fast test-stack test-prereqs lint audit compose-check clean up down logs ps up-offline down-offline standins env-file
 
 help:
 	@echo "make demo      the whole loop on embedded defaults (data, train, serve, traffic, report)"
@@ -38,6 +38,7 @@ help:
 	@echo "make bench-exporter  drift exporter compute time at 3k/10k/100k rows"
 	@echo "make bench-stack  the compose stack's figures: memory, image size, build and start times, req/s (Docker)"
 	@echo "make lint      ruff"
+	@echo "make audit     known vulnerabilities of the pinned packages (pip-audit; needs PyPI's JSON API or OSV)"
 	@echo "make clean     remove the embedded state (.onebox)"
 	@echo ""
 	@echo "The compose stack (env=local: .env.local, the default; env=cloud: .env):"
@@ -118,6 +119,14 @@ test-prereqs:
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# Known vulnerabilities of every pinned package (pip-audit, in a venv of its own).  It needs
+# PyPI's per-release JSON API or OSV (api.osv.dev); --strict fails when a package could
+# not be audited, so an unreachable database is a failure, never a silent pass.
+AUDIT_VENV := .venv-audit
+audit:
+	@test -x $(AUDIT_VENV)/bin/pip-audit || { $(PYTHON) -m venv $(AUDIT_VENV) && $(AUDIT_VENV)/bin/pip install --quiet pip-audit==2.10.1; }
+	$(AUDIT_VENV)/bin/pip-audit --strict --requirement constraints.txt --no-deps --disable-pip --progress-spinner off
 
 compose-check: $(STAMP)
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
