@@ -131,9 +131,14 @@ class ComposeStack:
         if done.returncode != 0:
             raise AssertionError(f"`up --wait` failed ({done.returncode}):\n"
                                  f"{done.stderr[-3000:]}\n--- logs ---\n{self.logs()}")
+        self.fetch_ca()
+        return time.monotonic() - started
+
+    def fetch_ca(self) -> Path:
+        """The front door's certificate (self-signed: the one to trust), to `ca_file`."""
         cert = self.compose("exec", "-T", "gateway", "cat", "/etc/onebox/gateway/tls/cert.pem")
         self.ca_file.write_text(cert.stdout)
-        return time.monotonic() - started
+        return self.ca_file
 
     def down(self, *, volumes: bool = False) -> None:
         self.compose("down", "--remove-orphans", *(["--volumes"] if volumes else []),

@@ -422,8 +422,8 @@ def report(results: dict[str, Measurement], logged: tuple[int, int],
     # Rows answered faster than the log writes them wait in the workers' memory.
     say(f"{'log written under batch load, rows/s':<42} {batch_log_rate:>18,.0f} "
         f"{'(no target)':>12}")
-    say(f"{'API keys cost, req/s (medians of {len(keys_on)})':<42} {rate_cost:>+18.1%} "
-        f"{'(no target)':>12}")
+    label = f"API keys' cost, req/s (medians of {len(keys_on)})"
+    say(f"{label:<42} {rate_cost:>+18.1%} {'(no target)':>12}")
     say(f"{'logging cost, single (log on / log off)':<42} {on.rate / off.rate:>18.2f} "
         f"{'(no target)':>12}")
     say(f"{'logging cost, batch (log on / log off)':<42} "
