@@ -47,6 +47,7 @@ class Predictor:
         self.keys = keys
         self.id_key = id_key
         self.documents = documents
+        self._dropped_counted = 0  # the log's dropped rows already added to the metric
 
     def predict(self, served: ServedModel, records: list[dict[str, Any]],
                 columns: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -75,6 +76,11 @@ class Predictor:
         if logger is not None:
             self.metrics.log_backlog.set(logger.backlog)
             self.metrics.spooled_rows.set(logger.spooled_rows)
+            self.metrics.spool_writable.set(0.0 if logger.spool_error else 1.0)
+            dropped = logger.dropped_rows  # a counter: add what is new since the last update
+            if dropped > self._dropped_counted:
+                self.metrics.dropped_rows.inc(dropped - self._dropped_counted)
+                self._dropped_counted = dropped
 
     def close(self) -> None:
         self.follower.close()

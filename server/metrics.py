@@ -61,6 +61,14 @@ class Metrics:
             "onebox_prediction_log_spooled_rows",
             "Predictions waiting in the local spool for the store to come back.",
             multiprocess_mode="livemax", registry=registry)
+        self.dropped_rows = Counter(
+            "onebox_prediction_log_dropped_rows",
+            "Predictions answered but not kept: the store was away and the spool could not "
+            "be written (disk full, read-only).", registry=registry)
+        self.spool_writable = Gauge(
+            "onebox_prediction_log_spool_writable",
+            "0 when a worker's last write to the spool failed, else 1.",
+            multiprocess_mode="livemin", registry=registry)
         self.feedback_waits = Counter(
             "onebox_feedback_log_waits_total",
             "/feedback requests that waited for the prediction log: the id was issued here "

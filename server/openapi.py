@@ -190,8 +190,12 @@ def _components(schema: Schema, max_batch_records: int) -> dict[str, Any]:
                         "store_available": {"type": "boolean", "nullable": True},
                         "backlog": {"type": "integer", "minimum": 0},
                         "spooled_rows": {"type": "integer", "minimum": 0},
+                        # Store away and spool unwritable: rows not kept, and why.
+                        "dropped_rows": {"type": "integer", "minimum": 0},
+                        "spool_error": {"type": "string", "nullable": True},
                     },
-                    "required": ["enabled", "store_available", "backlog", "spooled_rows"],
+                    "required": ["enabled", "store_available", "backlog", "spooled_rows",
+                                 "dropped_rows", "spool_error"],
                     "additionalProperties": False,
                 },
             },

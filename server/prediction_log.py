@@ -16,11 +16,20 @@ sustained load: a spooled row costs several times the CPU of a written one (JSON
 out, fsync, JSON back, then the write), taken from the same two cores the writer
 and PostgreSQL need, so the log fell further behind (measured: 45k rows/s written
 while 90k/s were answered).  Never an unbounded queue or a lost row.
+
+One exception, stated: when the store is away *and* the spool cannot be written (its disk
+full, or read-only), the predictor keeps answering.  The writer keeps what it holds in
+memory (at most `max_backlog` rows, retried every replay interval); past that, a
+request's rows are dropped and counted (`dropped_rows`: /health, and the metric
+onebox_prediction_log_dropped_rows_total), and `spool_error` says why.  Refusing
+predictions because the log's disk is full would turn a side system's fault into the
+service's; losing rows silently would hide it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -64,6 +73,8 @@ class PredictionLogger:
         self._batches_done = 0   # batches written or spooled by the writer (under _idle)
         self._stalled_at = -1    # _batches_done when a request last waited in vain
         self.waits_in_vain = 0   # requests that waited out max_wait (then spooled)
+        self.dropped_rows = 0    # store away and spool unwritable: rows not kept
+        self.spool_error: str | None = None  # why the spool last failed (None: it works)
         self._written = 0
         self._next_replay = 0.0
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
@@ -74,15 +85,36 @@ class PredictionLogger:
             return
         if self.backlog + len(records) > self.max_backlog and not self._wait_for_room(
                 len(records)):
-            self.spool.write(records)
-            with self._counts:
-                self.spooled_rows += len(records)
+            if self._spool(records):
+                with self._counts:
+                    self.spooled_rows += len(records)
+            else:
+                with self._counts:
+                    self.dropped_rows += len(records)
             return
         with self._counts:
             self._queued_rows += len(records)
         self._queue.put(records)
         if self.backlog >= self.batch_size and not self._enough.is_set():
             self._enough.set()
+
+    def _spool(self, records: Sequence[PredictionRecord]) -> bool:
+        """Write `records` to the spool; False (and `spool_error` set, logged once per
+        episode) when it cannot be written."""
+        try:
+            self.spool.write(records)
+        except OSError as exc:
+            if self.spool_error is None:
+                log.error("cannot write the spool (%s: %s): predictions are kept in memory "
+                          "up to %d rows, then dropped and counted, until the store or the "
+                          "spool takes them", type(exc).__name__, os.strerror(exc.errno or 0)
+                          if exc.errno else exc, self.max_backlog)
+            self.spool_error = f"{type(exc).__name__}: {exc}"
+            return False
+        if self.spool_error is not None:
+            log.info("the spool is writable again")
+            self.spool_error = None
+        return True
 
     def _wait_for_room(self, rows: int) -> bool:
         """Wait up to max_wait for the backlog to have room for `rows` more; True if it has.
@@ -161,14 +193,25 @@ class PredictionLogger:
             else:
                 self._done(rows, written=True)
                 return
-        self.spool.write([record for chunk in chunks for record in chunk])
-        self._done(rows, written=False)
+        if self._spool([record for chunk in chunks for record in chunk]):
+            self._done(rows, spooled=True)
+            return
+        # Neither the store nor the spool: keep the batch (the backlog cap bounds it) and
+        # try again after a replay interval, not in a busy loop.
+        self._stop.wait(self.replay_interval)
+        if self._stop.is_set():  # shutting down: nowhere to put them
+            with self._counts:
+                self.dropped_rows += rows
+            log.error("prediction log closed with %d predictions neither written nor spooled "
+                      "(%s)", rows, self.spool_error)
+            self._done(rows)
 
-    def _done(self, rows: int, *, written: bool) -> None:
+    def _done(self, rows: int, *, written: bool = False, spooled: bool = False) -> None:
+        """The pending batch is gone: written, spooled, or (neither) dropped."""
         with self._idle:
             if written:
                 self._written += rows
-            else:
+            elif spooled:
                 with self._counts:
                     self.spooled_rows += rows
             self._pending = []

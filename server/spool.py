@@ -6,6 +6,10 @@ file by renaming it (atomic, so only one worker gets it), writes the rows, and
 deletes the file.  A claim left by a worker that died is released by the next
 replay.  The store skips ids it already has, so a file replayed twice (written,
 but the process died before deleting it) still logs each prediction once.
+
+A claim names its process by pid and start time: the spool lives on a volume that
+outlives the container, and a new container numbers its processes from 1 again, so a
+pid alone could name a live stranger and keep a dead worker's claim forever.
 """
 
 from __future__ import annotations
@@ -42,8 +46,30 @@ def _decode(line: str) -> PredictionRecord:
     return PredictionRecord(**raw)
 
 
-def _pid_alive(pid: int) -> bool:
+def _start_time(pid: int) -> str | None:
+    """When process `pid` started (clock ticks since boot, /proc/PID/stat field 22);
+    None if there is no such process."""
     try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces: split after it.
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _claimant() -> str:
+    """This process, as a claim names it: pid, and start time where /proc has it."""
+    pid = os.getpid()
+    started = _start_time(pid)
+    return f"{pid}" if started is None else f"{pid}.{started}"
+
+
+def _claimant_alive(claimant: str) -> bool:
+    pid_text, _, started = claimant.partition(".")
+    pid = int(pid_text)
+    if started:
+        return _start_time(pid) == started
+    try:  # no start time recorded (no /proc): the pid is all there is
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
@@ -65,11 +91,16 @@ class Spool:
         name = f"spool-{time.time_ns()}-{os.getpid()}-{next(self._sequence)}.jsonl"
         final = self.directory / name
         tmp = self.directory / f".{name}.tmp"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write("\n".join(_encode(r) for r in records) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
+        try:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                fh.write("\n".join(_encode(r) for r in records) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+        except OSError:
+            # A disk that filled mid-write: the partial file would hold the space forever.
+            tmp.unlink(missing_ok=True)
+            raise
         self._fsync_directory()
         return final
 
@@ -93,7 +124,7 @@ class Spool:
 
     def claim(self, path: Path) -> Path | None:
         """Take a file for replay; None if another worker took it first."""
-        claimed = path.with_name(f"{path.name}{CLAIM_MARK}{os.getpid()}")
+        claimed = path.with_name(f"{path.name}{CLAIM_MARK}{_claimant()}")
         try:
             os.rename(path, claimed)
         except FileNotFoundError:
@@ -107,8 +138,7 @@ class Spool:
     def release_stale_claims(self) -> None:
         """Give back files claimed by workers that are gone."""
         for claimed in self.directory.glob(f"spool-*.jsonl{CLAIM_MARK}*"):
-            pid = int(claimed.name.rsplit(CLAIM_MARK, 1)[1])
-            if not _pid_alive(pid):
+            if not _claimant_alive(claimed.name.rsplit(CLAIM_MARK, 1)[1]):
                 try:
                     self.release(claimed)
                 except FileNotFoundError:

@@ -193,6 +193,8 @@ def health() -> Response:
             "store_available": None if logger is None else logger.store_available,
             "backlog": 0 if logger is None else logger.backlog,
             "spooled_rows": 0 if logger is None else logger.spooled_rows,
+            "dropped_rows": 0 if logger is None else logger.dropped_rows,
+            "spool_error": None if logger is None else logger.spool_error,
         },
     )
 
