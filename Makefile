@@ -21,7 +21,7 @@ export PYTHONDONTWRITEBYTECODE ?= 1
 
 PYTEST_ARGS ?=
 
-.PHONY: help venv home demo data train serve traffic report rollback bench bench-train bench-fidelity bench-exporter bench-stack test test-fast test-stack test-prereqs lint audit compose-check clean up down logs ps up-offline down-offline standins env-file
+.PHONY: help venv home demo data train serve traffic report rollback bench bench-train bench-fidelity bench-exporter bench-stack soak test test-fast test-stack test-prereqs lint audit compose-check clean up down logs ps backup restore up-offline down-offline standins env-file
 
 help:
 	@echo "make demo      the whole loop on embedded defaults (data, train, serve, traffic, report)"
@@ -37,6 +37,7 @@ help:
 	@echo "make bench-fidelity  predictions until each simulated drift raises the alarm; false alarms (~15 min)"
 	@echo "make bench-exporter  drift exporter compute time at 3k/10k/100k rows"
 	@echo "make bench-stack  the compose stack's figures: memory, image size, build and start times, req/s (Docker)"
+	@echo "make soak      the compose stack at half its peak for 10 min: errors, p99 and memory per minute (Docker, wrk)"
 	@echo "make lint      ruff"
 	@echo "make audit     known vulnerabilities of the pinned packages (pip-audit; needs PyPI's JSON API or OSV)"
 	@echo "make clean     remove the embedded state (.onebox)"
@@ -46,6 +47,10 @@ help:
 	@echo "make down      stop it (volumes kept; docker compose down -v removes them)"
 	@echo "make logs      follow its logs"
 	@echo "make ps        its containers and their health"
+	@echo "make backup    one archive (+ .sha256) of its databases, model files and reports, in"
+	@echo "               BACKUP_DIR (backups/), while it runs"
+	@echo "make restore ARCHIVE=backups/onebox-....tar.gz   put one back (stops and restarts"
+	@echo "               the services that write what it replaces)"
 	@echo "make up-offline    the same on a machine that cannot pull images: stand-ins built"
 	@echo "                   from Debian's packages (tests/stack/), Grafana left out"
 	@echo "make down-offline  stop that stack"
@@ -99,6 +104,9 @@ bench-train: $(STAMP) home
 
 bench-stack: $(STAMP) home standins
 	$(BIN)/python -m benchmarks.stack $(BENCH_ARGS)
+
+soak: $(STAMP)
+	$(BIN)/python -m benchmarks.soak $(SOAK_ARGS)
 
 rollback: $(STAMP) home
 	$(BIN)/python -m orchestration.rollback
@@ -167,6 +175,24 @@ logs:
 
 ps:
 	$(COMPOSE) ps --all
+
+# Backups (backup/backup.sh, run as the compose service `backup`).  A restore replaces
+# the databases and folders whole, so the services writing them stop first; `up` brings
+# them back (and re-runs the one-off steps, which find everything there).
+export BACKUP_DIR ?= $(CURDIR)/backups
+STATE_WRITERS := mlflow prefect-server prefect-worker predictor drift-exporter
+
+backup:
+	@mkdir -p "$(BACKUP_DIR)"
+	$(COMPOSE) run --rm backup backup
+
+restore:
+	@test -n "$(ARCHIVE)" || { echo "usage: make restore ARCHIVE=backups/onebox-<time>.tar.gz"; exit 2; }
+	@test "$$(cd "$$(dirname "$(ARCHIVE)")" && pwd)" = "$$(cd "$(BACKUP_DIR)" && pwd)" \
+	  || { echo "$(ARCHIVE) must be in BACKUP_DIR ($(BACKUP_DIR))"; exit 2; }
+	$(COMPOSE) stop $(STATE_WRITERS)
+	$(COMPOSE) run --rm backup restore "$(notdir $(ARCHIVE))"
+	$(COMPOSE) up -d --wait --wait-timeout 900
 
 standins:
 	tests/stack/standins/build.sh

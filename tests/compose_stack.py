@@ -21,9 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
 import requests
 
 from orchestration.processes import free_port
+from simulation.generator import generate
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILES = ("docker-compose.yml", "tests/stack/compose.offline.yml")
@@ -275,3 +277,35 @@ class ComposeStack:
 def build_standins() -> None:
     """The stand-in images (kept when already built: seconds)."""
     subprocess.run(["bash", str(STANDINS)], check=True, timeout=1800)
+
+
+def start_stack(workdir: Path, **overrides: str) -> ComposeStack:
+    """A new stack's settings (nothing started yet): the engine checked (a failure, never a
+    skip), the stand-in images built."""
+    try:
+        require_engine()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    build_standins()
+    return ComposeStack.create(workdir, **overrides)
+
+
+def send_traffic(stack: ComposeStack, rows: int, seed: int, *, feedback: bool) -> list[str]:
+    """`rows` generated customers as 100-record batches; their outcomes as feedback."""
+    from core.schema import Schema
+    from simulation.traffic import records_from_frame
+
+    schema = Schema.load()
+    frame = generate(rows, seed, schema=schema)
+    records = records_from_frame(frame, schema)
+    ids = []
+    for start in range(0, rows, 100):
+        answer = stack.post("predictor", "/predict", json=records[start:start + 100])
+        assert answer.status_code == 200, answer.text
+        ids += [p["prediction_id"] for p in answer.json()["predictions"]]
+    if feedback:
+        for prediction_id, churn in zip(ids, frame[schema.target], strict=True):
+            answer = stack.post("predictor", "/feedback",
+                                json={"prediction_id": prediction_id, "churn": int(churn)})
+            assert answer.status_code == 200, answer.text
+    return ids

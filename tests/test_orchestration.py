@@ -90,6 +90,20 @@ async def _deployments() -> list:
         return await client.read_deployments()
 
 
+def unresponsive_automations() -> list:
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
+    from orchestration.deploy import UNRESPONSIVE_AUTOMATION
+
+    async def read() -> list:
+        async with get_client() as client:
+            return await client.read_automations_by_name(UNRESPONSIVE_AUTOMATION)
+
+    return asyncio.run(read())
+
+
 def deployments() -> dict[str, object]:
     import asyncio
 
@@ -145,6 +159,12 @@ def test_registering_twice_changes_nothing(stack: dict) -> None:
     assert second["train"].schedules[0].schedule.cron == "0 3 * * *"
     assert second["report"].schedules[0].schedule.cron == "0 */3 * * *"
     assert second["drift-check"].schedules[0].schedule.cron == "0 * * * *"
+    # The automation that marks runs Crashed when their heartbeats stop: there, once.
+    automations = unresponsive_automations()
+    assert len(automations) == 1, automations
+    [automation] = automations
+    assert automation.enabled and automation.trigger.within.total_seconds() == 90
+    assert automation.actions[0].state.value == "CRASHED"
 
 
 def test_train_quick_run_registers_a_version_with_its_gate_decision(stack: dict) -> None:

@@ -27,9 +27,8 @@ import pytest
 import requests
 import yaml
 
-from simulation.generator import generate
 from tests import browser
-from tests.compose_stack import ROOT, ComposeStack, build_standins, require_engine, wait_for
+from tests.compose_stack import ROOT, ComposeStack, send_traffic, start_stack, wait_for
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(2400)]
 
@@ -42,15 +41,6 @@ ONE_OFF = {"config-check", "setup", "bootstrap", "deploy"}
 POLL_SECONDS = 3
 # What answers without any credential on the published port: the health checks.
 PUBLIC = {("GET", "/health"), ("GET", "/healthz")}
-
-
-def start_stack(workdir: Path, **overrides: str) -> ComposeStack:
-    try:
-        require_engine()
-    except RuntimeError as exc:
-        pytest.fail(str(exc))
-    build_standins()
-    return ComposeStack.create(workdir, **overrides)
 
 
 @pytest.fixture(scope="module")
@@ -82,27 +72,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeStack]:
 
 def predict(stack: ComposeStack, body: object) -> requests.Response:
     return stack.post("predictor", "/predict", json=body)
-
-
-def send_traffic(stack: ComposeStack, rows: int, seed: int, *, feedback: bool) -> list[str]:
-    """`rows` generated customers as 100-record batches; their outcomes as feedback."""
-    from core.schema import Schema
-    from simulation.traffic import records_from_frame
-
-    schema = Schema.load()
-    frame = generate(rows, seed, schema=schema)
-    records = records_from_frame(frame, schema)
-    ids = []
-    for start in range(0, rows, 100):
-        answer = predict(stack, records[start:start + 100])
-        assert answer.status_code == 200, answer.text
-        ids += [p["prediction_id"] for p in answer.json()["predictions"]]
-    if feedback:
-        for prediction_id, churn in zip(ids, frame[schema.target], strict=True):
-            answer = stack.post("predictor", "/feedback",
-                                json={"prediction_id": prediction_id, "churn": int(churn)})
-            assert answer.status_code == 200, answer.text
-    return ids
 
 
 def served_versions(stack: ComposeStack, requests_: int = 12) -> set[str]:

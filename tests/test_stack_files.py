@@ -311,3 +311,15 @@ def test_the_readme_names_each_front_door_command_and_the_makefile_has_it(target
 def test_ci_runs_the_readme_commands_from_a_fresh_machine() -> None:
     ci = (ROOT / ".ci/run").read_text()
     assert "make test-prereqs" in ci and re.search(r"^make test\b(?!-)", ci, re.M)
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_every_service_has_a_memory_limit_and_rotated_logs(name: str) -> None:
+    """A leak or a runaway flow stops at its own limit instead of taking the host's memory,
+    and no container's output can fill the disk."""
+    service = SERVICES[name]
+    limit = service["deploy"]["resources"]["limits"]["memory"]
+    assert re.fullmatch(r"\$\{[A-Z_]+_MEMORY:-\d+[mg]\}", limit), limit
+    logging = service["logging"]
+    assert logging["driver"] == "json-file"
+    assert logging["options"]["max-size"] and int(logging["options"]["max-file"]) >= 1
