@@ -32,13 +32,13 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
-    inspect,
     select,
-    text,
     update,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Engine
+
+from core import migrations
 
 metadata = MetaData()
 
@@ -130,17 +130,11 @@ class PredictionStore:
         self.engine = engine or _make_engine(url)
 
     def create_schema(self) -> None:
-        """Create the tables if they are not there, and add the columns a table made by
-        an earlier version lacks (idempotent)."""
-        metadata.create_all(self.engine, checkfirst=True)
-        present = {c["name"] for c in inspect(self.engine).get_columns(predictions.name)}
-        missing = [c for c in predictions.columns if c.name not in present]
-        if missing:
-            with self.engine.begin() as conn:
-                for column in missing:
-                    kind = column.type.compile(dialect=self.engine.dialect)
-                    conn.execute(text(f"ALTER TABLE {predictions.name} "
-                                      f"ADD COLUMN {column.name} {kind}"))
+        """Bring the tables to the newest schema by running the migrations
+        (core/migrations): creates them in an empty database, upgrades (and first
+        stamps) a table made by an earlier version.  Idempotent, and safe to run from
+        several processes at once; at the newest schema already it costs one query."""
+        migrations.upgrade(self.engine)
 
     def dispose(self) -> None:
         self.engine.dispose()

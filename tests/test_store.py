@@ -147,9 +147,11 @@ def test_a_columnwise_batch_logs_like_its_records_even_with_characters_copy_esca
 def test_a_table_from_before_senders_were_recorded_gains_the_columns(
     store: PredictionStore,
 ) -> None:
-    """An existing log (made before labels recorded their sender) keeps its rows; its old
-    labels, sender unknown, no longer teach; new labels do."""
+    """An existing log (made before labels recorded their sender, and before migrations)
+    keeps its rows; its old labels, sender unknown, no longer teach; new labels do."""
     from sqlalchemy import text
+
+    from core.migrations import VERSION_TABLE
 
     old = record(40, datetime(2026, 1, 1, tzinfo=UTC))
     new = record(41, datetime(2026, 1, 2, tzinfo=UTC))
@@ -158,6 +160,7 @@ def test_a_table_from_before_senders_were_recorded_gains_the_columns(
         conn.execute(text("UPDATE predictions SET actual = 1"))
         conn.execute(text("ALTER TABLE predictions DROP COLUMN feedback_by"))
         conn.execute(text("ALTER TABLE predictions DROP COLUMN feedback_trusted"))
+        conn.execute(text(f"DROP TABLE {VERSION_TABLE}"))
     store.create_schema()
     assert store.count() == 2 and store.labelled(10).empty
     with store.engine.begin() as conn:
