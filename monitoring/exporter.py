@@ -219,25 +219,34 @@ def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
 # A failed computation keeps the last figures on /metrics; /health turns unhealthy once
 # the last success is older than this many intervals (or there never was one).
 STALE_AFTER_INTERVALS = 3
+# A success older than this many intervals means the next computation is overdue (one may
+# be running: an interval, plus its own time).
+OVERDUE_AFTER_INTERVALS = 2
 
 
 def health(snapshot: Snapshot, interval_seconds: float, now: float) -> tuple[bool, dict]:
     """Whether the exporter does its job, and what /health says about it.
 
-    ok: the last computation succeeded.  stale: it failed, but a success is recent
-    (the figures are kept).  failing: no success for STALE_AFTER_INTERVALS intervals,
-    or none yet after a failure.  starting: nothing computed yet.
+    ok: the last computation succeeded and the next is not overdue.  stale: the last one
+    failed, or the next is overdue (a computation waiting on MLflow or PostgreSQL), but a
+    success is recent: the figures are kept.  failing: no success for
+    STALE_AFTER_INTERVALS intervals, or none yet after a failure.  starting: nothing
+    computed yet.
     """
     with snapshot.lock:
         computed_at, last_error = snapshot.computed_at, snapshot.last_error
         body = {"model_version": snapshot.model_version, "computed_at": computed_at,
                 "last_error": last_error, "errors_total": snapshot.errors_total}
-    if last_error is None:
-        status = "ok" if computed_at else "starting"
-    elif computed_at and now - computed_at <= STALE_AFTER_INTERVALS * interval_seconds:
+    age = now - computed_at if computed_at else None
+    body["seconds_since_success"] = None if age is None else round(age, 1)
+    if age is None:
+        status = "starting" if last_error is None else "failing"
+    elif age > STALE_AFTER_INTERVALS * interval_seconds:
+        status = "failing"
+    elif last_error is not None or age > OVERDUE_AFTER_INTERVALS * interval_seconds:
         status = "stale"
     else:
-        status = "failing"
+        status = "ok"
     return status in ("ok", "stale"), {"status": status, **body}
 
 

@@ -211,6 +211,8 @@ def test_exporter_follows_the_champion_and_its_reference(
         (None, None, False, "starting"),
         (5.0, None, True, "ok"),
         (50.0, "OSError: disk", True, "stale"),       # within 3 intervals of 60 s: figures kept
+        (150.0, None, True, "stale"),  # overdue: a computation waiting on MLflow, say
+        (90.0, None, True, "ok"),      # one interval and a computation's time: not overdue
         (500.0, "OSError: disk", False, "failing"),   # no success for 3 intervals
         (None, "PermissionError: cache", False, "failing"),  # never a success
     ],
