@@ -9,6 +9,7 @@ the reports read them through this module, so the layout is defined once.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -42,6 +43,35 @@ def connect(settings: Settings) -> MlflowClient:
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.mlflow_tracking_uri)
     return MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri)
+
+
+class RegistryUnavailable(RuntimeError):
+    """The MLflow tracking server does not answer."""
+
+
+def require_reachable(settings: Settings, timeout: float = 5.0) -> None:
+    """Raise RegistryUnavailable, naming the address and the error, when the tracking
+    server does not answer its /health (a local file or database store always does).
+    MLflow's own client would instead retry each call for minutes and then fail deep
+    inside whatever step called it."""
+    uri = settings.mlflow_tracking_uri
+    if not uri.startswith(("http://", "https://")):
+        return
+    import requests
+
+    auth = None
+    if os.environ.get("MLFLOW_TRACKING_USERNAME"):
+        auth = (os.environ["MLFLOW_TRACKING_USERNAME"],
+                os.environ.get("MLFLOW_TRACKING_PASSWORD", ""))
+    verify: bool | str = os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or True
+    try:
+        answer = requests.get(f"{uri.rstrip('/')}/health", timeout=timeout, auth=auth,
+                              verify=verify)
+    except requests.RequestException as exc:
+        raise RegistryUnavailable(f"MLflow at {uri} does not answer ({type(exc).__name__})"
+                                  ) from exc
+    if answer.status_code != 200:
+        raise RegistryUnavailable(f"MLflow at {uri} answers /health with {answer.status_code}")
 
 
 def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     model_cache_dir: Path = _env("MODEL_CACHE_DIR")
     n_trials: int = _env("N_TRIALS", 20, ge=1)
     promotion_margin: float = _env("PROMOTION_MARGIN", 0.002)
+    # A train run that finds MLflow away says so and tries again this often, this long apart.
+    train_registry_retries: int = _env("TRAIN_REGISTRY_RETRIES", 5, ge=0)
+    train_registry_retry_seconds: float = _env("TRAIN_REGISTRY_RETRY_SECONDS", 60.0, ge=0)
     reference_rows: int = _env("REFERENCE_ROWS", 5000, ge=100)
     max_batch_records: int = _env("MAX_BATCH_RECORDS", 1000, ge=1)
     max_body_bytes: int = _env("MAX_BODY_BYTES", 2_000_000, ge=1024)

@@ -70,6 +70,14 @@ def ensure_experiment(client: MlflowClient, settings: Settings) -> str:
 
 
 @task(cache_policy=NO_CACHE)
+def check_registry(settings: Settings) -> None:
+    """MLflow answers, or this step fails saying where it looked (and Prefect retries it:
+    TRAIN_REGISTRY_RETRIES times, TRAIN_REGISTRY_RETRY_SECONDS apart) before anything is
+    trained or registered."""
+    registry.require_reachable(settings)
+
+
+@task(cache_policy=NO_CACHE)
 def load_training_data(data_path: Path, schema: Schema) -> pd.DataFrame:
     """Read the base dataset (Kaggle layout or the schema's own)."""
     frame = load_dataset(data_path, schema)
@@ -261,6 +269,9 @@ def train(
     schema = Schema.load(settings.schema_path)
     n_trials = n_trials or settings.n_trials
     margin = settings.promotion_margin if promotion_margin is None else promotion_margin
+    check_registry.with_options(
+        retries=settings.train_registry_retries,
+        retry_delay_seconds=settings.train_registry_retry_seconds)(settings)
     client = registry.connect(settings)
     experiment_id = ensure_experiment(client, settings)
     tags = {"onebox.kind": "train"}
