@@ -9,6 +9,8 @@ depend on their order.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import shlex
 import subprocess
@@ -36,7 +38,8 @@ POLL_SECONDS = 3
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeStack]:
     stack = start_stack(tmp_path_factory.mktemp("faults"), N_TRIALS="3",
                         MODEL_POLL_SECONDS=str(POLL_SECONDS), DRIFT_INTERVAL_SECONDS="5",
-                        DRIFT_WINDOW_ROWS="1000")
+                        DRIFT_WINDOW_ROWS="1000", TRAIN_REGISTRY_RETRIES="12",
+                        TRAIN_REGISTRY_RETRY_SECONDS="10")
     stack.down(volumes=True)
     try:
         seconds = stack.up()
@@ -44,6 +47,27 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeStack]:
         yield stack
     finally:
         stack.down(volumes=True)
+
+
+LONG_RUNNING = ("postgres", "mlflow", "prefect-server", "prefect-worker", "predictor",
+                "drift-exporter", "prometheus", "gateway")
+
+
+def all_healthy(stack: ComposeStack) -> bool | None:
+    states = {c["Service"]: c for c in stack.containers(all_states=False)}
+    return True if all(states.get(name, {}).get("Health") == "healthy"
+                       for name in LONG_RUNNING) else None
+
+
+@pytest.fixture(autouse=True)
+def healthy(stack: ComposeStack) -> None:
+    """Each test starts on a whole stack, whatever the one before it broke."""
+    wait_for("every service healthy", lambda: all_healthy(stack), timeout=600, interval=2)
+
+
+def start_healthy(stack: ComposeStack, service: str) -> None:
+    """Start a stopped service again and wait until its health check passes."""
+    stack.compose("up", "-d", "--no-deps", "--wait", service, timeout=600)
 
 
 # --- steady traffic through the front door, every answer kept --------------------------------
@@ -163,10 +187,7 @@ def test_postgres_stopped_30_s_under_load_fails_no_request_and_loses_no_row(
         stack.compose("stop", "postgres")
         time.sleep(30)
         away = health(stack)["prediction_log"]
-        stack.compose("start", "postgres")
-        wait_for("PostgreSQL healthy", lambda: True if stack.compose(
-            "ps", "--format", "{{.Health}}", "postgres").stdout.strip() == "healthy" else None,
-            timeout=120)
+        start_healthy(stack, "postgres")
         time.sleep(10)
     assert not load.failures, load.failures[:5]
     assert not away["store_available"] and away["spooled_rows"] > 0, away
@@ -184,12 +205,26 @@ def test_the_predictor_recreated_while_rows_are_spooled_loses_none(stack: Compos
                       timeout=300)
         after_recreate = health(stack)["prediction_log"]["spooled_rows"]
     finally:
-        stack.compose("start", "postgres")
+        start_healthy(stack, "postgres")
     assert not load.failures, load.failures[:5]
     assert spooled > 0 and after_recreate >= spooled, (spooled, after_recreate)
     print(f"\n[faults] {spooled} rows spooled before the predictor was recreated, "
           f"{after_recreate} found by the new container")
     assert_every_answer_logged_once(stack, load, "predictor recreated with rows spooled")
+
+
+def exporter(stack: ComposeStack, path: str) -> dict | str:
+    """The drift exporter's /health (parsed) or /metrics, from inside its container (it is
+    not behind the front door)."""
+    probe = ("import urllib.request, urllib.error\n"
+             "try:\n"
+             f"    body = urllib.request.urlopen('http://localhost:8085{path}',\n"
+             "                                  timeout=10).read()\n"
+             "except urllib.error.HTTPError as error:\n"
+             "    body = error.read()\n"
+             "print(body.decode())")
+    text = stack.compose("exec", "-T", "drift-exporter", "python", "-c", probe).stdout
+    return json.loads(text) if path == "/health" else text
 
 
 # --- MLflow away -------------------------------------------------------------------------------
@@ -198,11 +233,20 @@ def test_mlflow_stopped_the_predictor_serves_and_a_restarted_one_serves_its_loca
     stack: ComposeStack,
 ) -> None:
     champion = stack.alias(MODEL, "champion")
+    send_traffic(stack, 300, seed=61, feedback=False)  # a window for the exporter
+    computed = wait_for("the exporter's figures", lambda: exporter(stack, "/health") if
+                        exporter(stack, "/health")["status"] == "ok" else None, timeout=120)
     stack.compose("stop", "mlflow")
     try:
         with SteadyLoad(stack) as load:
             time.sleep(POLL_SECONDS * 3)  # several champion checks fail meanwhile
         assert not load.failures, load.failures[:5]
+        # The exporter cannot reach the champion: it keeps its last figures and says so.
+        away = wait_for("the exporter saying its figures are stale", lambda: (
+            h if (h := exporter(stack, "/health"))["status"] in ("stale", "failing")
+            else None), timeout=120)
+        assert away["computed_at"] >= computed["computed_at"]
+        assert "onebox_feature_drift_score{" in exporter(stack, "/metrics")
         # A predictor started while MLflow is away: its copy on the model-cache volume.
         stack.compose("restart", "predictor", timeout=300)
         restarted = wait_for("the restarted predictor answering", lambda: health(stack)
@@ -214,7 +258,7 @@ def test_mlflow_stopped_the_predictor_serves_and_a_restarted_one_serves_its_loca
             time.sleep(5)
         assert not served_from_cache.failures, served_from_cache.failures[:5]
     finally:
-        stack.compose("start", "mlflow")
+        start_healthy(stack, "mlflow")
     # MLflow back: the poller confirms the champion, and /health says where it came from.
     wait_for("every worker back on the registry", lambda: True if all(
         h["model_source"] == "registry" and not h["registry_error"]
@@ -311,6 +355,110 @@ def test_a_restart_of_every_container_loses_nothing(stack: ComposeStack) -> None
           f"prediction rows, reports and the champion kept; Prometheus samples {samples:.0f} "
           f"before, {kept:.0f} after")
     assert kept >= samples
+
+
+def restart_docker_daemon() -> float:
+    """Stop the Docker engine (SIGTERM: it stops every container) and start it again as
+    `make test-prereqs` does; returns the seconds the engine was away."""
+    pid = int(Path("/var/run/docker.pid").read_text())
+    stopped_at = time.monotonic()
+    os.kill(pid, 15)
+    wait_for("dockerd stopped", lambda: True if not Path(f"/proc/{pid}").exists() else None,
+             timeout=180, interval=0.5)
+    subprocess.run(["bash", "-c", "setsid nohup dockerd >>/var/log/dockerd.log 2>&1 "
+                    "</dev/null &"], check=True)
+    wait_for("dockerd answering", lambda: True if subprocess.run(
+        ["docker", "info"], capture_output=True, check=False).returncode == 0 else None,
+        timeout=120, interval=0.5)
+    return time.monotonic() - stopped_at
+
+
+def test_a_stop_and_start_of_the_docker_daemon_loses_nothing(stack: ComposeStack) -> None:
+    """The engine stopped (a host reboot, an engine upgrade): every container stops with it,
+    and its restart policy brings the stack back when the engine starts -- nobody runs
+    `up` -- with everything it had."""
+    send_traffic(stack, 200, seed=71, feedback=True)
+    before, cutoff = snapshot(stack)
+    samples = prometheus_samples(stack)
+    away = restart_docker_daemon()
+    started = time.monotonic()
+
+    wait_for("every service back and healthy by its restart policy",
+             lambda: all_healthy(stack), timeout=600,
+             interval=2)
+    after, _ = snapshot(stack, cutoff)
+    for key in before:
+        assert after[key] == before[key], (key, before[key], after[key])
+    assert prometheus_samples(stack) >= samples
+    print(f"\n[faults] Docker engine stopped and started ({away:.0f} s away): the stack was "
+          f"back and healthy {time.monotonic() - started:.0f} s later by its restart policy, "
+          f"with its registry, {before['rows'].split('|')[0]} rows, reports and champion")
+
+
+def flow_run_logs(stack: ComposeStack, run_id: str) -> str:
+    answer = stack.post("prefect-server", "/api/logs/filter", json={
+        "logs": {"flow_run_id": {"any_": [run_id]}}, "limit": 200})
+    return "\n".join(entry["message"] for entry in answer.json())
+
+
+def test_a_train_run_with_mlflow_away_says_so_retries_and_completes_once_it_is_back(
+    stack: ComposeStack,
+) -> None:
+    stack.compose("stop", "mlflow")
+    try:
+        run_id = stack.quick_run("train/train")
+        said = wait_for("the run saying MLflow is away", lambda: next(
+            (line for line in flow_run_logs(stack, run_id).splitlines()
+             if "does not answer" in line), None), timeout=180, interval=2)
+        assert "http://mlflow:5051" in said, said
+        state = stack.get("prefect-server", f"/api/flow_runs/{run_id}").json()["state"]
+        assert state["type"] == "RUNNING", state  # retrying, not failed
+    finally:
+        start_healthy(stack, "mlflow")
+    run = stack.wait_for_flow_run(run_id, timeout=600)
+    retries = flow_run_logs(stack, run_id).count("does not answer")
+    print(f"\n[faults] train with MLflow stopped: the run said {said.strip()[:100]!r}, "
+          f"retried ({retries} attempts failed), and completed once MLflow was back "
+          f"({run['state']['type']})")
+
+
+def test_the_spool_disk_full_with_postgres_away_answers_every_request_and_counts_drops(
+    stack: ComposeStack,
+) -> None:
+    """The stated policy, on the running stack: PostgreSQL away and the spool's disk (a
+    256 KiB tmpfs here) full -- every request is still answered; up to 20,000 rows per
+    worker wait in memory, past that rows are dropped and counted (/health, metrics); when
+    PostgreSQL is back, what memory held is written."""
+    small = dataclasses.replace(stack, extra_files=("tests/stack/compose.small-spool.yml",))
+    small.compose("up", "-d", "--no-deps", "--force-recreate", "--wait", "predictor",
+                  timeout=300)
+    schema = Schema.load()
+    records = records_from_frame(generate(500, 81, schema=schema), schema)
+    stack.compose("stop", "postgres")
+    try:
+        answered: list[str] = []
+        for _ in range(120):  # 60,000 rows in 500-row batches: more than disk and memory
+            answer = stack.post("predictor", "/predict", json=records)
+            assert answer.status_code == 200, answer.text
+            answered += [p["prediction_id"] for p in answer.json()["predictions"]]
+        seen = [health(stack)["prediction_log"] for _ in range(10)]
+        full = next(s for s in seen if s["spool_error"])
+        assert "No space left" in full["spool_error"], full
+        dropped = stack.predictor_metric("onebox_prediction_log_dropped_rows_total")
+        assert dropped > 0
+        assert stack.predictor_metric("onebox_prediction_log_spool_writable") == 0
+    finally:
+        start_healthy(stack, "postgres")
+    log_settled(stack, timeout=300)  # memory and spool written once PostgreSQL is back
+    dropped = stack.predictor_metric("onebox_prediction_log_dropped_rows_total")  # final
+    rows, distinct = rows_for(stack, answered)
+    print(f"\n[faults] spool disk full with PostgreSQL away: {len(answered)} rows answered "
+          f"(every request 200), {dropped:.0f} dropped and counted, {distinct} logged once "
+          f"PostgreSQL was back; {full['spool_error'][:60]!r} on /health")
+    assert rows == distinct == len(answered) - dropped, (rows, distinct, len(answered), dropped)
+    # The predictor back on its own spool volume.
+    stack.compose("up", "-d", "--no-deps", "--force-recreate", "--wait", "predictor",
+                  timeout=300)
 
 
 # --- the predictor crashes -----------------------------------------------------------------
