@@ -14,8 +14,11 @@ its volumes at the end) gets single-record /predict requests through its publish
 
 Verdicts: error rate 0; each container's memory in the last minute within
 max(MEMORY_GROWTH_MIB, MEMORY_GROWTH_FRACTION of it) of the second minute's (the first
-minute still warms caches); backlog back to 0; rows == answers.  Numbers move with the
-machine's other load.
+minute still warms caches) -- PostgreSQL's also within its shared_buffers (128 MiB by
+default), a cache of fixed size that fills as the table grows; backlog back to 0; no
+answered prediction missing from the log (rows >= answers: wrk does not count the
+requests still in flight when each minute's run stops, at most one per connection, which
+the predictor answered and logged).  Numbers move with the machine's other load.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ say = partial(print, flush=True)
 CONNECTIONS = 16
 MEMORY_GROWTH_MIB = 64.0
 MEMORY_GROWTH_FRACTION = 0.15
+# Memory that fills to a fixed size as data grows, on top of the growth bound.
+FIXED_CACHES_MIB = {"postgres": 128.0}  # shared_buffers, PostgreSQL's default
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -95,7 +100,7 @@ def soak(stack: ComposeStack, body: Path, args: argparse.Namespace) -> int:
     for minute in range(1, args.minutes + 1):
         result = run_wrk(url, body, connections=CONNECTIONS, threads=2, seconds=60,
                          authorization=key, pause_ms=pause_ms)
-        used = memory(stack)
+        used = {name: mib for name, mib in memory(stack).items() if mib > 0}  # not one-offs
         backlog = max(s["backlog"] for s in log_state(stack)[:2])
         minutes.append(result)
         mib.append(used)
@@ -133,16 +138,20 @@ def report(args: argparse.Namespace, peak: float, minutes: list, mib: list[dict[
     say("memory (MiB)  container: minute 2 -> last (max over the soak)")
     for name in sorted(baseline):
         last = mib[-1].get(name, 0.0)
-        allowed = max(MEMORY_GROWTH_MIB, MEMORY_GROWTH_FRACTION * baseline[name])
+        allowed = (max(MEMORY_GROWTH_MIB, MEMORY_GROWTH_FRACTION * baseline[name])
+                   + FIXED_CACHES_MIB.get(name, 0.0))
         ok = last - baseline[name] <= allowed
         growth_ok &= ok
         peak_mib = max(m.get(name, 0.0) for m in mib)
         say(f"  {name:<16} {baseline[name]:7.0f} -> {last:7.0f} (max {peak_mib:.0f}; "
             f"growth allowed {allowed:.0f}) {verdict(ok)}")
     say(f"  total            {sum(baseline.values()):7.0f} -> {sum(mib[-1].values()):7.0f}")
+    in_flight = CONNECTIONS * len(minutes)  # answered after wrk stopped counting
+    logged_ok = answered <= rows <= answered + in_flight
     say(f"log           backlog and spool back to 0 {settled_s:.0f} s after the last minute; "
-        f"rows written {rows:,} for {answered:,} answers {verdict(rows == answered)}")
-    return 0 if errors == 0 and growth_ok and rows == answered else 1
+        f"rows written {rows:,} for {answered:,} answers counted by wrk (+ up to "
+        f"{in_flight} in flight when each run stopped) {verdict(logged_ok)}")
+    return 0 if errors == 0 and growth_ok and logged_ok else 1
 
 
 def statistics_line(minutes: list) -> str:
