@@ -47,6 +47,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeStack]:
         yield stack
     finally:
         stack.down(volumes=True)
+        # Volumes only a test's extra compose file declared (a failed test's leftovers).
+        for volume in stack.labelled("volume"):
+            subprocess.run(["docker", "volume", "rm", "-f", volume], check=False,
+                           capture_output=True)
+        left = stack.labelled("container") + stack.labelled("volume")
+        assert not left, f"the fault tests left containers or volumes behind: {left}"
 
 
 LONG_RUNNING = ("postgres", "mlflow", "prefect-server", "prefect-worker", "predictor",
@@ -456,9 +462,12 @@ def test_the_spool_disk_full_with_postgres_away_answers_every_request_and_counts
           f"(every request 200), {dropped:.0f} dropped and counted, {distinct} logged once "
           f"PostgreSQL was back; {full['spool_error'][:60]!r} on /health")
     assert rows == distinct == len(answered) - dropped, (rows, distinct, len(answered), dropped)
-    # The predictor back on its own spool volume.
+    # The predictor back on its own spool volume; the small one goes (the stack's own
+    # `down -v` does not know it).
     stack.compose("up", "-d", "--no-deps", "--force-recreate", "--wait", "predictor",
                   timeout=300)
+    subprocess.run(["docker", "volume", "rm", f"{stack.project}_small-spool"], check=True,
+                   capture_output=True)
 
 
 # --- the predictor crashes -----------------------------------------------------------------
