@@ -219,6 +219,9 @@ class ComposeStack:
     def post(self, service: str, path: str, **kwargs: Any) -> requests.Response:
         return self._request("POST", service, path, **kwargs)
 
+    def delete(self, service: str, path: str, **kwargs: Any) -> requests.Response:
+        return self._request("DELETE", service, path, **kwargs)
+
     def setting(self, name: str) -> str:
         return self.env[name]
 

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -279,11 +280,22 @@ def test_the_prefect_server_restarted_the_worker_reconnects_and_no_run_is_lost_o
     stack: ComposeStack,
 ) -> None:
     send_traffic(stack, 100, seed=51, feedback=False)  # what a report reads
+    # The schedule's upcoming runs removed: only a scheduler working after the restart
+    # makes them again.
+    deployment_id = stack.deployment("report/report")["id"]
+    for run in scheduled_runs(stack, deployment_id):
+        stack.delete("prefect-server", f"/api/flow_runs/{run['id']}").raise_for_status()
+    assert scheduled_runs(stack, deployment_id) == []
     # A run created just before the restart, and one after: each completes, once.
     before = stack.quick_run("report/report")
+    restarting_at = datetime.now(UTC)  # containers share the host's clock
     stack.compose("restart", "prefect-server", timeout=300)
     wait_for("Prefect's API back", lambda: True if stack.get(
         "prefect-server", "/api/health").status_code == 200 else None, timeout=180)
+    upcoming = wait_for("the schedule's runs made again", lambda: scheduled_runs(
+        stack, deployment_id) or None, timeout=300, interval=5)
+    assert all(datetime.fromisoformat(run["created"]) > restarting_at for run in upcoming), (
+        restarting_at, [run["created"] for run in upcoming])
     after = stack.quick_run("report/report")
     for run_id in (before, after):
         stack.wait_for_flow_run(run_id)
@@ -294,7 +306,16 @@ def test_the_prefect_server_restarted_the_worker_reconnects_and_no_run_is_lost_o
     worker = {c["Service"]: c for c in stack.containers()}["prefect-worker"]
     assert worker["State"] == "running", worker
     print(f"\n[faults] Prefect server restarted: runs created before and after it each "
-          f"completed once; the worker ({worker['Status']}) reconnected by itself")
+          f"completed once; the worker ({worker['Status']}) reconnected by itself; the "
+          f"scheduler made {len(upcoming)} upcoming report runs again")
+
+
+def scheduled_runs(stack: ComposeStack, deployment_id: str) -> list[dict]:
+    answer = stack.post("prefect-server", "/api/flow_runs/filter", json={
+        "flow_runs": {"deployment_id": {"any_": [deployment_id]},
+                      "state": {"type": {"any_": ["SCHEDULED"]}}}})
+    answer.raise_for_status()
+    return [run for run in answer.json() if run["auto_scheduled"]]  # not quick runs
 
 
 def test_the_worker_killed_mid_train_leaves_a_crashed_run_no_new_champion_and_works_again(
