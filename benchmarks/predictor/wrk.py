@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 POST_SCRIPT = Path(__file__).resolve().parent / "post.lua"
-PACED_SCRIPT = Path(__file__).resolve().parent / "paced.lua"
 
 # wrk prints times as 412.00us, 2.76ms, 1.02s, 1.50m.
 _TIME_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -64,13 +63,11 @@ def run_wrk(url: str, body_file: Path, *, connections: int, threads: int,
             authorization: str | None = None, pause_ms: float | None = None) -> WrkResult:
     """POST `body_file` to `url` for `seconds` (with `authorization` as the Authorization
     header when given) and return what wrk measured.  With `pause_ms`, each connection
-    waits that long after each answer (paced.lua): a steady rate instead of the peak."""
-    script = POST_SCRIPT if pause_ms is None else PACED_SCRIPT
-    extra = [] if pause_ms is None else [authorization or "", f"{pause_ms:.3f}"]
+    waits that long after each answer: a steady rate instead of the peak."""
+    extra = [] if pause_ms is None else [f"{round(pause_ms)}"]  # wrk's delay is whole ms
     argv = [require_wrk(), f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s",
-            f"--timeout={round(timeout_seconds)}s", "--latency", "-s", str(script),
-            url, "--", str(body_file),
-            *(extra or ([authorization] if authorization else []))]
+            f"--timeout={round(timeout_seconds)}s", "--latency", "-s", str(POST_SCRIPT),
+            url, "--", str(body_file), authorization or "", *extra]
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise WrkOutputUnreadable(
