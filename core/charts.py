@@ -1,0 +1,191 @@
+"""Small charts as inline SVG, for pages that must read offline (no script, no CDN).
+
+The model card and the reports index draw with these: a trend over time
+(`trend_chart`), a curve on the unit square (`curve_chart`, e.g. calibration), and
+signed horizontal bars (`bar_chart`, e.g. feature importances or contributions).
+Every chart carries a <title> (read by screen readers, shown on hover) and says which
+way is bad where a direction exists, so a reader never has to guess.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from html import escape
+from typing import Literal
+
+Better = Literal["higher", "lower"]
+
+FONT = 'font-family="system-ui, sans-serif" font-size="11"'
+LINE = "#1f5fa8"
+BAD = "#b00020"
+GRID = "#ddd"
+
+
+def _num(value: float) -> str:
+    return f"{value:.1f}"
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def _svg(width: int, height: int, title: str, body: str) -> str:
+    label = escape(title)
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" '
+            f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
+            f'aria-label="{label}"><title>{label}</title>{body}</svg>')
+
+
+def trend_chart(values: Sequence[float | None], labels: Sequence[str], *, title: str,
+                better: Better | None = None, limit: float | None = None,
+                limit_label: str = "", y_range: tuple[float, float] | None = None,
+                fmt: str = "{:.2f}", width: int = 300, height: int = 130) -> str:
+    """A line over time: one point per label (oldest first); None leaves a gap.
+
+    `better` says which way is good ("higher": a fall is bad); `limit` draws the line
+    past which a point is bad, and points on the bad side of it are drawn red.
+    """
+    if len(values) != len(labels):
+        raise ValueError("one label per value")
+    left, right, top, bottom = 40, 10, 22, 22
+    plot_w, plot_h = width - left - right, height - top - bottom
+    known = [v for v in values if _finite(v)]
+    if y_range is not None:
+        low, high = y_range
+    else:
+        candidates = known + ([limit] if limit is not None else [])
+        low, high = (min(candidates), max(candidates)) if candidates else (0.0, 1.0)
+    if high - low < 1e-12:
+        low, high = low - 0.5, high + 0.5
+    caption = title + {"higher": " (higher is better)", "lower": " (lower is better)",
+                       None: ""}[better]
+    parts = [f'<text x="{left}" y="13" {FONT} font-weight="600">{escape(caption)}</text>']
+
+    def x_at(i: int) -> float:
+        return left + (plot_w * i / (len(values) - 1) if len(values) > 1 else plot_w / 2)
+
+    def y_at(v: float) -> float:
+        clipped = min(max(v, low), high)
+        return top + plot_h * (1 - (clipped - low) / (high - low))
+
+    for tick in (low, high):
+        y = y_at(tick)
+        parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{_num(y)}" y2="{_num(y)}" '
+                     f'stroke="{GRID}"/>')
+        parts.append(f'<text x="{left - 4}" y="{_num(y + 4)}" text-anchor="end" {FONT}>'
+                     f'{escape(fmt.format(tick))}</text>')
+    if limit is not None:
+        y = y_at(limit)
+        parts.append(f'<line class="limit" x1="{left}" x2="{left + plot_w}" y1="{_num(y)}" '
+                     f'y2="{_num(y)}" stroke="{BAD}" stroke-dasharray="4 3"/>')
+        if limit_label:
+            parts.append(f'<text x="{left + plot_w}" y="{_num(y - 3)}" text-anchor="end" '
+                         f'{FONT} fill="{BAD}">{escape(limit_label)}</text>')
+    segment: list[str] = []
+    segments: list[list[str]] = []
+    for i, value in enumerate(values):
+        if _finite(value):
+            segment.append(f"{_num(x_at(i))},{_num(y_at(value))}")  # type: ignore[arg-type]
+        elif segment:
+            segments.append(segment)
+            segment = []
+    if segment:
+        segments.append(segment)
+    for points in segments:
+        if len(points) > 1:
+            parts.append(f'<polyline fill="none" stroke="{LINE}" stroke-width="1.5" '
+                         f'points="{" ".join(points)}"/>')
+    for i, value in enumerate(values):
+        if not _finite(value):
+            continue
+        bad = limit is not None and better is not None and (
+            value < limit if better == "higher" else value > limit)  # type: ignore[operator]
+        tip = escape(f"{labels[i]}: {fmt.format(value)}")
+        parts.append(f'<circle class="point{" bad" if bad else ""}" cx="{_num(x_at(i))}" '
+                     f'cy="{_num(y_at(value))}" r="3" fill="{BAD if bad else LINE}">'  # type: ignore[arg-type]
+                     f'<title>{tip}</title></circle>')
+    if not known:
+        parts.append(f'<text x="{left + plot_w / 2}" y="{top + plot_h / 2}" '
+                     f'text-anchor="middle" {FONT} fill="#777">no data yet</text>')
+    if labels:
+        parts.append(f'<text x="{left}" y="{height - 6}" {FONT} fill="#555">'
+                     f'{escape(labels[0])}</text>')
+        if len(labels) > 1:
+            parts.append(f'<text x="{left + plot_w}" y="{height - 6}" text-anchor="end" '
+                         f'{FONT} fill="#555">{escape(labels[-1])}</text>')
+    return _svg(width, height, caption, "".join(parts))
+
+
+def curve_chart(points: Sequence[tuple[float, float]], *, title: str, x_label: str,
+                y_label: str, diagonal: bool = True, size: int = 260) -> str:
+    """Points on the unit square joined by a line (a calibration or ROC curve), with the
+    diagonal a perfect calibration (or a coin) would follow."""
+    left, bottom, top, right = 40, 34, 22, 10
+    plot = size - left - right
+    height = top + plot + bottom
+
+    def at(x: float, y: float) -> str:
+        return f"{_num(left + plot * x)},{_num(top + plot * (1 - y))}"
+
+    parts = [f'<text x="{left}" y="13" {FONT} font-weight="600">{escape(title)}</text>',
+             f'<rect x="{left}" y="{top}" width="{plot}" height="{plot}" fill="none" '
+             f'stroke="{GRID}"/>']
+    for tick in (0.0, 0.5, 1.0):
+        parts.append(f'<text x="{left - 4}" y="{_num(top + plot * (1 - tick) + 4)}" '
+                     f'text-anchor="end" {FONT}>{tick:.1f}</text>')
+        parts.append(f'<text x="{_num(left + plot * tick)}" y="{top + plot + 13}" '
+                     f'text-anchor="middle" {FONT}>{tick:.1f}</text>')
+    if diagonal:
+        parts.append(f'<line x1="{left}" y1="{top + plot}" x2="{left + plot}" y2="{top}" '
+                     f'stroke="#999" stroke-dasharray="4 3"/>')
+    kept = [(x, y) for x, y in points if math.isfinite(x) and math.isfinite(y)]
+    if kept:
+        parts.append(f'<polyline fill="none" stroke="{LINE}" stroke-width="1.5" '
+                     f'points="{" ".join(at(x, y) for x, y in kept)}"/>')
+        parts += [f'<circle class="point" cx="{at(x, y).split(",")[0]}" '
+                  f'cy="{at(x, y).split(",")[1]}" r="2.5" fill="{LINE}">'
+                  f'<title>{x:.2f} → {y:.2f}</title></circle>' for x, y in kept]
+    parts.append(f'<text x="{left + plot / 2}" y="{height - 4}" text-anchor="middle" '
+                 f'{FONT}>{escape(x_label)}</text>')
+    parts.append(f'<text x="10" y="{top + plot / 2}" text-anchor="middle" {FONT} '
+                 f'transform="rotate(-90 10 {top + plot / 2})">{escape(y_label)}</text>')
+    return _svg(size, height, title, "".join(parts))
+
+
+def bar_chart(items: Sequence[tuple[str, float]], *, title: str, fmt: str = "{:.3f}",
+              width: int = 420, positive_label: str = "", negative_label: str = "") -> str:
+    """Horizontal bars, one per (name, value), in the order given; negative values go
+    left of the axis (red), positive right (blue)."""
+    label_w, value_w, row, top = 150, 56, 18, 22
+    plot_w = width - label_w - value_w
+    height = top + row * len(items) + (16 if positive_label or negative_label else 4)
+    extent = max((abs(v) for _, v in items if math.isfinite(v)), default=1.0) or 1.0
+    signed = any(v < 0 for _, v in items)
+    zero = label_w + (plot_w / 2 if signed else 0)
+    scale = (plot_w / 2 if signed else plot_w) / extent
+    parts = [f'<text x="0" y="13" {FONT} font-weight="600">{escape(title)}</text>']
+    for i, (name, value) in enumerate(items):
+        y = top + i * row
+        shown = value if math.isfinite(value) else 0.0
+        length = abs(shown) * scale
+        x = zero - length if shown < 0 else zero
+        colour = BAD if shown < 0 else LINE
+        parts.append(f'<text x="{label_w - 6}" y="{y + 12}" text-anchor="end" {FONT}>'
+                     f'{escape(name)}</text>')
+        parts.append(f'<rect class="bar" x="{_num(x)}" y="{y + 3}" width="{_num(length)}" '
+                     f'height="{row - 6}" fill="{colour}"><title>{escape(name)}: '
+                     f'{escape(fmt.format(value))}</title></rect>')
+        parts.append(f'<text x="{width - 2}" y="{y + 12}" text-anchor="end" {FONT}>'
+                     f'{escape(fmt.format(value))}</text>')
+    parts.append(f'<line x1="{_num(zero)}" x2="{_num(zero)}" y1="{top}" '
+                 f'y2="{top + row * len(items)}" stroke="#555"/>')
+    if positive_label or negative_label:
+        y = top + row * len(items) + 12
+        if negative_label:
+            parts.append(f'<text x="{_num(zero - 4)}" y="{y}" text-anchor="end" {FONT} '
+                         f'fill="{BAD}">← {escape(negative_label)}</text>')
+        if positive_label:
+            parts.append(f'<text x="{_num(zero + 4)}" y="{y}" {FONT} fill="{LINE}">'
+                         f'{escape(positive_label)} →</text>')
+    return _svg(width, height, title, "".join(parts))
