@@ -381,3 +381,29 @@ def model_frame(schema: Schema, data: Any) -> pd.DataFrame:
         else:
             out[feat.name] = pd.to_numeric(column, errors="raise").astype("float64")
     return out
+
+
+def typical_record(schema: Schema, frame: pd.DataFrame) -> dict[str, Any]:
+    """A record of typical values from `frame` (a sample of the training data): each
+    number's median (rounded for integers and ordinal codes), each category's most
+    frequent value.  Valid for the schema whenever the frame's values are."""
+    record: dict[str, Any] = {}
+    for feat in schema.features:
+        column = frame[feat.name].dropna()
+        if column.empty:
+            record[feat.name] = None if feat.nullable else _lowest_valid(feat)
+        elif feat.is_categorical:
+            record[feat.name] = str(column.astype(str).mode().iloc[0])
+        else:
+            median = float(pd.to_numeric(column).median())
+            record[feat.name] = median if feat.kind == "float" else int(round(median))
+    return record
+
+
+def _lowest_valid(feat: Feature) -> Any:
+    if feat.is_categorical:
+        return feat.values[0]
+    if feat.kind == "ordinal":
+        return 0
+    low = feat.min if feat.min is not None else 0.0
+    return low if feat.kind == "float" else int(math.ceil(low))

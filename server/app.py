@@ -50,8 +50,12 @@ class Predictor:
         self._dropped_counted = 0  # the log's dropped rows already added to the metric
 
     def predict(self, served: ServedModel, records: list[dict[str, Any]],
-                columns: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+                columns: dict[str, Any] | None = None, *,
+                explain: bool = False) -> list[dict[str, Any]]:
+        """Score, answer and log `records`; with `explain`, each answer also carries its
+        score split by feature (computed first: a refusal logs nothing)."""
         model = served.model
+        explanations = served.explain(records, columns) if explain else None
         probabilities = served.predict_proba(records, columns).tolist()
         threshold = model.threshold
         ids = new_prediction_ids(len(records), self.id_key)
@@ -60,6 +64,9 @@ class Predictor:
                     "churn": decision}
                    for prediction_id, probability, decision in zip(ids, probabilities, decisions,
                                                                    strict=True)]
+        if explanations is not None:
+            for answer, explanation in zip(answers, explanations, strict=True):
+                answer["explanation"] = explanation
         if self.prediction_log is not None:
             self.prediction_log.submit(PredictionBatch(
                 model.name, model.version, datetime.now(UTC), ids, records, probabilities,

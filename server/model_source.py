@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ import pandas as pd
 
 from core import registry
 from core.registry import LoadedModel
-from core.schema import model_frame
+from core.schema import model_frame, typical_record
 from core.settings import Settings
 from server.fast_scorer import FastScorer
 
@@ -37,6 +38,10 @@ log = logging.getLogger(__name__)
 LAST_GOOD_FILE = "LAST_GOOD"
 FROM_REGISTRY = "registry"
 FROM_LOCAL_CACHE = "local-cache"
+
+
+class NotExplainable(RuntimeError):
+    """The served pipeline is not the shape whose features the scorer can attribute."""
 
 
 class NoModelAvailable(RuntimeError):
@@ -69,6 +74,19 @@ class ServedModel:
         if self.scorer is not None:
             return self.scorer.predict_proba(records, columns)
         return np.asarray(self.model.predict_proba(model_frame(self.model.schema, records)))
+
+    def explain(self, records: Sequence[dict[str, Any]],
+                columns: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Each record's score split by feature, in the schema's feature order."""
+        if self.scorer is None:
+            raise NotExplainable(f"{self.model.name} v{self.version}: this pipeline's "
+                                 "features cannot be attributed (not the shape onebox trains)")
+        return self.scorer.explain(records, columns).as_dicts(self.model.schema.feature_names)
+
+    @cached_property
+    def typical(self) -> dict[str, Any]:
+        """A typical record of the version's reference sample: the try-it page's defaults."""
+        return typical_record(self.model.schema, self.model.reference())
 
     def warm_up(self) -> None:
         """Score the model's own input example once, so the first real request is not slower."""

@@ -18,6 +18,7 @@ from server.model_source import FROM_LOCAL_CACHE, FROM_REGISTRY, ServedModel
 
 OPENAPI_VERSION = "3.0.3"
 JSON = "application/json"
+CSV = "text/csv"
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -103,8 +104,28 @@ def _components(schema: Schema, max_batch_records: int) -> dict[str, Any]:
         "churn": {"type": "boolean",
                   "description": "churn_probability >= the model's threshold."},
     }
+    explanation = {
+        "type": "object",
+        "description": "The score split by feature (XGBoost's TreeSHAP): base + the sum of "
+                       "contributions = score, in log-odds; churn_probability is its "
+                       "logistic. Sent with ?explain=true.",
+        "properties": {
+            "unit": {"type": "string", "enum": ["log-odds"]},
+            "base": {"type": "number"},
+            "score": {"type": "number"},
+            "contributions": {"type": "object",
+                              "properties": {name: {"type": "number"}
+                                             for name in schema.feature_names},
+                              "required": schema.feature_names,
+                              "additionalProperties": False},
+        },
+        "required": ["unit", "base", "score", "contributions"],
+        "additionalProperties": False,
+    }
+    prediction_with_explanation = {**prediction, "explanation": _ref("Explanation")}
     return {
         "Record": record_schema(schema),
+        "Explanation": explanation,
         "Batch": {"type": "array", "items": _ref("Record"), "minItems": 1,
                   "maxItems": max_batch_records},
         "ModelRef": {
@@ -115,13 +136,13 @@ def _components(schema: Schema, max_batch_records: int) -> dict[str, Any]:
         },
         "Prediction": {
             "type": "object",
-            "properties": prediction,
+            "properties": prediction_with_explanation,
             "required": list(prediction),
             "additionalProperties": False,
         },
         "SinglePrediction": {
             "type": "object",
-            "properties": {**prediction, "model": _ref("ModelRef")},
+            "properties": {**prediction_with_explanation, "model": _ref("ModelRef")},
             "required": [*prediction, "model"],
             "additionalProperties": False,
         },
@@ -216,9 +237,16 @@ def _components(schema: Schema, max_batch_records: int) -> dict[str, Any]:
                 "threshold": {"type": "number", "minimum": 0, "maximum": 1},
                 "schema": {"type": "object", "description": "The served version's dataset "
                            "schema (core.schema.Schema.to_dict)."},
+                "explainable": {"type": "boolean",
+                                "description": "Whether /predict?explain=true can answer."},
+                "typical_record": {**_ref("Record"),
+                                   "description": "A typical record of the version's "
+                                                  "training sample (medians and modes)."},
+                "max_batch_records": {"type": "integer", "minimum": 1},
             },
             "required": ["name", "version", "source", "loaded_at", "last_check", "fast_path",
-                         "threshold", "schema"],
+                         "threshold", "schema", "explainable", "typical_record",
+                         "max_batch_records"],
             "additionalProperties": False,
         },
     }
@@ -282,16 +310,33 @@ def _document(schema: Schema, *, model_name: str, model_version: str,
         "paths": {
             "/predict": {"post": {
                 "operationId": "predict",
-                "summary": "Score one record, or a batch of records",
+                "summary": "Score one record, a batch of records, or a CSV file of rows",
+                "parameters": [{
+                    "name": "explain", "in": "query", "required": False,
+                    "schema": {"type": "boolean", "default": False},
+                    "description": "Add each feature's contribution to the score to every "
+                                   "answer (JSON: `explanation`; CSV: a "
+                                   "`contribution_<feature>` column per feature).",
+                }],
                 "requestBody": {
                     "required": True,
-                    "content": {JSON: {"schema": {"oneOf": [_ref("Record"), _ref("Batch")]}}},
+                    "content": {
+                        JSON: {"schema": {"oneOf": [_ref("Record"), _ref("Batch")]}},
+                        CSV: {"schema": {"type": "string", "description": (
+                            "A header line naming every feature (other columns come back "
+                            "as sent), then one row per record; an empty cell is null, an "
+                            "ordinal takes its level's name or code. Problems name "
+                            "`line N.<feature>`.")}},
+                    },
                 },
                 "responses": {
-                    "200": {"description": "One answer (a record was sent) or one per record "
-                                           "(a batch was sent).",
+                    "200": {"description": "One answer (a record was sent), one per record "
+                                           "(a batch was sent), or the CSV file back with "
+                                           "prediction_id, churn_probability and churn "
+                                           "columns (a CSV file was sent).",
                             "content": {JSON: {"schema": {"oneOf": [
-                                _ref("SinglePrediction"), _ref("BatchPrediction")]}}}},
+                                _ref("SinglePrediction"), _ref("BatchPrediction")]}},
+                                CSV: {"schema": {"type": "string"}}}},
                     **_error_responses(*invalid_input),
                 },
             }},
@@ -310,6 +355,13 @@ def _document(schema: Schema, *, model_name: str, model_version: str,
                         (503, "The prediction store is unavailable; retry later."),
                     ),
                 },
+            }},
+            "/": {"get": {
+                "operationId": "tryPage",
+                "summary": "A page to try the model: a form from the schema, a CSV upload",
+                "responses": {"200": {"description": "The page (it asks for an API key "
+                                                     "when the predictor does).",
+                                      "content": {"text/html": {"schema": {"type": "string"}}}}},
             }},
             "/health": {"get": {
                 "operationId": "health",

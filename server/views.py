@@ -1,5 +1,6 @@
-"""The predictor's HTTP API: `POST /predict`, `POST /feedback`, `GET /health`,
-`GET /model`, `GET /metrics`, `GET /openapi.json`.
+"""The predictor's HTTP API: `POST /predict` (JSON, or a CSV file), `POST /feedback`,
+`GET /health`, `GET /model`, `GET /metrics`, `GET /openapi.json`; and `GET /`, a page
+for people to try the model (server/pages/try.html).
 
 Input is validated against the schema that travels with the served model version;
 anything a client can get wrong is a 4xx whose message names the field and the problem.
@@ -26,7 +27,8 @@ from werkzeug.exceptions import HTTPException
 
 from core.schema import FieldProblem, RecordInvalid
 from core.store import FeedbackResult
-from server.app import current_predictor
+from server import csv_rows, pages
+from server.app import Predictor, current_predictor
 from server.auth import AuthError
 from server.ids import issued_here
 from server.model_source import ServedModel
@@ -109,8 +111,14 @@ def _store_unavailable(exc: SQLAlchemyError) -> tuple[Response, int]:
 @requires_key("predict")
 def predict() -> Response:
     predictor = current_predictor()
-    payload = _json_body()
+    explain = _explain_requested()
     served = predictor.follower.current  # one version for the whole request, even mid-swap
+    if explain and served.scorer is None:
+        raise BadRequest(422, [FieldProblem("explain", "is not available for this model "
+                                                       "version's pipeline")])
+    if request.mimetype == "text/csv":
+        return _predict_csv(predictor, served, explain)
+    payload = _json_body()
     schema = served.model.schema
     if isinstance(payload, list):
         if not payload:
@@ -123,14 +131,35 @@ def predict() -> Response:
             batch = schema.validate_batch(payload)
         except RecordInvalid as exc:
             raise BadRequest(422, exc.problems) from None
-        answers = predictor.predict(served, batch.records, batch.columns)
+        answers = predictor.predict(served, batch.records, batch.columns, explain=explain)
         return _json_response({"predictions": answers, "model": _model_info(served)})
     try:
         record = schema.validate_record(payload)
     except RecordInvalid as exc:
         raise BadRequest(422, exc.problems) from None
-    answer = predictor.predict(served, [record])[0]
+    answer = predictor.predict(served, [record], explain=explain)[0]
     return _json_response({**answer, "model": _model_info(served)})
+
+
+def _predict_csv(predictor: Predictor, served: ServedModel, explain: bool) -> Response:
+    """A CSV file's rows scored: the file back with the answer's columns (server/csv_rows.py)."""
+    raw = request.get_data(cache=False)
+    schema = served.model.schema
+    try:
+        header, rows, records = csv_rows.read_rows(raw, schema,
+                                                   predictor.settings.max_batch_records)
+    except csv_rows.CsvProblem as exc:
+        raise BadRequest(422 if raw else 400, exc.problems) from None
+    except OverflowError as exc:
+        raise BadRequest(413, [FieldProblem("body", str(exc))]) from None
+    except RecordInvalid as exc:
+        raise BadRequest(422, exc.problems) from None
+    answers = predictor.predict(served, records, explain=explain)
+    body = csv_rows.write_answers(header, rows, answers, schema.feature_names)
+    response = Response(body, mimetype="text/csv")
+    response.headers["Content-Disposition"] = 'attachment; filename="predictions.csv"'
+    response.headers["X-Onebox-Model-Version"] = served.version
+    return response
 
 
 @api.post("/feedback")
@@ -206,8 +235,21 @@ def model_info() -> Response:
     served = predictor.follower.current
     return jsonify(**_model_info(served), source=served.source,
                    loaded_at=served.loaded_at, last_check=predictor.follower.last_check,
-                   fast_path=served.scorer is not None,
-                   threshold=served.model.threshold, schema=served.model.schema.to_dict())
+                   fast_path=served.scorer is not None, explainable=served.scorer is not None,
+                   threshold=served.model.threshold, schema=served.model.schema.to_dict(),
+                   typical_record=served.typical,
+                   max_batch_records=predictor.settings.max_batch_records)
+
+
+@api.get("/")
+def try_page() -> Response:
+    # The page is the same for everyone and holds nothing of the model: it fetches /model
+    # and /predict with the person's API key, so it is as protected as the API itself.
+    response = Response(pages.TRY_PAGE.html, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = pages.TRY_PAGE.content_security_policy
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
 
 
 @api.get("/metrics")
@@ -227,6 +269,19 @@ def openapi_document() -> Response:
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+def _explain_requested() -> bool:
+    """The `explain` query parameter: `true` or `false` (JSON's words, as the OpenAPI
+    document's boolean); anything else, an empty value included, is named."""
+    if not request.query_string:  # the common case: no parsing at all
+        return False
+    value = request.args.get("explain")
+    if value is None or value == "false":
+        return False
+    if value == "true":
+        return True
+    raise BadRequest(400, [FieldProblem("explain", f"must be true or false, got {value!r}")])
+
 
 def _model_info(served: ServedModel) -> dict[str, str]:
     return {"name": served.model.name, "version": served.version}
