@@ -16,6 +16,7 @@ background connections it would otherwise try).
 from __future__ import annotations
 
 import base64
+import os
 import shutil
 import tempfile
 import time
@@ -84,3 +85,23 @@ def wait_for_text(driver: object, text: str, timeout: float = 30.0) -> str:
         time.sleep(0.5)
     raise AssertionError(f"{text!r} not on {driver.current_url} within {timeout:.0f} s; "  # type: ignore[attr-defined]
                          f"it shows: {seen[:1500]!r}")
+
+
+def save_screenshot(driver: object, name: str) -> Path | None:
+    """The whole page as `name`.png in ONEBOX_SCREENSHOTS (the README's pictures: make
+    screenshots); nothing when that variable is unset."""
+    folder = os.environ.get("ONEBOX_SCREENSHOTS")
+    if not folder:
+        return None
+    path = Path(folder) / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The window grows to the page's height for the picture, then goes back.
+    size = driver.get_window_size()  # type: ignore[attr-defined]
+    height = driver.execute_script(  # type: ignore[attr-defined]
+        "return Math.max(document.body.scrollHeight, document.documentElement.scrollHeight)")
+    driver.set_window_size(size["width"], min(int(height) + 40, 6000))  # type: ignore[attr-defined]
+    try:
+        driver.save_screenshot(str(path))  # type: ignore[attr-defined]
+    finally:
+        driver.set_window_size(size["width"], size["height"])  # type: ignore[attr-defined]
+    return path

@@ -25,6 +25,7 @@ from orchestration import processes
 from orchestration.check_config import prepare_gateway
 from reporting.report import write_report
 from simulation.generator import SCENARIOS, generate
+from tests import browser
 from tests.factories import valid_record
 from tests.test_predictor import start
 
@@ -188,3 +189,18 @@ def test_the_front_page_links_every_tool_behind_the_login(door: Door) -> None:
         assert f'href="{link}"' in page.text
     with pytest.raises(requests.exceptions.SSLError):
         requests.get(door.url + "/health", timeout=10)  # the system's CAs do not know it
+
+
+def test_the_try_page_works_through_the_front_door(door: Door) -> None:
+    # The page is open like the API's paths; what it shows needs the API key it asks for.
+    page = door.get("/try")
+    assert page.status_code == 200 and "try the model" in page.text
+    assert door.get("/model").status_code == 401
+    with browser.open_browser(insecure=True) as chrome:
+        chrome.get(door.url + "/try")
+        browser.wait_for_text(chrome, "asks for an API key")
+        chrome.find_element("id", "key").send_keys(TOKEN)
+        chrome.find_element("id", "use-key").click()
+        browser.wait_for_text(chrome, "churn-classifier v1")
+        chrome.find_element("id", "predict").click()
+        browser.wait_for_text(chrome, "chance of churn")
