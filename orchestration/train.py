@@ -12,7 +12,8 @@ import json
 import logging
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ from orchestration.model import (
     evaluate,
     suggest_params,
 )
+from reporting import model_card
 from simulation.loader import load_dataset
 
 
@@ -58,6 +60,25 @@ class Split:
     train: pd.DataFrame
     valid: pd.DataFrame
     holdout: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class ProductionRows:
+    """Labelled production rows: the schema's features and the target, and when the
+    oldest and newest of them were predicted (the model card states the period)."""
+
+    frame: pd.DataFrame
+    first_at: datetime | None = None
+    last_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ChampionScores:
+    """The champion the candidate faces, and its predictions on the same holdout (the
+    gate's evidence and the model card's); `version` None: there is no champion yet."""
+
+    version: str | None = None
+    holdout_proba: np.ndarray | None = None
 
 
 def ensure_experiment(client: MlflowClient, settings: Settings) -> str:
@@ -89,7 +110,7 @@ def load_training_data(data_path: Path, schema: Schema) -> pd.DataFrame:
 
 
 @task(cache_policy=NO_CACHE, retries=3, retry_delay_seconds=10)
-def load_production_rows(store_url: SecretStr, schema: Schema, limit: int) -> pd.DataFrame:
+def load_production_rows(store_url: SecretStr, schema: Schema, limit: int) -> ProductionRows:
     """The newest labelled production rows: logged predictions joined with their feedback
     from trusted senders (untrusted labels never reach training or the gate)."""
     store = PredictionStore(store_url.get_secret_value())
@@ -100,7 +121,7 @@ def load_production_rows(store_url: SecretStr, schema: Schema, limit: int) -> pd
         store.dispose()
     if rows.empty:
         _logger().info("no labelled production rows yet")
-        return rows
+        return ProductionRows(rows)
     frame = rows[schema.feature_names].copy()
     for feat in schema.features:
         if feat.kind == "ordinal":
@@ -108,7 +129,8 @@ def load_production_rows(store_url: SecretStr, schema: Schema, limit: int) -> pd
     frame[schema.target] = rows["actual"].astype(int).to_numpy()
     _logger().info("adding %d labelled production rows (%.1f%% positive)", len(frame),
                    100 * frame[schema.target].mean())
-    return frame
+    created = pd.to_datetime(rows["created_at"], utc=True)
+    return ProductionRows(frame, created.min().to_pydatetime(), created.max().to_pydatetime())
 
 
 @task(cache_policy=NO_CACHE)
@@ -191,7 +213,8 @@ def fit_and_register(
     pipeline = build_pipeline(schema, params, seed).fit(x_fit, y_fit)
     x_holdout = model_frame(schema, split.holdout)
     y_holdout = split.holdout[schema.target].to_numpy()
-    holdout_metrics = evaluate(y_holdout, pipeline.predict_proba(x_holdout)[:, 1], threshold)
+    holdout_proba = pipeline.predict_proba(x_holdout)[:, 1]
+    holdout_metrics = evaluate(y_holdout, holdout_proba, threshold)
 
     reference = fit_rows.sample(n=min(settings.reference_rows, len(fit_rows)),
                                 random_state=seed)
@@ -220,34 +243,68 @@ def fit_and_register(
     version = str(info.registered_model_version)
     logger.info("registered %s v%s: holdout AUC %.4f, threshold %.2f", settings.model_name,
                 version, holdout_metrics["auc"], threshold)
-    return {"version": version, "holdout": holdout_metrics, "threshold": threshold}
+    # The pipeline and its holdout predictions go on to the model card.
+    return {"version": version, "holdout": holdout_metrics, "threshold": threshold,
+            "holdout_proba": holdout_proba, "pipeline": pipeline}
+
+
+@task(cache_policy=NO_CACHE)
+def score_champion(client: MlflowClient, settings: Settings, split: Split) -> ChampionScores:
+    """The current champion's predictions on the holdout (with its own schema)."""
+    champion = registry.version_by_alias(client, settings.model_name, CHAMPION)
+    if champion is None:
+        return ChampionScores()
+    loaded = registry.load_version(settings.model_name, champion.version,
+                                   settings.model_cache_dir)
+    return ChampionScores(str(champion.version),
+                          loaded.predict_proba(model_frame(loaded.schema, split.holdout)))
 
 
 @task(cache_policy=NO_CACHE)
 def promote_through_gate(
     client: MlflowClient, settings: Settings, split: Split, schema: Schema,
-    candidate: dict[str, Any], margin: float,
+    candidate: dict[str, Any], margin: float, champion: ChampionScores | None = None,
 ) -> gate.GateDecision:
-    """Score the current champion on the same holdout and let the gate decide."""
+    """Let the gate decide between the candidate and the champion on the same holdout
+    (`champion`: its scores from `score_champion`; None: score it here)."""
     logger = _logger()
-    champion = registry.version_by_alias(client, settings.model_name, CHAMPION)
+    if champion is None:
+        champion = score_champion.fn(client, settings, split)
     champion_auc = None
-    if champion is not None:
-        loaded = registry.load_version(settings.model_name, champion.version,
-                                       settings.model_cache_dir)
-        champion_auc = float(roc_auc_score(
-            split.holdout[schema.target].to_numpy(),
-            loaded.predict_proba(model_frame(loaded.schema, split.holdout)),
-        ))
+    if champion.holdout_proba is not None:
+        champion_auc = float(roc_auc_score(split.holdout[schema.target].to_numpy(),
+                                           champion.holdout_proba))
     decision = gate.decide(
         candidate_version=candidate["version"], candidate_auc=candidate["holdout"]["auc"],
-        champion_version=None if champion is None else str(champion.version),
-        champion_auc=champion_auc, margin=margin,
+        champion_version=champion.version, champion_auc=champion_auc, margin=margin,
     )
     gate.apply(client, settings.model_name, decision)
     logger.info("gate: %s v%s (%s)", "PROMOTED" if decision.promoted else "not promoted",
                 decision.candidate_version, decision.reason)
     return decision
+
+
+@task(cache_policy=NO_CACHE)
+def write_model_card(
+    client: MlflowClient, settings: Settings, schema: Schema, split: Split,
+    candidate: dict[str, Any], champion: ChampionScores, decision: gate.GateDecision,
+    data: model_card.TrainingData, run_id: str, training_seconds: float, trials: int,
+) -> str:
+    """The version's model card: logged on the run, written to REPORTS_DIR/models/, and
+    linked from the model version.  Returns the card's file path."""
+    started = time.perf_counter()
+    card = model_card.build_card(model_card.CardInputs(
+        model_name=settings.model_name, version=candidate["version"], run_id=run_id,
+        schema=schema, pipeline=candidate["pipeline"], threshold=candidate["threshold"],
+        refit_rows=pd.concat([split.train, split.valid]), holdout=split.holdout,
+        holdout_proba=candidate["holdout_proba"], decision=decision,
+        champion_holdout_proba=champion.holdout_proba, data=data,
+        training_seconds=training_seconds, trials=trials,
+    ))
+    files = model_card.publish(card, settings.reports_dir, client)
+    _logger().info("model card %s (%s) in %.2fs", files.html, files.url,
+                   time.perf_counter() - started)
+    return str(files.html)
 
 
 @flow(name="train")
@@ -286,23 +343,47 @@ def train(
         mlflow.entities.Param("data_path", str(data_path or settings.data_path)),
         mlflow.entities.Param("seed", str(settings.seed)),
     ])
+    base_path = Path(data_path or settings.data_path)
     try:
-        frame = load_training_data(Path(data_path or settings.data_path), schema)
+        frame = load_training_data(base_path, schema)
+        data = model_card.TrainingData(base_path=str(base_path), base_rows=len(frame))
         if include_production_rows:
             production = load_production_rows(settings.prediction_store_url, schema,
                                               production_rows_limit)
-            if not production.empty:
-                frame = pd.concat([frame, production], ignore_index=True)
+            if not production.frame.empty:
+                frame = pd.concat([frame, production.frame], ignore_index=True)
+                data = replace(data, production_rows=len(production.frame),
+                               production_first_at=production.first_at,
+                               production_last_at=production.last_at)
         client.log_metric(parent_id, "training_rows_total", len(frame))
         split = split_data(frame, schema, settings.seed)
+        started = time.perf_counter()
         best = search_hyperparameters(split, schema, n_trials, settings.seed, client,
                                       experiment_id, parent_id)
         candidate = fit_and_register(split, schema, best, settings, parent_id)
-        decision = promote_through_gate(client, settings, split, schema, candidate, margin)
+        training_seconds = time.perf_counter() - started
+        client.log_metric(parent_id, "training_seconds", training_seconds)
+        champion = score_champion(client, settings, split)
+        decision = promote_through_gate(client, settings, split, schema, candidate, margin,
+                                        champion)
     except BaseException:
         client.set_terminated(parent_id, "FAILED")
         raise
     client.set_tag(parent_id, "gate.decision", "promoted" if decision.promoted else "rejected")
+    # The version is registered and the gate has moved (or kept) the aliases by now: a card
+    # that cannot be written (a full or read-only reports folder, say) must not turn that
+    # into a failed run, which would read as "no new model" and be retried into yet another
+    # version.  So its task runs with return_state: a failure shows as that task's Failed
+    # state with its traceback in Prefect, a warning here, and "model_card": None.
+    card_state = write_model_card(client, settings, schema, split, candidate, champion,
+                                  decision, data, parent_id, training_seconds, n_trials,
+                                  return_state=True)
+    card_file = None
+    if card_state.is_completed():
+        card_file = card_state.result()
+    else:
+        _logger().warning("no model card for %s v%s: %s", settings.model_name,
+                          candidate["version"], card_state.message)
     client.set_terminated(parent_id, "FINISHED")
     return {
         "run_id": parent_id,
@@ -313,6 +394,7 @@ def train(
         "promoted": decision.promoted,
         "gate": decision.as_dict(),
         "rows": len(frame),
+        "model_card": card_file,
     }
 
 
