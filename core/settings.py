@@ -98,6 +98,9 @@ class Settings(BaseSettings):
                                         DEFAULT_PREDICTION_DRIFT_ALARM)
     quality_min_auc: Fraction = _env("QUALITY_MIN_AUC", DEFAULT_QUALITY_MIN_AUC)
     quality_min_labels: int = _env("QUALITY_MIN_LABELS", DEFAULT_QUALITY_MIN_LABELS, ge=1)
+    # Where the reports read the predictor's request counts (volume, refusals); None: they
+    # fall back to the prediction log's rows per minute.
+    prometheus_url: str | None = _env("PROMETHEUS_URL", None, pattern=r"^https?://")
     seed: int = _env("SEED", 42, ge=0)
     # PREDICTOR_API_KEYS' records by key id (core.api_keys); empty: the API asks no key.
     api_keys: dict[str, ApiKey] = _env("PREDICTOR_API_KEYS", {})

@@ -1,7 +1,13 @@
 """Drift reports: an Evidently HTML report per window of logged predictions against
 the champion's reference sample, a classification-quality report of the same
 window's labelled predictions (where feedback has arrived), a JSON summary beside
-them, and an index page listing every report newest first with its headline numbers.
+them, and an index page: small charts of each figure over the windows (drift share,
+live AUC, request volume, refusal rate), every window newest first with its headline
+numbers, and the model versions with their cards (reporting.model_card).
+
+Request volume and refusal rate (the share of /predict requests answered 4xx) come from
+Prometheus (PROMETHEUS_URL) when it answers; otherwise they are n/a and the volume is the
+prediction log's rows per minute.  The index is rebuilt from the JSON summaries alone.
 
 The reports folder is what nginx serves in the stack.
 """
@@ -11,25 +17,38 @@ from __future__ import annotations
 import argparse
 import html
 import json
+import math
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pandas as pd
+import requests
 
 from core import registry
+from core.charts import trend_chart
 from core.registry import PREDICTION_COLUMN, LoadedModel
 from core.settings import Settings
 from core.store import PredictionStore
-from monitoring.drift import compute_drift
+from monitoring.drift import DriftPolicy, compute_drift
 from monitoring.quality import live_quality
+from reporting.model_card import CARDS_DIR, card_path
 
 INDEX_FILE = "index.html"
 SUMMARY_SUFFIX = ".json"
 # Fewer labels than this make precision/recall/AUC noise, not a quality report.
 MIN_QUALITY_LABELS = 30
+# The predictor's request counter (server/metrics.py) and the endpoint the figures count.
+REQUESTS_METRIC = "onebox_http_requests_total"
+PREDICT_ENDPOINT = "/predict"
+# Prometheus is asked two instant queries per report; slow or away, it costs this at most
+# per request, never the report.
+PROMETHEUS_TIMEOUT_SECONDS = 2.0
+VOLUME_FROM_PROMETHEUS = "prometheus"
+VOLUME_FROM_LOG = "prediction log"
 
 
 class EmptyWindow(RuntimeError):
@@ -57,12 +76,19 @@ def write_report(
     *,
     title: str = "Data drift",
     now: datetime | None = None,
+    policy: DriftPolicy | None = None,
+    prometheus_url: str | None = None,
 ) -> ReportFiles:
-    """Write the HTML report and its summary for one window, then rebuild the index."""
+    """Write the HTML report and its summary for one window, then rebuild the index.
+
+    `policy`: the drift alarm's thresholds (default: the settings' defaults);
+    `prometheus_url`: where the window's request volume and refusals are read (None: n/a).
+    """
     if window.empty:
         raise EmptyWindow("no predictions in the window")
     now = now or datetime.now(UTC)
-    drift = compute_drift(model.reference(), window, model.schema)
+    policy = policy or DriftPolicy()
+    drift = compute_drift(model.reference(), window, model.schema, policy)
     reports_dir.mkdir(parents=True, exist_ok=True)
     stem = f"drift-{now:%Y%m%dT%H%M%S%fZ}"
     html_path = reports_dir / f"{stem}.html"
@@ -72,18 +98,20 @@ def write_report(
     quality_path = None
     if quality.labels >= MIN_QUALITY_LABELS and quality.auc is not None:
         quality_path = reports_dir / f"quality-{stem.removeprefix('drift-')}.html"
-    created = window["created_at"] if "created_at" in window else pd.Series(dtype=object)
+    start, end = _window_span(window)
     summary = {
         "title": title,
         "report": html_path.name,
         "created_at": now.isoformat(),
         "model_name": model.name,
         "model_version": model.version,
-        "window_start": None if created.empty else str(created.min()),
-        "window_end": None if created.empty else str(created.max()),
+        "window_start": None if start is None else start.isoformat(),
+        "window_end": None if end is None else end.isoformat(),
         **drift.summary(),
         "quality": {**quality.as_dict(),
                     "report": None if quality_path is None else quality_path.name},
+        "quality_min_auc": policy.min_auc,
+        **request_figures(prometheus_url, start, end, len(window)),
     }
     _atomic_write(html_path, lambda p: drift.snapshot.save_html(str(p)))
     if quality_path is not None:
@@ -91,8 +119,18 @@ def write_report(
         _atomic_write(quality_path, lambda p: snapshot.save_html(str(p)))
     # The summary last: the index lists a report only once its pages exist.
     _atomic_write(summary_path, lambda p: p.write_text(json.dumps(summary, indent=2)))
-    index_path = write_index(reports_dir)
+    index_path = write_index(reports_dir, min_auc=policy.min_auc)
     return ReportFiles(html_path, summary_path, index_path, summary, quality_path)
+
+
+def _window_span(window: pd.DataFrame) -> tuple[datetime | None, datetime | None]:
+    """The window's first and last logged time (UTC; naive times are UTC), if it has any."""
+    if "created_at" not in window:
+        return None, None
+    created = pd.to_datetime(window["created_at"], utc=True, errors="coerce").dropna()
+    if created.empty:
+        return None, None
+    return created.min().floor("us").to_pydatetime(), created.max().floor("us").to_pydatetime()
 
 
 def _labelled(window: pd.DataFrame) -> pd.DataFrame:
@@ -120,34 +158,172 @@ def _classification_snapshot(labelled: pd.DataFrame) -> Any:
         current_data=Dataset.from_pandas(data, data_definition=definition))
 
 
-def write_index(reports_dir: Path) -> Path:
-    """Rebuild index.html from the summaries in the folder, newest first."""
-    summaries = []
-    for path in reports_dir.glob(f"drift-*{SUMMARY_SUFFIX}"):
+def request_figures(prometheus_url: str | None, start: datetime | None,
+                    end: datetime | None, rows: int) -> dict[str, Any]:
+    """The window's /predict request volume and refusal rate (share answered 4xx).
+
+    From Prometheus when it answers (the increase of onebox_http_requests_total over the
+    window, evaluated at its end); otherwise nulls, and the volume is the prediction log's
+    rows per minute ("volume_source" says which).  Never raises: Prometheus being slow or
+    away costs at most a couple of seconds and some n/a, not the report.
+    """
+    minutes = None if start is None or end is None else (end - start).total_seconds() / 60
+    if not prometheus_url:
+        note = "PROMETHEUS_URL is not set"
+    elif start is None or end is None:
+        note = "the window has no timestamps to ask Prometheus about"
+    else:
         try:
-            summaries.append(json.loads(path.read_text()))
-        except (OSError, json.JSONDecodeError):
-            continue  # a summary being written right now; the next rebuild lists it
-    summaries.sort(key=lambda s: s["created_at"], reverse=True)
-    rows = "\n".join(_index_row(s) for s in summaries) or (
-        '<tr><td colspan="10">No reports yet.</td></tr>')
+            counts = _prometheus_counts(prometheus_url, start, end)
+        except (requests.RequestException, ValueError, LookupError, TypeError) as exc:
+            # The exception's text may carry the URL (and any credentials in it): not kept.
+            note = f"Prometheus did not answer ({type(exc).__name__})"
+        else:
+            if counts is not None:
+                total, refused, seconds = counts
+                return {"requests": round(total, 3),
+                        "requests_per_minute": total * 60 / seconds,
+                        "refusal_rate": refused / total if total > 0 else None,
+                        "volume_source": VOLUME_FROM_PROMETHEUS, "volume_note": None}
+            note = f"Prometheus has no {PREDICT_ENDPOINT} request counts for the window"
+    per_minute = rows / minutes if minutes else None
+    return {"requests": None, "requests_per_minute": per_minute, "refusal_rate": None,
+            "volume_source": VOLUME_FROM_LOG if per_minute is not None else None,
+            "volume_note": note}
+
+
+def _prometheus_counts(url: str, start: datetime, end: datetime
+                       ) -> tuple[float, float, int] | None:
+    """(requests, refused requests, range seconds) to /predict over the window, or None
+    when Prometheus holds no such counter for it."""
+    seconds = max(1, math.ceil((end - start).total_seconds()))
+    selector = f'endpoint="{PREDICT_ENDPOINT}"'
+    total = _instant_value(url, f"sum(increase({REQUESTS_METRIC}{{{selector}}}[{seconds}s]))",
+                           end)
+    if total is None:
+        return None
+    refused = _instant_value(
+        url, f'sum(increase({REQUESTS_METRIC}{{{selector},status=~"4.."}}[{seconds}s]))', end)
+    return total, refused or 0.0, seconds
+
+
+def _instant_value(url: str, query: str, at: datetime) -> float | None:
+    """The one value of an instant query (a sum), or None when it matched no series."""
+    answer = requests.get(f"{url.rstrip('/')}/api/v1/query",
+                          params={"query": query, "time": f"{at.timestamp():.3f}"},
+                          timeout=PROMETHEUS_TIMEOUT_SECONDS)
+    answer.raise_for_status()
+    body = answer.json()
+    if body.get("status") != "success":
+        raise ValueError(f"query failed: {body.get('error')}")
+    result = body["data"]["result"]
+    if not result:
+        return None
+    value = float(result[0]["value"][1])
+    return value if math.isfinite(value) else None
+
+
+# --- the index ------------------------------------------------------------------------------
+
+# (header, tooltip) of the windows' table; an arrow says which way is worse.
+WINDOW_COLUMNS = (
+    ("window end (UTC)", "When the window's newest prediction was logged (for older reports: "
+     "when the report was written). Newest first."),
+    ("report", "The window's Evidently drift report against the champion's reference sample."),
+    ("model", "The version that served the window; it links the version's model card."),
+    ("rows", "Logged predictions in the window."),
+    ("requests / min", "Requests to /predict per minute over the window, from Prometheus. "
+     "Marked (log): the prediction log's rows per minute, when Prometheus was not set or "
+     "did not answer. Neither way is bad by itself."),
+    ("refusal rate ↑ worse", "Share of /predict requests answered 4xx (missing or wrong key, "
+     "invalid records) over the window, from Prometheus. The higher, the worse."),
+    ("drift share ↑ worse", "Share of the model's features whose drift test failed against "
+     "the champion's reference sample. The higher, the worse; the alarm rises at its "
+     "threshold."),
+    ("drifted features — any is worse", "Features whose distribution moved, then relations "
+     "between features that moved (\"x | others\"). \"none\" is good."),
+    ("prediction drift — “drifted” is worse", "Whether the distribution of the predicted "
+     "probability moved against the reference, with the test's p-value: a small p-value is "
+     "evidence of drift (\"drifted\" when it is below the test's threshold)."),
+    ("labels", "Predictions of the window whose real outcome has arrived (the live AUC's "
+     "evidence: the more, the surer)."),
+    ("live AUC ↓ worse", "AUC of the window's labelled predictions against their real "
+     "outcomes. The lower, the worse; below the quality floor the alarm rises."),
+)
+ESTIMATED_AUC_COLUMN = (
+    "estimated AUC ↓ worse", "AUC estimated from the predictions alone (no labels needed). "
+    "The lower, the worse.")
+QUALITY_REPORT_COLUMN = (
+    "quality report", "Evidently's classification quality report of the labelled predictions.")
+CARD_COLUMNS = (
+    ("model", "The registered model."),
+    ("version", "The registered version; newest first."),
+    ("created (UTC)", "When the version was registered."),
+    ("holdout AUC [CI] ↓ worse", "AUC on the held-out test split, with its confidence "
+     "interval. The lower, the worse."),
+    ("gate decision", "Whether the promotion gate made this version @champion, and why."),
+    ("champion then", "The @champion it was compared with, and its AUC on the same holdout."),
+    ("model card", "The version's model card."),
+)
+
+
+def write_index(reports_dir: Path, *, min_auc: float | None = None) -> Path:
+    """Rebuild index.html from the JSON summaries in the folder: trend charts over the
+    windows (oldest left), the windows newest first, and the model versions' cards.
+
+    `min_auc`: the live AUC's floor drawn on its chart (default: the newest summary's).
+    Summaries written before a figure existed show "n/a" for it; a summary or card being
+    written right now (not JSON yet) is left for the next rebuild.
+    """
+    summaries = [s for path in reports_dir.glob(f"drift-*{SUMMARY_SUFFIX}")
+                 if (s := _read_json(path)) is not None]
+    summaries.sort(key=_window_time)
+    newest_first = summaries[::-1]
+    if min_auc is None:
+        min_auc = _newest_number(summaries, lambda s: s.get("quality_min_auc"))
+    estimated = any(_number(_quality(s).get("estimated_auc")) is not None for s in summaries)
+    columns = [*WINDOW_COLUMNS, *([ESTIMATED_AUC_COLUMN] if estimated else []),
+               QUALITY_REPORT_COLUMN]
+    rows = "\n".join(_index_row(s, reports_dir, estimated, min_auc) for s in newest_first) or (
+        f'<tr><td colspan="{len(columns)}">No reports yet.</td></tr>')
+    charts = (_charts(summaries, min_auc, estimated) if summaries
+              else "<p>No windows yet: the charts start with the first report.</p>")
+    cards = _read_cards(reports_dir)
+    card_rows = "\n".join(_card_row(c, reports_dir) for c in cards) or (
+        f'<tr><td colspan="{len(CARD_COLUMNS)}">No model cards yet.</td></tr>')
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>onebox drift reports</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2rem; }}
 table {{ border-collapse: collapse; }}
 th, td {{ padding: .35rem .8rem; border-bottom: 1px solid #ddd; text-align: left; }}
-.drifted {{ color: #b00020; font-weight: 600; }}
+th[title] {{ cursor: help; text-decoration: underline dotted; }}
+.windows td:first-child, .models td:nth-child(3) {{ white-space: nowrap; }}
+.charts {{ display: flex; flex-wrap: wrap; gap: 1rem 2rem; margin: 1rem 0 2rem; }}
+.drifted, .bad {{ color: #b00020; font-weight: 600; }}
+.hint {{ color: #555; }}
 </style></head>
 <body><h1>onebox drift reports</h1>
 <p>{len(summaries)} report(s), newest first. Drift share: the share of the model's features
 whose drift test failed against the champion's reference sample. Live quality: the logged
 decisions of the window's predictions whose real outcome has arrived.</p>
-<table><thead><tr><th>created (UTC)</th><th>report</th><th>model</th><th>rows</th>
-<th>drift share</th><th>drifted features</th><th>prediction drift</th>
-<th>labels</th><th>live AUC</th><th>quality report</th></tr></thead>
+<h2>Trends</h2>
+<p class="hint">One point per window, oldest on the left. Each title says which way is
+better; a dashed red line is the alarm's limit, and points on its bad side are red.</p>
+<div class="charts">
+{charts}
+</div>
+<h2>Windows</h2>
+<p class="hint">“↑ worse”: the higher, the worse; “↓ worse”: the lower, the worse. Hover a
+header for what it measures.</p>
+<table class="windows"><thead><tr>{_headers(columns)}</tr></thead>
 <tbody>
 {rows}
+</tbody></table>
+<h2>Model versions</h2>
+<table class="models"><thead><tr>{_headers(CARD_COLUMNS)}</tr></thead>
+<tbody>
+{card_rows}
 </tbody></table></body></html>
 """
     index_path = reports_dir / INDEX_FILE
@@ -155,32 +331,223 @@ decisions of the window's predictions whose real outcome has arrived.</p>
     return index_path
 
 
-def _index_row(s: dict[str, Any]) -> str:
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # being written right now, or broken: the next rebuild may list it
+    return data if isinstance(data, dict) else None
+
+
+def _when(value: Any) -> datetime | None:
+    """A timestamp (ISO text, pandas or datetime) as an aware UTC datetime; naive is UTC."""
+    if value is None or value == "":
+        return None
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        return None
+    if pd.isna(stamp):
+        return None
+    stamp = stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp.tz_convert(UTC)
+    return stamp.floor("us").to_pydatetime()
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _window_time(s: dict[str, Any]) -> datetime:
+    """Where the window sits in time: its newest prediction, else when it was reported."""
+    return _when(s.get("window_end")) or _when(s.get("created_at")) or EPOCH
+
+
+def _time_text(s: dict[str, Any], fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    when = _window_time(s)
+    return "n/a" if when == EPOCH else when.strftime(fmt)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _newest_number(chronological: list[dict[str, Any]], get: Any) -> float | None:
+    for s in reversed(chronological):
+        if (value := _number(get(s))) is not None:
+            return value
+    return None
+
+
+def _quality(s: dict[str, Any]) -> dict[str, Any]:
+    quality = s.get("quality")
+    return quality if isinstance(quality, dict) else {}
+
+
+def _charts(chronological: list[dict[str, Any]], min_auc: float | None,
+            estimated: bool) -> str:
+    """One small chart per figure, one point per window, oldest left."""
+    labels = [_time_text(s, "%Y-%m-%d %H:%M") for s in chronological]
+
+    def series(get: Any) -> list[float | None]:
+        return [_number(get(s)) for s in chronological]
+
+    share_limit = _newest_number(chronological, lambda s: s.get("drift_share_threshold"))
+    auc_label = "" if min_auc is None else f"floor {min_auc:.2f}"
+    charts = [
+        # The alarm rises at share >= threshold and the chart marks points above its limit:
+        # the line sits a hair below the threshold, so a window on it reads red too.
+        trend_chart(series(lambda s: s.get("drift_share")), labels, title="Drift share",
+                    better="lower",
+                    limit=None if share_limit is None else share_limit - 1e-9,
+                    limit_label="" if share_limit is None else f"alarm ≥ {share_limit:.2f}"),
+        trend_chart(series(lambda s: _quality(s).get("auc")), labels, title="Live AUC",
+                    better="higher", limit=min_auc, limit_label=auc_label, fmt="{:.3f}"),
+    ]
+    if estimated:
+        charts.append(trend_chart(series(lambda s: _quality(s).get("estimated_auc")), labels,
+                                  title="Estimated AUC", better="higher", limit=min_auc,
+                                  limit_label=auc_label, fmt="{:.3f}"))
+    charts += [
+        trend_chart(series(lambda s: s.get("requests_per_minute")), labels,
+                    title="Requests per minute", fmt="{:.1f}"),
+        trend_chart(series(lambda s: s.get("refusal_rate")), labels,
+                    title="Refusal rate (4xx)", better="lower", fmt="{:.1%}"),
+    ]
+    return "\n".join(charts)
+
+
+def _headers(columns: Any) -> str:
     e = html.escape
+    return "".join(f'<th title="{e(tip)}">{e(name)}</th>' for name, tip in columns)
+
+
+def _link(target: Any, text: str) -> str:
+    """A link to a file beside the index (or under it); "n/a" without one."""
+    if not isinstance(target, str) or not target:
+        return "n/a"
+    return f'<a href="{html.escape(quote(target))}">{html.escape(text)}</a>'
+
+
+def _card_href(reports_dir: Path, model_name: Any, version: Any) -> str | None:
+    """The model card's path relative to the index, when the card has been written."""
+    if not model_name or version is None:
+        return None
+    path = card_path(reports_dir, str(model_name), str(version))
+    return f"{CARDS_DIR}/{path.name}" if path.is_file() else None
+
+
+def _fmt(value: Any, fmt: str) -> str:
+    number = _number(value)
+    return "n/a" if number is None else fmt.format(number)
+
+
+def _index_row(s: dict[str, Any], reports_dir: Path, estimated: bool,
+               min_auc: float | None) -> str:
+    e = html.escape
+    report = s.get("report")
+    report_cell = _link(Path(report).name if isinstance(report, str) else None,
+                        str(s.get("title") or "drift report"))
+    model = f"{s.get('model_name', 'n/a')} v{s.get('model_version', '?')}"
+    card = _card_href(reports_dir, s.get("model_name"), s.get("model_version"))
+    model_cell = _link(card, model) if card else e(model)
+    rows = _fmt(s.get("current_rows"), "{:.0f}")
+    per_minute = _fmt(s.get("requests_per_minute"), "{:.1f}")
+    if per_minute != "n/a" and s.get("volume_source") == VOLUME_FROM_LOG:
+        per_minute += " (log)"
+    note = s.get("volume_note")
+    volume_title = f' title="{e(str(note))}"' if note else ""
     # Features whose own distribution moved, then relations that moved ("x | others").
-    named = (s.get("drifted_features") or []) + (s.get("drifted_relations") or [])
-    drifted = ", ".join(named) or "none"
-    prediction = s.get("prediction_drift") or {}
-    pred_text = ("n/a" if not prediction else
-                 f"{prediction['score']:.3f}{' (drifted)' if prediction['drifted'] else ''}")
-    css = ' class="drifted"' if named else ""
-    return (f"<tr><td>{e(s['created_at'][:19])}</td>"
-            f"<td><a href=\"{e(s['report'])}\">{e(s['title'])}</a></td>"
-            f"<td>{e(s['model_name'])} v{e(str(s['model_version']))}</td>"
-            f"<td>{int(s['current_rows'])}</td>"
-            f"<td{css}>{float(s['drift_share']):.2f}</td>"
-            f"<td{css}>{e(drifted)}</td><td>{e(pred_text)}</td>{_quality_cells(s)}</tr>")
+    if "drifted_features" in s:
+        named = list(s.get("drifted_features") or []) + list(s.get("drifted_relations") or [])
+        drifted = ", ".join(str(n) for n in named) or "none"
+    else:
+        named, drifted = [], "n/a"
+    css = ' class="drifted"' if named or s.get("drift_detected") else ""
+    cells = [
+        e(_time_text(s)), report_cell, model_cell, e(rows),
+        f"<span{volume_title}>{e(per_minute)}</span>",
+        e(_fmt(s.get("refusal_rate"), "{:.1%}")),
+    ]
+    row = "".join(f"<td>{cell}</td>" for cell in cells)
+    row += (f"<td{css}>{e(_fmt(s.get('drift_share'), '{:.2f}'))}</td>"
+            f"<td{css}>{e(drifted)}</td>{_prediction_cell(s.get('prediction_drift'))}"
+            f"{_quality_cells(s, estimated, min_auc)}")
+    return f"<tr>{row}</tr>"
 
 
-def _quality_cells(s: dict[str, Any]) -> str:
-    quality = s.get("quality") or {}
-    labels = int(quality.get("labels") or 0)
-    auc = quality.get("auc")
+def _prediction_cell(prediction: Any) -> str:
+    """A verdict first, the evidence after: "drifted (p = 0.020)", "no (p = 1.000)"."""
+    if not isinstance(prediction, dict) or _number(prediction.get("score")) is None:
+        return "<td>n/a</td>"
+    evidence = f"p = {_p_value(prediction['score'])}"
+    threshold = _number(prediction.get("threshold"))
+    tip = ("" if threshold is None else
+           f' title="drifted when p &lt; {html.escape(_p_value(threshold))}"')
+    if prediction.get("drifted"):
+        return f'<td class="drifted"{tip}>drifted ({html.escape(evidence)})</td>'
+    return f"<td{tip}>no ({html.escape(evidence)})</td>"
+
+
+def _p_value(p: float) -> str:
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.2g}"
+
+
+def _quality_cells(s: dict[str, Any], estimated: bool, min_auc: float | None) -> str:
+    quality = _quality(s)
+    labels = int(_number(quality.get("labels")) or 0)
+
+    def auc_cell(value: Any) -> str:
+        auc = _number(value)
+        low = auc is not None and min_auc is not None and auc < min_auc
+        css = ' class="bad"' if low else ""
+        return f"<td{css}>{'n/a' if auc is None else f'{auc:.3f}'}</td>"
+
     page = quality.get("report")
-    link = (f'<a href="{html.escape(page)}">classification quality</a>' if page
+    link = (_link(Path(page).name, "classification quality") if isinstance(page, str) and page
             else "n/a" if labels else "no labels yet")
-    return (f"<td>{labels}</td><td>{'n/a' if auc is None else f'{auc:.3f}'}</td>"
-            f"<td>{link}</td>")
+    return (f"<td>{labels}</td>{auc_cell(quality.get('auc'))}"
+            f"{auc_cell(quality.get('estimated_auc')) if estimated else ''}<td>{link}</td>")
+
+
+def _read_cards(reports_dir: Path) -> list[dict[str, Any]]:
+    """The model cards' JSON summaries, newest version first; broken ones skipped."""
+    folder = reports_dir / CARDS_DIR
+    if not folder.is_dir():
+        return []
+    cards = [card for path in folder.glob(f"*{SUMMARY_SUFFIX}")
+             if not path.name.startswith(".")
+             and (card := _read_json(path)) is not None
+             and card.get("model_name") and card.get("version") is not None]
+
+    def newest(card: dict[str, Any]) -> tuple[int, str, str]:
+        version = str(card["version"])
+        return (int(version) if version.isdigit() else -1, str(card.get("created_at") or ""),
+                str(card["model_name"]))
+
+    return sorted(cards, key=newest, reverse=True)
+
+
+def _card_row(card: dict[str, Any], reports_dir: Path) -> str:
+    e = html.escape
+    auc = _fmt(card.get("holdout_auc"), "{:.3f}")
+    ci = card.get("holdout_auc_ci")
+    if (auc != "n/a" and isinstance(ci, list | tuple) and len(ci) == 2
+            and all(_number(v) is not None for v in ci)):
+        auc += f" [{ci[0]:.3f}, {ci[1]:.3f}]"
+    decision = str(card.get("gate_decision") or "n/a")
+    reason = card.get("gate_reason")
+    gate = e(decision) + (f": {e(str(reason))}" if reason else "")
+    champion = card.get("champion_version")
+    champion_text = ("none" if champion is None
+                     else f"v{champion} (AUC {_fmt(card.get('champion_auc'), '{:.3f}')})")
+    created = _when(card.get("created_at"))
+    href = _card_href(reports_dir, card["model_name"], card["version"])
+    cells = [e(str(card["model_name"])), e(f"v{card['version']}"),
+             "n/a" if created is None else e(created.strftime("%Y-%m-%d %H:%M:%S")),
+             e(auc), gate, e(champion_text),
+             _link(href, "model card") if href else "card not written yet"]
+    return "<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>"
 
 
 def _atomic_write(path: Path, write: Any) -> None:
@@ -208,7 +575,9 @@ def report_latest_window(settings: Settings, window_rows: int) -> ReportFiles:
     if window.empty:
         raise EmptyWindow(f"no logged predictions in {settings.prediction_store_shown}")
     return write_report(window_from_log(window), model, settings.reports_dir,
-                        title=f"Last {len(window)} predictions")
+                        title=f"Last {len(window)} predictions",
+                        policy=DriftPolicy.from_settings(settings),
+                        prometheus_url=settings.prometheus_url)
 
 
 def main(argv: list[str] | None = None) -> None:

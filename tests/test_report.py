@@ -1,26 +1,48 @@
-"""Drift reports: HTML per window against the champion's reference, and the index page."""
+"""Drift reports: HTML per window against the champion's reference, and the index page:
+trend charts (one point per window, oldest left), the windows newest first in words that
+read the right way, request volume and refusals from a real Prometheus, the model cards."""
 
 from __future__ import annotations
 
+import html
 import json
+import re
+import socket
+import threading
+import time
 import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import requests
+import yaml
 from sklearn.metrics import roc_auc_score
 
 from core import registry
 from core.registry import PREDICTION_COLUMN
 from core.schema import Schema, model_frame
 from core.store import PredictionRecord, PredictionStore
-from reporting.report import EmptyWindow, report_latest_window, write_report
-from simulation.generator import SCENARIOS, generate
+from orchestration import processes
+from reporting.model_card import card_path, card_summary_path
+from reporting.report import (
+    EmptyWindow,
+    report_latest_window,
+    request_figures,
+    write_index,
+    write_report,
+)
+from simulation.generator import SCENARIOS, Drift, generate
 from simulation.traffic import records_from_frame
+from tests import browser
 from tests.conftest import settings_for
+from tests.test_prometheus import NotYet, eventually, running, tool
 
-pytestmark = pytest.mark.slow
+SVG = "{http://www.w3.org/2000/svg}"
 
 
 def window(champion: registry.LoadedModel, schema: Schema, rows: int, seed: int,
@@ -30,6 +52,7 @@ def window(champion: registry.LoadedModel, schema: Schema, rows: int, seed: int,
     return frame
 
 
+@pytest.mark.slow
 def test_reference_sample_travels_with_the_model(champion: registry.LoadedModel,
                                                  schema: Schema) -> None:
     reference = champion.reference()
@@ -38,6 +61,7 @@ def test_reference_sample_travels_with_the_model(champion: registry.LoadedModel,
     assert reference[PREDICTION_COLUMN].between(0, 1).all()
 
 
+@pytest.mark.slow
 def test_drifted_window_names_the_drifted_features_and_clean_one_none(
     champion: registry.LoadedModel, schema: Schema, tmp_path: Path
 ) -> None:
@@ -66,6 +90,7 @@ def test_drifted_window_names_the_drifted_features_and_clean_one_none(
     assert "customer_age, credit_limit, total_revolving_bal" in index
 
 
+@pytest.mark.slow
 def test_report_of_the_latest_logged_window(trained_home: Path, tmp_path: Path,
                                             schema: Schema,
                                             champion: registry.LoadedModel) -> None:
@@ -98,6 +123,7 @@ def test_report_of_the_latest_logged_window(trained_home: Path, tmp_path: Path,
     assert "no labels yet" in files.index.read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_labelled_window_gets_a_classification_quality_report(
     trained_home: Path, tmp_path: Path, schema: Schema, champion: registry.LoadedModel
 ) -> None:
@@ -135,3 +161,461 @@ def test_labelled_window_gets_a_classification_quality_report(
     index = files.index.read_text(encoding="utf-8")
     assert f'href="{files.quality_html.name}"' in index
     assert f"{quality['auc']:.3f}" in index
+
+
+# --- reading the index as a person (and a parser) would ---------------------------------
+
+
+def charts(page: str) -> dict[str, ET.Element]:
+    """The index's charts by title (the words before "(higher/lower is better)")."""
+    found = {}
+    for svg in re.findall(r"<svg\b.*?</svg>", page, re.S):
+        element = ET.fromstring(svg)
+        assert "chart" in element.get("class", "").split()
+        title = element.find(f"{SVG}title").text
+        found[title.removesuffix(" (higher is better)").removesuffix(" (lower is better)")] = \
+            element
+    return found
+
+
+def points(chart: ET.Element) -> list[tuple[float, str, str]]:
+    """(x, class, tooltip) of each point of a chart, left to right."""
+    circles = [(float(c.get("cx")), c.get("class"), c.find(f"{SVG}title").text)
+               for c in chart.iter(f"{SVG}circle")]
+    return sorted(circles)
+
+
+def table_rows(page: str, table: str) -> list[list[str]]:
+    """The cells' text (tags stripped) of each body row of table.<table>."""
+    body = re.search(rf'<table class="{table}">.*?<tbody>(.*?)</tbody>', page, re.S).group(1)
+    return [[html.unescape(re.sub(r"<[^>]+>", "", cell))
+             for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+            for row in re.findall(r"<tr>(.*?)</tr>", body, re.S)]
+
+
+def headers(page: str, table: str) -> dict[str, str]:
+    """Header text -> its tooltip, for table.<table>."""
+    head = re.search(rf'<table class="{table}"><thead>(.*?)</thead>', page, re.S).group(1)
+    return dict((name, tip) for tip, name in re.findall(r'<th title="([^"]*)">(.*?)</th>',
+                                                        head))
+
+
+def summary(end: datetime, **changes: object) -> dict:
+    """A window's summary as write_report writes it (the figures the index reads)."""
+    base = {
+        "title": f"window to {end:%H:%M}", "report": f"drift-{end:%Y%m%dT%H%M%S}.html",
+        "created_at": (end + timedelta(minutes=1)).isoformat(),
+        "model_name": "churn-classifier", "model_version": "1",
+        "window_start": (end - timedelta(minutes=10)).isoformat(),
+        "window_end": end.isoformat(), "drift_detected": False, "drift_share": 0.0,
+        "drift_share_threshold": 1 / 11, "drifted_features": [], "drifted_relations": [],
+        "prediction_drift": {"score": 1.0, "drifted": False, "method": "onebox_mw_ks",
+                             "threshold": 0.0004},
+        "current_rows": 1000,
+        "quality": {"labels": 0, "auc": None, "precision": None, "recall": None,
+                    "error_rate": None, "report": None},
+        "quality_min_auc": 0.65, "requests": 600.0, "requests_per_minute": 60.0,
+        "refusal_rate": 0.02, "volume_source": "prometheus", "volume_note": None,
+    }
+    return {**base, **changes}
+
+
+def write_summaries(folder: Path, summaries: list[dict]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for s in summaries:
+        (folder / s["report"].replace(".html", ".json")).write_text(json.dumps(s))
+
+
+T0 = datetime(2026, 5, 1, 8, tzinfo=UTC)
+
+
+def drifted_summary(end: datetime, **changes: object) -> dict:
+    drifted = {"drift_detected": True, "drift_share": 3 / 11,
+               "drifted_features": ["customer_age", "credit_limit"],
+               "drifted_relations": ["total_revolving_bal | others"],
+               "prediction_drift": {"score": 0.02, "drifted": True, "method": "onebox_mw_ks",
+                                    "threshold": 0.04}}
+    return summary(end, **{**drifted, **changes})
+
+
+def test_index_charts_every_figure_one_point_per_window_oldest_left(tmp_path: Path) -> None:
+    # Written out of order: the index orders by the windows' ends, not by file names.
+    windows = [summary(T0 + timedelta(hours=2), refusal_rate=0.10, requests_per_minute=90.0,
+                       quality={"labels": 400, "auc": 0.55, "report": None}),
+               summary(T0, refusal_rate=0.01, requests_per_minute=30.0,
+                       quality={"labels": 400, "auc": 0.80, "report": None}),
+               drifted_summary(T0 + timedelta(hours=1), refusal_rate=0.05,
+                               requests_per_minute=60.0,
+                               quality={"labels": 400, "auc": 0.75, "report": None})]
+    write_summaries(tmp_path, windows)
+    page = write_index(tmp_path).read_text(encoding="utf-8")
+
+    drawn = charts(page)
+    assert set(drawn) == {"Drift share", "Live AUC", "Requests per minute",
+                          "Refusal rate (4xx)"}  # no summary has an estimated AUC
+    assert drawn["Drift share"].find(f"{SVG}title").text == "Drift share (lower is better)"
+    assert drawn["Live AUC"].find(f"{SVG}title").text == "Live AUC (higher is better)"
+    assert drawn["Refusal rate (4xx)"].find(f"{SVG}title").text.endswith("(lower is better)")
+    for chart in drawn.values():
+        assert len(points(chart)) == 3
+    # Oldest left: the tooltips' times rise left to right, and so do the volumes.
+    tips = [tip for _, _, tip in points(drawn["Requests per minute"])]
+    assert tips == ["2026-05-01 08:00: 30.0", "2026-05-01 09:00: 60.0",
+                    "2026-05-01 10:00: 90.0"]
+    assert [tip.split(": ")[1] for _, _, tip in points(drawn["Refusal rate (4xx)"])] == [
+        "1.0%", "5.0%", "10.0%"]
+    # The drifted window (the middle one) is the only bad drift point; the limit is drawn.
+    assert [cls for _, cls, _ in points(drawn["Drift share"])] == [
+        "point", "point bad", "point"]
+    assert drawn["Drift share"].find(f"{SVG}line[@class='limit']") is not None
+    # AUC below the floor (0.65, from the summaries) is bad; the others are not.
+    assert [cls for _, cls, _ in points(drawn["Live AUC"])] == ["point", "point", "point bad"]
+    # Trends come before the table.
+    assert page.index("<svg") < page.index('<table class="windows">')
+
+
+def test_table_reads_the_right_way_newest_first(tmp_path: Path) -> None:
+    write_summaries(tmp_path, [summary(T0), drifted_summary(T0 + timedelta(hours=1)),
+                               summary(T0 + timedelta(hours=2))])
+    page = write_index(tmp_path).read_text(encoding="utf-8")
+
+    heads = headers(page, "windows")
+    assert "drift share ↑ worse" in heads and "live AUC ↓ worse" in heads
+    assert "refusal rate ↑ worse" in heads
+    assert any(h.startswith("prediction drift") and "worse" in h for h in heads)
+    assert all(tip for tip in heads.values())  # every header explains itself on hover
+    rows = table_rows(page, "windows")
+    assert [row[0] for row in rows] == ["2026-05-01 10:00:00", "2026-05-01 09:00:00",
+                                        "2026-05-01 08:00:00"]
+    column = list(heads).index(next(h for h in heads if h.startswith("prediction drift")))
+    verdicts = [row[column] for row in rows]
+    assert verdicts == ["no (p = 1.000)", "drifted (p = 0.020)", "no (p = 1.000)"]
+    refusal = list(heads).index("refusal rate ↑ worse")
+    assert [row[refusal] for row in rows] == ["2.0%"] * 3
+    # Each row links its own drift report.
+    assert re.findall(r'<a href="(drift-[^"]+)"', page) == [
+        "drift-20260501T100000.html", "drift-20260501T090000.html",
+        "drift-20260501T080000.html"]
+
+
+def test_old_summaries_without_the_new_figures_still_render(tmp_path: Path) -> None:
+    # A summary as the first reports wrote them: no window times, no volume, no floor,
+    # the p-value alone; and a summary being written right now.
+    old = {"title": "Last 1000 predictions", "report": "drift-20250101T000000000000Z.html",
+           "created_at": "2025-01-01T00:00:00+00:00", "model_name": "churn-classifier",
+           "model_version": "1", "drift_share": 0.0, "drifted_features": [],
+           "current_rows": 1000, "prediction_drift": None}
+    (tmp_path / "drift-20250101T000000000000Z.json").write_text(json.dumps(old))
+    (tmp_path / "drift-20250102T000000000000Z.json").write_text('{"title": "half')
+    write_summaries(tmp_path, [summary(T0, quality={"labels": 300, "auc": 0.7,
+                                                "estimated_auc": 0.72, "report": None})])
+    page = write_index(tmp_path).read_text(encoding="utf-8")
+
+    assert "2 report(s)" in page
+    rows = table_rows(page, "windows")
+    heads = list(headers(page, "windows"))
+    assert [row[0] for row in rows] == ["2026-05-01 08:00:00", "2025-01-01 00:00:00"]
+    old_row = dict(zip(heads, rows[1], strict=True))
+    assert old_row["requests / min"] == "n/a"
+    assert old_row["refusal rate ↑ worse"] == "n/a"
+    assert old_row["estimated AUC ↓ worse"] == "n/a"
+    assert next(v for h, v in old_row.items() if h.startswith("prediction drift")) == "n/a"
+    assert old_row["labels"] == "0" and old_row["quality report"] == "no labels yet"
+    # One summary has an estimated AUC: its chart is drawn, with a gap for the old window.
+    drawn = charts(page)
+    assert len(points(drawn["Estimated AUC"])) == 1
+    assert len(points(drawn["Requests per minute"])) == 1
+    assert len(points(drawn["Drift share"])) == 2
+
+
+def test_index_is_self_contained_and_escaped(tmp_path: Path) -> None:
+    write_summaries(tmp_path, [drifted_summary(
+        T0, title='<script>alert("x")</script>', model_name="churn<b>",
+        drifted_features=["a&b <i>"])])
+    page = write_index(tmp_path).read_text(encoding="utf-8")
+    assert "<script" not in page and "<b>" not in page and "<i>" not in page
+    assert "&lt;script&gt;" in page and "a&amp;b &lt;i&gt;" in page
+    targets = re.findall(r'(?:href|src)="([^"]*)"', page)
+    assert targets and not [t for t in targets if "://" in t or t.startswith("//")]
+    assert "<link" not in page and "@import" not in page
+
+
+def test_model_cards_are_listed_newest_first_and_windows_link_their_card(
+    tmp_path: Path
+) -> None:
+    def card(version: str, decision: str, **extra: object) -> dict:
+        return {"model_name": "churn-classifier", "version": version,
+                "created_at": f"2026-04-0{version}T03:00:00+00:00", "holdout_auc": 0.76,
+                "holdout_auc_ci": [0.741, 0.779], "gate_decision": decision,
+                "gate_reason": "beats the champion by 0.004", "champion_version": None,
+                "champion_auc": None, "run_id": "abc", "card": "x.html", **extra}
+
+    for version, decision in (("1", "promoted"), ("2", "rejected")):
+        path = card_summary_path(tmp_path, "churn-classifier", version)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(card(version, decision)))
+    card_path(tmp_path, "churn-classifier", "2").write_text("<html>card v2</html>")
+    # A card's summary broken, and one being written aside: skipped.
+    card_summary_path(tmp_path, "churn-classifier", "3").write_text('{"model_name": "chu')
+    (tmp_path / "models" / ".churn-classifier-v4.json.123.tmp.json").write_text("{}")
+    write_summaries(tmp_path, [summary(T0, model_version="2"),
+                               summary(T0 + timedelta(hours=1), model_version="1")])
+    page = write_index(tmp_path).read_text(encoding="utf-8")
+
+    rows = table_rows(page, "models")
+    assert [row[1] for row in rows] == ["v2", "v1"]
+    assert rows[0][3] == "0.760 [0.741, 0.779]"
+    assert rows[0][4].startswith("rejected") and rows[1][4].startswith("promoted")
+    assert rows[0][6] == "model card" and rows[1][6] == "card not written yet"
+    assert "holdout AUC [CI] ↓ worse" in headers(page, "models")
+    # The v2 window's model cell links v2's card; v1 has no card file, so no link.
+    assert re.findall(r'href="(models/[^"]+)"', page) == ["models/churn-classifier-v2.html"] * 2
+    windows = table_rows(page, "windows")
+    assert [row[2] for row in windows] == ["churn-classifier v1", "churn-classifier v2"]
+
+
+# --- request volume and refusals: a real Prometheus scraping known counters --------------
+
+
+class Counters:
+    """What a predictor's /metrics says about onebox_http_requests_total, settable."""
+
+    def __init__(self) -> None:
+        self.values = {("/predict", "200"): 0, ("/predict", "401"): 0,
+                       ("/predict", "422"): 0, ("/predict", "500"): 0,
+                       ("/feedback", "422"): 0, ("/health", "200"): 0}
+
+    def exposition(self) -> bytes:
+        lines = ["# HELP onebox_http_requests_total HTTP requests by endpoint and status code.",
+                 "# TYPE onebox_http_requests_total counter"]
+        lines += [f'onebox_http_requests_total{{endpoint="{endpoint}",status="{status}"}} '
+                  f"{value}" for (endpoint, status), value in self.values.items()]
+        return ("\n".join(lines) + "\n").encode()
+
+
+@pytest.fixture
+def metrics_target() -> Iterator[tuple[Counters, int]]:
+    counters = Counters()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            body = counters.exposition()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield counters, server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path, metrics_target: tuple[Counters, int]) -> Iterator[str]:
+    """A real Prometheus scraping the counters every second; its base URL."""
+    port = processes.free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+        "scrape_configs": [{"job_name": "predictor", "static_configs": [
+            {"targets": [f"127.0.0.1:{metrics_target[1]}"]}]}]}))
+    argv = [tool("prometheus"), f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}"]
+    with running(argv, tmp_path / "prometheus.log") as process:
+        url = f"http://127.0.0.1:{port}"
+
+        def ready() -> None:
+            if process.poll() is not None:
+                raise RuntimeError((tmp_path / "prometheus.log").read_text()[-2000:])
+            try:
+                requests.get(f"{url}/-/ready", timeout=2).raise_for_status()
+            except requests.RequestException as exc:
+                raise NotYet(str(exc)) from exc
+
+        eventually(ready, timeout=60)
+        yield url
+
+
+def scraped_sample(url: str, series: str) -> tuple[float, float]:
+    """(timestamp, value) of the newest scraped sample of `series`."""
+    result = requests.get(f"{url}/api/v1/query", params={"query": series},
+                          timeout=5).json()["data"]["result"]
+    if not result:
+        raise NotYet(f"{series} not scraped yet")
+    value = result[0]["value"][1]
+    timestamp = requests.get(f"{url}/api/v1/query", params={"query": f"timestamp({series})"},
+                             timeout=5).json()["data"]["result"][0]["value"][1]
+    return float(timestamp), float(value)
+
+
+@pytest.mark.slow
+def test_request_volume_and_refusal_rate_come_from_prometheus(
+    prometheus: str, metrics_target: tuple[Counters, int], champion: registry.LoadedModel,
+    schema: Schema, tmp_path: Path
+) -> None:
+    counters, _ = metrics_target
+    ok = '{endpoint="/predict",status="200"}'
+    series = f"onebox_http_requests_total{ok}"
+    start = datetime.now(UTC)
+
+    def zero_scraped_after_start() -> None:
+        stamp, value = scraped_sample(prometheus, series)
+        if stamp <= start.timestamp() or value != 0:
+            raise NotYet("no sample inside the window yet")
+
+    eventually(zero_scraped_after_start, timeout=60)
+    # During the window: 200 calls to /predict, 40 refused for their key, 10 invalid
+    # (so 25% refused), one 5xx that is no refusal; other endpoints must not count.
+    counters.values.update({("/predict", "200"): 149, ("/predict", "401"): 40,
+                            ("/predict", "422"): 10, ("/predict", "500"): 1,
+                            ("/feedback", "422"): 70, ("/health", "200"): 900})
+
+    def new_counts_scraped() -> float:
+        stamp, value = scraped_sample(prometheus, series)
+        if value != 149:
+            raise NotYet("new counts not scraped yet")
+        return stamp
+
+    eventually(new_counts_scraped, timeout=60)
+    time.sleep(3)  # a few more scrapes at the same counts
+    end = datetime.now(UTC)
+    frame = window(champion, schema, 400, seed=51)
+    frame["created_at"] = pd.date_range(start, end, periods=len(frame))
+
+    files = write_report(frame, champion, tmp_path / "reports", title="with prometheus",
+                         prometheus_url=prometheus)
+
+    s = files.summary_data
+    assert s["volume_source"] == "prometheus"
+    assert s["refusal_rate"] == pytest.approx(0.25, abs=0.01)
+    # increase() extrapolates a little past the last scrape: about 200, not exactly.
+    assert s["requests"] == pytest.approx(200, rel=0.2)
+    seconds = (end - start).total_seconds()
+    assert s["requests_per_minute"] == pytest.approx(s["requests"] * 60 / seconds, rel=0.2)
+    assert json.loads(files.summary.read_text())["refusal_rate"] == s["refusal_rate"]
+    page = files.index.read_text(encoding="utf-8")
+    row = dict(zip(headers(page, "windows"), table_rows(page, "windows")[0], strict=True))
+    assert row["refusal rate ↑ worse"] == f"{s['refusal_rate']:.1%}"
+    assert row["requests / min"] == f"{s['requests_per_minute']:.1f}"
+    assert len(points(charts(page)["Refusal rate (4xx)"])) == 1
+
+
+def test_prometheus_unset_or_away_leaves_nulls_and_the_logs_volume() -> None:
+    start, end = T0, T0 + timedelta(minutes=10)
+    unset = request_figures(None, start, end, rows=600)
+    assert unset["requests"] is None and unset["refusal_rate"] is None
+    assert unset["requests_per_minute"] == pytest.approx(60.0)
+    assert unset["volume_source"] == "prediction log"
+
+    # Nothing listens: refused at once.
+    refused = request_figures(f"http://127.0.0.1:{processes.free_port()}", start, end, 600)
+    assert refused["refusal_rate"] is None and refused["volume_source"] == "prediction log"
+    assert "did not answer" in refused["volume_note"]
+    # It listens but never answers: the short timeout, not a hung report.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        began = time.monotonic()
+        hung = request_figures(f"http://127.0.0.1:{silent.getsockname()[1]}", start, end, 600)
+        assert time.monotonic() - began < 10
+    assert hung["refusal_rate"] is None and hung["requests_per_minute"] == pytest.approx(60.0)
+    # A window without timestamps: nothing to ask, nothing to divide by.
+    assert request_figures(None, None, None, 600)["requests_per_minute"] is None
+
+
+@pytest.mark.slow
+def test_report_is_written_when_prometheus_is_away(
+    champion: registry.LoadedModel, schema: Schema, tmp_path: Path
+) -> None:
+    frame = window(champion, schema, 400, seed=52)
+    end = datetime.now(UTC)
+    frame["created_at"] = pd.date_range(end - timedelta(minutes=20), end, periods=len(frame))
+    files = write_report(frame, champion, tmp_path, title="prometheus away",
+                         prometheus_url=f"http://127.0.0.1:{processes.free_port()}")
+    s = files.summary_data
+    assert files.html.exists() and files.index.exists()
+    assert s["requests"] is None and s["refusal_rate"] is None
+    assert s["volume_source"] == "prediction log"
+    assert s["requests_per_minute"] == pytest.approx(20.0, rel=0.01)  # 400 rows in 20 min
+    page = files.index.read_text(encoding="utf-8")
+    row = dict(zip(headers(page, "windows"), table_rows(page, "windows")[0], strict=True))
+    assert row["refusal rate ↑ worse"] == "n/a"
+    assert row["requests / min"] == "20.0 (log)"
+
+
+@pytest.mark.slow
+def test_real_windows_chart_in_time_order_with_the_drifted_one_marked(
+    champion: registry.LoadedModel, schema: Schema, tmp_path: Path
+) -> None:
+    # Reported out of order (a backfill): the index follows the windows' own times.  The
+    # drifted window: older customers with much lower balances, which moves the
+    # predictions too.
+    balances_fall = Drift(scale={"total_revolving_bal": 0.4}, offset={"customer_age": 5})
+    plan = [(T0 + timedelta(hours=2), 61, SCENARIOS["none"]), (T0, 62, SCENARIOS["none"]),
+            (T0 + timedelta(hours=1), 63, balances_fall)]
+    written = []
+    for n, (end, seed, drift) in enumerate(plan):
+        frame = generate(1000, seed, drift, schema)
+        frame[PREDICTION_COLUMN] = champion.predict_proba(model_frame(schema, frame))
+        frame["created_at"] = pd.date_range(end - timedelta(minutes=30), end,
+                                            periods=len(frame))
+        written.append(write_report(frame, champion, tmp_path, title=f"window {n}",
+                                    now=datetime.now(UTC) + timedelta(seconds=n)).summary_data)
+    later, earlier, drifted = written
+    assert drifted["drift_detected"] and drifted["prediction_drift"]["drifted"]
+    assert not earlier["drift_detected"] and not later["drift_detected"]
+    page = (tmp_path / "index.html").read_text(encoding="utf-8")
+
+    share = points(charts(page)["Drift share"])
+    assert [tip.split(": ")[0] for _, _, tip in share] == [
+        "2026-05-01 08:00", "2026-05-01 09:00", "2026-05-01 10:00"]
+    assert [cls for _, cls, _ in share] == ["point", "point bad", "point"]
+    rows = table_rows(page, "windows")
+    assert [row[0] for row in rows] == ["2026-05-01 10:00:00", "2026-05-01 09:00:00",
+                                        "2026-05-01 08:00:00"]
+    heads = list(headers(page, "windows"))
+    verdicts = [row[next(i for i, h in enumerate(heads) if h.startswith("prediction drift"))]
+                for row in rows]
+    assert verdicts[1].startswith("drifted (p = ")
+    assert verdicts[0].startswith("no (p = ") and verdicts[2].startswith("no (p = ")
+    assert rows[1][heads.index("drift share ↑ worse")] == f"{drifted['drift_share']:.2f}"
+
+
+@pytest.mark.slow
+def test_index_reads_in_a_real_browser(tmp_path: Path) -> None:
+    write_summaries(tmp_path, [summary(T0), drifted_summary(T0 + timedelta(hours=1)),
+                               summary(T0 + timedelta(hours=2), refusal_rate=None,
+                                       requests=None, volume_source="prediction log")])
+    cards = tmp_path / "models"
+    cards.mkdir()
+    (cards / "churn-classifier-v1.json").write_text(json.dumps({
+        "model_name": "churn-classifier", "version": "1",
+        "created_at": "2026-04-30T03:00:00+00:00", "holdout_auc": 0.76,
+        "holdout_auc_ci": [0.74, 0.78], "gate_decision": "promoted",
+        "gate_reason": "no champion yet", "champion_version": None, "champion_auc": None}))
+    (cards / "churn-classifier-v1.html").write_text("<!doctype html><title>card</title>")
+    index = write_index(tmp_path)
+
+    with browser.open_browser() as chrome:
+        chrome.get(index.as_uri())
+        text = browser.wait_for_text(chrome, "Model versions")
+        drawn = chrome.find_elements("css selector", "svg.chart")
+        assert len(drawn) == 4
+        assert all(chart.is_displayed() and chart.size["width"] > 100 for chart in drawn)
+        assert len(chrome.find_elements("css selector", "svg.chart circle.bad")) == 1
+        assert "drifted (p = 0.020)" in text and "no (p = 1.000)" in text
+        assert "drift share ↑ worse" in text and "refusal rate ↑ worse" in text
+        assert "0.760 [0.740, 0.780]" in text
+        browser.save_screenshot(chrome, "reports-index")
+        chrome.find_element("link text", "model card").click()
+        assert chrome.current_url.endswith("/models/churn-classifier-v1.html")

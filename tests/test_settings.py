@@ -39,11 +39,19 @@ def test_empty_artifact_root_leaves_it_to_the_tracking_server() -> None:
         ({"PREDICTOR_API_KEYS": "crm:predict"}, "PREDICTOR_API_KEYS: PREDICTOR_API_KEYS record 1"),
         ({"PREDICTION_STORE_URL": "mysql://x"}, "PREDICTION_STORE_URL"),
         ({"APP_ENV": "prod"}, "APP_ENV"),
+        ({"PROMETHEUS_URL": "prometheus:9090"}, "PROMETHEUS_URL"),
     ],
 )
 def test_bad_values_stop_the_process_naming_the_variable(env: dict, words: str) -> None:
     with pytest.raises(SettingsError, match=words):
         Settings.from_env(env)
+
+
+def test_prometheus_url_is_optional() -> None:
+    assert Settings.from_env({}).prometheus_url is None
+    assert Settings.from_env({"PROMETHEUS_URL": ""}).prometheus_url is None
+    url = "http://prometheus:9090"
+    assert Settings.from_env({"PROMETHEUS_URL": url}).prometheus_url == url
 
 
 def test_placeholder_secrets_are_refused_outside_local() -> None:
