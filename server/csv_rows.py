@@ -1,26 +1,37 @@
 """Predictions for a CSV file: `POST /predict` with `Content-Type: text/csv`.
 
-A person with a spreadsheet sends its rows and gets the same file back with a
-probability per row.  The header names the columns; every feature of the schema must
-be one of them.  Other columns (a customer id, a note) are not sent to the model and
-come back as they were, so the answer joins back to the person's own records.  Cells
-are text: numbers are parsed, an empty cell is null (refused where the feature is not
-nullable), an ordinal feature takes its level's name or its code.  Problems name the
-file's line (the header is line 1, as a spreadsheet numbers its rows) and the column,
-then the problem as the JSON API words it; a file with any bad row is refused whole,
-like a JSON batch, so the answer never holds a silent gap.
+A person with a spreadsheet sends its rows and gets the same file back with three
+columns more: prediction_id, churn_probability and churn_predicted (0/1 at the
+threshold; not "churn", the target's name, under which a labelled export carries the
+real outcome). Those names, and `contribution_<feature>`, cannot be columns of the file.
+The header names the columns; every feature of the schema must be one of them. Other
+columns (a customer id, a note) are not sent to the model and come back as they were, so
+the answer joins back to the person's own records. Cells are text: numbers are parsed,
+an empty cell is null (refused where the feature is not nullable), an ordinal feature
+takes its level's name or its code. Problems name the file's line (the header is line 1,
+as a spreadsheet numbers its rows) and the column, then the problem as the JSON API
+words it; a file with any bad row is refused whole, like a JSON batch, so the answer
+never holds a silent gap.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 from core.schema import Feature, FieldProblem, RecordInvalid, Schema
 
-ANSWER_COLUMNS = ("prediction_id", "churn_probability", "churn")
+# The answer's columns.  Not "churn": that is the target's name, and a labelled export
+# carries the real outcome under it, which must come back untouched.
+ANSWER_COLUMNS = ("prediction_id", "churn_probability", "churn_predicted")
+CONTRIBUTION_PREFIX = "contribution_"
+MAX_COLUMNS = 1_000
+# A number as JSON writes one (ASCII digits, no "1_000", no "nan"): what the API takes.
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
 
 
 class CsvProblem(ValueError):
@@ -50,10 +61,13 @@ def read_rows(raw: bytes, schema: Schema,
         previous_end = 0
         for cells in reader:
             starts, previous_end = previous_end + 1, reader.line_num
-            if not cells:
-                continue  # a blank line
+            if not any(cell.strip() for cell in cells):
+                continue  # a blank line, or a spreadsheet's empty row (",,,,")
             if not header:
                 header = [name.strip() for name in cells]
+                if len(header) > MAX_COLUMNS:
+                    raise CsvProblem([FieldProblem("line 1", f"names {len(header)} columns; "
+                                                             f"at most {MAX_COLUMNS}")])
                 continue
             if len(cells) != len(header):
                 raise CsvProblem([FieldProblem(f"line {starts}",
@@ -73,9 +87,15 @@ def read_rows(raw: bytes, schema: Schema,
     if missing:
         raise CsvProblem([FieldProblem(name, "is a required column; the header has: "
                                              f"{', '.join(header)}") for name in missing])
-    if len(set(header)) != len(header):
-        repeated = sorted({name for name in header if header.count(name) > 1})
+    repeated = sorted(name for name, times in Counter(header).items() if times > 1)
+    if repeated:
         raise CsvProblem([FieldProblem(name, "is a column named twice") for name in repeated])
+    reserved = {*ANSWER_COLUMNS, *(f"{CONTRIBUTION_PREFIX}{name}" for name in schema.feature_names)}
+    taken = [name for name in header if name in reserved]
+    if taken:
+        raise CsvProblem([FieldProblem(name, "is a column the answer writes; rename or remove "
+                                             "it (an answered file sent again has it)")
+                          for name in taken])
     if not rows:
         raise CsvProblem([FieldProblem("body", "has a header but no rows")])
     records: list[dict[str, Any]] = []
@@ -97,18 +117,17 @@ def read_rows(raw: bytes, schema: Schema,
 def write_answers(header: Sequence[str], rows: Sequence[dict[str, str]],
                   answers: Sequence[dict[str, Any]], feature_names: Sequence[str]) -> str:
     """The file's rows as sent, with the answer's columns after them (and, when the
-    answers carry explanations, one `contribution_<feature>` column per feature)."""
+    answers carry explanations, one `contribution_<feature>` column per feature); the
+    file cannot hold those names (read_rows refuses them), so nothing of it is replaced."""
     explained = bool(answers) and "explanation" in answers[0]
-    extra = [f"contribution_{name}" for name in feature_names] if explained else []
-    # An answer column the file already has (a re-upload of an answered file) is replaced.
-    kept = [name for name in header if name not in ANSWER_COLUMNS and name not in extra]
+    extra = [f"{CONTRIBUTION_PREFIX}{name}" for name in feature_names] if explained else []
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([*kept, *ANSWER_COLUMNS, *extra])
+    writer.writerow([*header, *ANSWER_COLUMNS, *extra])
     for row, answer in zip(rows, answers, strict=True):
-        cells = [row[name] for name in kept]
+        cells = [row[name] for name in header]
         cells += [answer["prediction_id"], f"{answer['churn_probability']:.6f}",
-                  int(answer["churn"])]
+                  int(answer["churn"])]  # churn_predicted
         if explained:
             contributions = answer["explanation"]["contributions"]
             cells += [f"{contributions[name]:.6f}" for name in feature_names]
@@ -125,13 +144,11 @@ def _cell(feat: Feature, text: str) -> Any:
         return value
     if feat.kind == "ordinal" and value in feat.levels:
         return feat.levels.index(value)
+    if not _NUMBER.fullmatch(value):
+        expected = ("an ordinal code or one of " + ", ".join(feat.levels)
+                    if feat.kind == "ordinal" else "a number")
+        raise ValueError(f"must be {expected}, got {value!r}")
     try:
         return int(value)
     except ValueError:
-        pass
-    try:
-        return float(value)
-    except ValueError:
-        expected = ("an ordinal code or one of " + ", ".join(feat.levels)
-                    if feat.kind == "ordinal" else "a number")
-        raise ValueError(f"must be {expected}, got {value!r}") from None
+        return float(value)  # "1e400" is inf: the schema's check names it

@@ -332,8 +332,8 @@ def _document(schema: Schema, *, model_name: str, model_version: str,
                 "responses": {
                     "200": {"description": "One answer (a record was sent), one per record "
                                            "(a batch was sent), or the CSV file back with "
-                                           "prediction_id, churn_probability and churn "
-                                           "columns (a CSV file was sent).",
+                                           "prediction_id, churn_probability and "
+                                           "churn_predicted columns (a CSV file was sent).",
                             "content": {JSON: {"schema": {"oneOf": [
                                 _ref("SinglePrediction"), _ref("BatchPrediction")]}},
                                 CSV: {"schema": {"type": "string"}}}},

@@ -155,11 +155,11 @@ def test_a_csv_file_comes_back_with_a_probability_per_row_and_its_own_columns(
     back = list(csv.DictReader(io.StringIO(answer.text)))
     assert [r["customer_id"] for r in back] == [r["customer_id"] for r in rows]
     assert back[1]["note"] == "called twice,\nno answer"
-    assert list(back[0]) == [*columns, "prediction_id", "churn_probability", "churn"]
+    assert list(back[0]) == [*columns, "prediction_id", "churn_probability", "churn_predicted"]
     expected = predictor.post("/predict", records, headers=AUTH).json()["predictions"]
     assert [float(r["churn_probability"]) for r in back] == pytest.approx(
         [e["churn_probability"] for e in expected], abs=1e-6)
-    assert [int(r["churn"]) for r in back] == [int(e["churn"]) for e in expected]
+    assert [int(r["churn_predicted"]) for r in back] == [int(e["churn"]) for e in expected]
     assert logged_rows(predictor) == before + 2 * len(records)  # the file's rows are logged too
 
 
@@ -307,13 +307,18 @@ def test_a_person_tries_the_model_in_a_browser(predictor: Predictor, schema: Sch
 
         # A file: scored, previewed, offered for download.
         good = tmp_path / "customers.csv"
-        good.write_text(csv_text([{"customer_id": f"C-{i}", **valid_record(customer_age=30 + i)}
-                                  for i in range(3)], ["customer_id", *schema.feature_names]))
+        columns = ["customer_id", *schema.feature_names, "note"]
+        good.write_text(csv_text([{"customer_id": f"C-{i}", **valid_record(customer_age=30 + i),
+                                   "note": "called, twice\nno answer"} for i in range(3)],
+                                 columns))
         chrome.find_element("id", "csv-file").send_keys(str(good))
         chrome.find_element("id", "csv-submit").click()
         browser.wait_for_text(chrome, "Scored 3 rows with v1")
         header = [c.text for c in chrome.find_elements("css selector", "#csv-table th")]
-        assert header[0] == "customer_id" and "churn_probability" in header
+        assert header == [*columns, "prediction_id", "churn_probability", "churn_predicted"]
+        first = chrome.find_elements("css selector", "#csv-table tr")[1]
+        cells = [c.text for c in first.find_elements("css selector", "td")]
+        assert len(cells) == len(header) and cells[0] == "C-0"
         link = chrome.find_element("id", "csv-download").get_attribute("href")
         assert link.startswith("blob:")
         browser.save_screenshot(chrome, "try-page-csv")
@@ -331,3 +336,45 @@ def test_a_person_tries_the_model_in_a_browser(predictor: Predictor, schema: Sch
 def _typical(predictor: Predictor) -> dict:
     return requests.get(predictor.url + "/model", headers=AUTH, timeout=5).json()[
         "typical_record"]
+
+
+def test_a_labelled_export_keeps_its_outcome_column_and_empty_rows_are_skipped(
+    predictor: Predictor, schema: Schema
+) -> None:
+    # The target's own name ("churn") is the person's real outcome: it comes back as sent.
+    rows = [{**valid_record(), "churn": "1"}, {**valid_record(customer_age=60), "churn": "0"}]
+    text = csv_text(rows, [*schema.feature_names, "churn"])
+    text += "," * len(schema.feature_names) + "\n"  # a spreadsheet's empty last row
+    answer = requests.post(predictor.url + "/predict", data=text, headers=CSV_TYPE, timeout=10)
+    assert answer.status_code == 200, answer.text
+    back = list(csv.DictReader(io.StringIO(answer.text)))
+    assert [r["churn"] for r in back] == ["1", "0"]
+    assert all(r["churn_predicted"] in ("0", "1") for r in back)
+
+
+@pytest.mark.parametrize(("extra_column", "field"), [
+    ("churn_probability", "churn_probability"),        # an answered file sent again
+    ("contribution_credit_limit", "contribution_credit_limit"),
+    ("customer_age", "customer_age"),                  # a column named twice
+])
+def test_a_column_the_answer_would_overwrite_or_a_repeated_one_is_named(
+    predictor: Predictor, schema: Schema, extra_column: str, field: str
+) -> None:
+    header = ",".join([*schema.feature_names, extra_column])
+    row = ",".join(str(v) for v in valid_record().values()) + ",0.5"
+    refused = requests.post(predictor.url + "/predict", data=f"{header}\n{row}\n",
+                            headers=CSV_TYPE, timeout=10)
+    assert refused.status_code == 422, refused.text
+    assert field in {p["field"] for p in refused.json()["problems"]}
+
+
+@pytest.mark.parametrize("cell", ["1_000", "٤٥", "nan", "0x10", "12,5"])
+def test_a_number_cell_is_read_as_json_writes_numbers(
+    predictor: Predictor, schema: Schema, cell: str
+) -> None:
+    rows = [{**valid_record(), "customer_age": cell}]
+    refused = requests.post(predictor.url + "/predict",
+                            data=csv_text(rows, schema.feature_names).encode(),
+                            headers=CSV_TYPE, timeout=10)
+    assert refused.status_code == 422, refused.text
+    assert {p["field"] for p in refused.json()["problems"]} == {"line 2.customer_age"}
