@@ -23,6 +23,8 @@ from prometheus_client import (
 from prometheus_client import multiprocess as prometheus_multiprocess
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+# The statuses /predict answers with (server/views.py): 503 is the store, never a client.
+PREDICT_STATUSES = ("200", "400", "401", "403", "413", "422")
 PROBABILITY_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
 
 
@@ -77,6 +79,11 @@ class Metrics:
             "onebox_auth_refusals_total",
             "Requests refused for their API key, by status (401: missing, invalid or "
             "expired; 403: wrong scope).", ["status"], registry=registry)
+        # /predict's answers exist from the start at 0: Prometheus's increase() cannot see
+        # a series' first value, so a refusal that created its series would count as none
+        # (the reports' refusal rate, the PredictionsRefused alert).
+        for status in PREDICT_STATUSES:
+            self.requests.labels("/predict", status)
 
     def exposition(self) -> bytes:
         if self.multiprocess:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
-from server.metrics import PROBABILITY_BUCKETS, observe_many
+from server.metrics import PROBABILITY_BUCKETS, Metrics, observe_many
 
 
 def test_observe_many_matches_observe_for_every_value_including_bucket_edges() -> None:
@@ -31,3 +31,12 @@ def samples(registry: CollectorRegistry) -> list[bytes]:
 
 def sum_of(registry: CollectorRegistry) -> float:
     return registry.get_sample_value("p_sum")
+
+
+def test_predicts_answers_are_counted_from_zero_before_the_first_request() -> None:
+    # Prometheus's increase() cannot see a series' first value: a refusal that created its
+    # series would count as none in the refusal rate and the PredictionsRefused alert.
+    exposition = Metrics().exposition().decode()
+    for status in ("200", "401", "403", "413", "422"):
+        assert (f'onebox_http_requests_total{{endpoint="/predict",status="{status}"}} 0.0'
+                in exposition), status
