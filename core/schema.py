@@ -396,7 +396,8 @@ def typical_record(schema: Schema, frame: pd.DataFrame) -> dict[str, Any]:
             record[feat.name] = str(column.astype(str).mode().iloc[0])
         else:
             median = float(pd.to_numeric(column).median())
-            record[feat.name] = median if feat.kind == "float" else int(round(median))
+            # Two decimals: a form's default, not 1101.8649999999998.
+            record[feat.name] = round(median, 2) if feat.kind == "float" else int(round(median))
     return record
 
 

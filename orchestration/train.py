@@ -43,7 +43,7 @@ from orchestration.model import (
     evaluate,
     suggest_params,
 )
-from reporting import model_card
+from reporting import model_card, report
 from simulation.loader import load_dataset
 
 
@@ -302,6 +302,8 @@ def write_model_card(
         training_seconds=training_seconds, trials=trials,
     ))
     files = model_card.publish(card, settings.reports_dir, client)
+    # The index lists the versions' cards: rebuilt now, not at the next drift report.
+    report.write_index(settings.reports_dir)
     _logger().info("model card %s (%s) in %.2fs", files.html, files.url,
                    time.perf_counter() - started)
     return str(files.html)

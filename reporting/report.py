@@ -175,7 +175,8 @@ def request_figures(prometheus_url: str | None, start: datetime | None,
     else:
         try:
             counts = _prometheus_counts(prometheus_url, start, end)
-        except (requests.RequestException, ValueError, LookupError, TypeError) as exc:
+        except (requests.RequestException, ValueError, LookupError, TypeError,
+                AttributeError) as exc:  # AttributeError: an answer that is not an object
             # The exception's text may carry the URL (and any credentials in it): not kept.
             note = f"Prometheus did not answer ({type(exc).__name__})"
         else:
@@ -409,7 +410,10 @@ def _charts(chronological: list[dict[str, Any]], min_auc: float | None,
                                   title="Estimated AUC", better="higher", limit=min_auc,
                                   limit_label=auc_label, fmt="{:.3f}"))
     charts += [
-        trend_chart(series(lambda s: s.get("requests_per_minute")), labels,
+        # Requests, not logged rows (a batch is one request, many rows): the log's figure
+        # stands in for Prometheus in the table, marked, but is not drawn on this line.
+        trend_chart(series(lambda s: s.get("requests_per_minute")
+                           if s.get("volume_source") == VOLUME_FROM_PROMETHEUS else None), labels,
                     title="Requests per minute", fmt="{:.1f}"),
         trend_chart(series(lambda s: s.get("refusal_rate")), labels,
                     title="Refusal rate (4xx)", better="lower", fmt="{:.1%}"),

@@ -137,8 +137,8 @@ class FastScorer:
         matrix = (self.matrix_from_columns(columns, len(records)) if columns is not None
                   else self.matrix(records))
         # One extra column: the bias (the model's expected margin), last.
-        raw = self.booster.predict(xgboost.DMatrix(matrix, missing=np.nan),
-                                   pred_contribs=True)
+        data = xgboost.DMatrix(matrix, missing=np.nan, feature_names=self.booster.feature_names)
+        raw = self.booster.predict(data, pred_contribs=True)
         per_feature = np.empty((len(records), len(self.feature_names)))
         for i, encoded in enumerate(self._encoded_columns):
             per_feature[:, i] = raw[:, encoded].sum(axis=1)
