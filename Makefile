@@ -21,7 +21,7 @@ export PYTHONDONTWRITEBYTECODE ?= 1
 
 PYTEST_ARGS ?=
 
-.PHONY: help venv home demo data train serve traffic report rollback bench bench-train bench-fidelity bench-exporter bench-stack soak test test-fast test-stack test-prereqs lint audit compose-check clean up down logs ps backup restore up-offline down-offline standins env-file
+.PHONY: screenshots help venv home demo data train serve traffic report rollback bench bench-train bench-fidelity bench-exporter bench-stack soak test test-fast test-stack test-prereqs lint audit compose-check clean up down logs ps backup restore up-offline down-offline standins env-file
 
 help:
 	@echo "make demo      the whole loop on embedded defaults (data, train, serve, traffic, report)"
@@ -38,6 +38,7 @@ help:
 	@echo "make bench-exporter  drift exporter compute time at 3k/10k/100k rows"
 	@echo "make bench-stack  the compose stack's figures: memory, image size, build and start times, req/s (Docker)"
 	@echo "make soak      the compose stack at half its peak for 10 min: errors, p99 and memory per minute (Docker, wrk)"
+	@echo "make screenshots  the pages' pictures in docs/screenshots (their browser tests)"
 	@echo "make lint      ruff"
 	@echo "make audit     known vulnerabilities of the pinned packages (pip-audit; needs PyPI's JSON API or OSV)"
 	@echo "make clean     remove the embedded state (.onebox)"
@@ -113,6 +114,11 @@ rollback: $(STAMP) home
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The README's pictures of the pages, taken by the pages' own browser tests (chromium).
+screenshots: $(STAMP)
+	ONEBOX_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest -p no:randomly \
+	  -k browser tests/test_try_page.py tests/test_model_card.py tests/test_report.py $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not stack" $(PYTEST_ARGS)

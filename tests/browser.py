@@ -95,13 +95,10 @@ def save_screenshot(driver: object, name: str) -> Path | None:
         return None
     path = Path(folder) / f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
-    # The window grows to the page's height for the picture, then goes back.
-    size = driver.get_window_size()  # type: ignore[attr-defined]
-    height = driver.execute_script(  # type: ignore[attr-defined]
-        "return Math.max(document.body.scrollHeight, document.documentElement.scrollHeight)")
-    driver.set_window_size(size["width"], min(int(height) + 40, 6000))  # type: ignore[attr-defined]
-    try:
-        driver.save_screenshot(str(path))  # type: ignore[attr-defined]
-    finally:
-        driver.set_window_size(size["width"], size["height"])  # type: ignore[attr-defined]
+    # The whole page, not the window: Chrome's DevTools capture beyond the viewport.
+    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]  # type: ignore[attr-defined]
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {  # type: ignore[attr-defined]
+        "format": "png", "captureBeyondViewport": True,
+        "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}})
+    path.write_bytes(base64.b64decode(shot["data"]))
     return path

@@ -388,7 +388,8 @@ def test_prometheus_scrapes_both_targets_loads_the_rules_and_has_the_onebox_seri
 def test_the_uis_work_in_a_browser_through_the_front_door(stack: ComposeStack) -> None:
     """People's paths, in chromium: the front page, MLflow's registry, Prometheus, and
     Prefect's UI, which asks for the login itself (its API does) and then lists the
-    deployments.  Without the login, none of them shows anything."""
+    deployments; the try-it page with an API key and no login.  Without the login, none
+    of the others shows anything."""
     from selenium.webdriver.common.keys import Keys
 
     base = f"https://localhost:{stack.port}"
@@ -411,6 +412,17 @@ def test_the_uis_work_in_a_browser_through_the_front_door(stack: ComposeStack) -
             chrome.get(f"{base}/prefect/deployments")
             for name in ("drift-check", "report", "train"):
                 browser.wait_for_text(chrome, name, timeout=60)
+        with browser.open_browser(insecure=True) as analyst:
+            # The try-it page needs no login, only the predictor's API key, which it asks for;
+            # the model card of the served version is linked from the reports, behind the login.
+            analyst.get(f"{base}/try")
+            browser.wait_for_text(analyst, "asks for an API key")
+            analyst.find_element("id", "key").send_keys(stack.env["ONEBOX_PREDICT_KEY"])
+            analyst.find_element("id", "use-key").click()
+            browser.wait_for_text(analyst, MODEL)
+            analyst.find_element("id", "predict").click()
+            browser.wait_for_text(analyst, "chance of churn")
+            assert analyst.find_elements("css selector", "#explanation .bar[data-feature]")
         with browser.open_browser(insecure=True) as anonymous:
             # Without the login the browser is refused (it would ask for the login): none of
             # what the same pages showed above.

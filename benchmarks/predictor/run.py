@@ -184,6 +184,14 @@ def run(args: argparse.Namespace, scratch: Path) -> None:
             results["batch_log_off"] = measure(
                 f"onebox batch of {len(batch)}, log off", server, "/predict", batch_body,
                 batch_load, records=len(batch))
+            # What an explanation costs a record: the same server and bodies, ?explain=true.
+            servers.require_ok(server.url + "/predict?explain=true", single_body.read_bytes(),
+                               "onebox with ?explain=true", "contributions")
+            results["explain"] = measure("onebox, explain, log off", server,
+                                         "/predict?explain=true", single_body, load)
+            results["batch_explain"] = measure(
+                f"onebox batch of {len(batch)}, explain", server, "/predict?explain=true",
+                batch_body, batch_load, records=len(batch))
             # What API keys cost: the same predictor with keys, every request with a valid
             # one; log off, so the check is most of the difference.  The two alternate, so
             # the machine's other load falls on both.
@@ -428,6 +436,15 @@ def report(results: dict[str, Measurement], logged: tuple[int, int],
         f"{'(no target)':>12}")
     say(f"{'logging cost, batch (log on / log off)':<42} "
         f"{batch_on.rate / batch_off.rate:>18.2f} {'(no target)':>12}")
+    explain, batch_explain = results["explain"], results["batch_explain"]
+    say(f"{'explanation cost, single (server CPU/req)':<42} "
+        f"{explain.cpu_ms_per_request / off.cpu_ms_per_request:>17.2f}x {'(no target)':>12}")
+    say(f"{'explanation cost, batch (server CPU/row)':<42} "
+        f"{batch_explain.cpu_us_per_row / batch_off.cpu_us_per_row:>17.2f}x {'(no target)':>12}")
+    say(f"  explained: {explain.cpu_ms_per_request * 1000:,.0f} us per single request "
+        f"(plain {off.cpu_ms_per_request * 1000:,.0f}), {batch_explain.cpu_us_per_row:.1f} us "
+        f"per batch row (plain {batch_off.cpu_us_per_row:.1f}); "
+        f"{explain.rate:,.0f} req/s and {batch_explain.rows_per_second:,.0f} rows/s")
     # Other processes on the machine move req/s a lot from run to run; the server's own
     # CPU per request much less.  The same ratios by CPU, as a cross-check.
     say("\nby server CPU per request (less sensitive to other load on the machine):")
