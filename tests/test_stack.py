@@ -353,6 +353,16 @@ def test_a_report_quick_run_puts_a_report_on_the_front_doors_index(stack: Compos
     assert stack.get("reports", "/../data/churn.csv").status_code in (400, 404)
 
 
+def test_the_first_champions_model_card_is_on_the_front_door(stack: ComposeStack) -> None:
+    # Written by the bootstrap's train run into the reports volume, linked from the version.
+    card = stack.get("reports", "/models/churn-classifier-v1.html")
+    assert card.status_code == 200, card.text[:500]
+    assert "churn-classifier v1" in card.text and "Promotion gate" in card.text
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", card.text)
+    assert "models/churn-classifier-v1.html" in stack.get("reports", "/").text
+    assert stack.get("reports", "/models/churn-classifier-v1.html", auth=None).status_code == 401
+
+
 def test_prometheus_scrapes_both_targets_loads_the_rules_and_has_the_onebox_series(
     stack: ComposeStack,
 ) -> None:
