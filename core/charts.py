@@ -43,8 +43,10 @@ def trend_chart(values: Sequence[float | None], labels: Sequence[str], *, title:
                 fmt: str = "{:.2f}", width: int = 300, height: int = 130) -> str:
     """A line over time: one point per label (oldest first); None leaves a gap.
 
-    `better` says which way is good ("higher": a fall is bad); `limit` draws the line
-    past which a point is bad, and points on the bad side of it are drawn red.
+    `better` says which way is good ("higher": a fall is bad); `limit` draws the alarm's
+    line and points on its bad side are drawn red, as the alarms read their limits: with
+    "higher" a point below it is bad (a floor), with "lower" a point at or above it (a
+    threshold the alarm rises at).
     """
     if len(values) != len(labels):
         raise ValueError("one label per value")
@@ -100,7 +102,7 @@ def trend_chart(values: Sequence[float | None], labels: Sequence[str], *, title:
         if not _finite(value):
             continue
         bad = limit is not None and better is not None and (
-            value < limit if better == "higher" else value > limit)  # type: ignore[operator]
+            value < limit if better == "higher" else value >= limit)  # type: ignore[operator]
         tip = escape(f"{labels[i]}: {fmt.format(value)}")
         parts.append(f'<circle class="point{" bad" if bad else ""}" cx="{_num(x_at(i))}" '
                      f'cy="{_num(y_at(value))}" r="3" fill="{BAD if bad else LINE}">'  # type: ignore[arg-type]

@@ -18,7 +18,6 @@ import argparse
 import html
 import json
 import math
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +34,7 @@ from core.settings import Settings
 from core.store import PredictionStore
 from monitoring.drift import DriftPolicy, compute_drift
 from monitoring.quality import live_quality
+from reporting.atomic import atomic_write
 from reporting.model_card import CARDS_DIR, card_path
 
 INDEX_FILE = "index.html"
@@ -113,12 +113,12 @@ def write_report(
         "quality_min_auc": policy.min_auc,
         **request_figures(prometheus_url, start, end, len(window)),
     }
-    _atomic_write(html_path, lambda p: drift.snapshot.save_html(str(p)))
+    atomic_write(html_path, lambda p: drift.snapshot.save_html(str(p)))
     if quality_path is not None:
         snapshot = _classification_snapshot(labelled)
-        _atomic_write(quality_path, lambda p: snapshot.save_html(str(p)))
+        atomic_write(quality_path, lambda p: snapshot.save_html(str(p)))
     # The summary last: the index lists a report only once its pages exist.
-    _atomic_write(summary_path, lambda p: p.write_text(json.dumps(summary, indent=2)))
+    atomic_write(summary_path, lambda p: p.write_text(json.dumps(summary, indent=2)))
     index_path = write_index(reports_dir, min_auc=policy.min_auc)
     return ReportFiles(html_path, summary_path, index_path, summary, quality_path)
 
@@ -328,7 +328,7 @@ header for what it measures.</p>
 </tbody></table></body></html>
 """
     index_path = reports_dir / INDEX_FILE
-    _atomic_write(index_path, lambda p: p.write_text(page, encoding="utf-8"))
+    atomic_write(index_path, lambda p: p.write_text(page, encoding="utf-8"))
     return index_path
 
 
@@ -396,11 +396,9 @@ def _charts(chronological: list[dict[str, Any]], min_auc: float | None,
     share_limit = _newest_number(chronological, lambda s: s.get("drift_share_threshold"))
     auc_label = "" if min_auc is None else f"floor {min_auc:.2f}"
     charts = [
-        # The alarm rises at share >= threshold and the chart marks points above its limit:
-        # the line sits a hair below the threshold, so a window on it reads red too.
         trend_chart(series(lambda s: s.get("drift_share")), labels, title="Drift share",
                     better="lower",
-                    limit=None if share_limit is None else share_limit - 1e-9,
+                    limit=share_limit,
                     limit_label="" if share_limit is None else f"alarm ≥ {share_limit:.2f}"),
         trend_chart(series(lambda s: _quality(s).get("auc")), labels, title="Live AUC",
                     better="higher", limit=min_auc, limit_label=auc_label, fmt="{:.3f}"),
@@ -552,16 +550,6 @@ def _card_row(card: dict[str, Any], reports_dir: Path) -> str:
              e(auc), gate, e(champion_text),
              _link(href, "model card") if href else "card not written yet"]
     return "<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>"
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    # nginx may serve the file while it is written: write aside, then rename.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def report_latest_window(settings: Settings, window_rows: int) -> ReportFiles:

@@ -34,6 +34,10 @@ def test_points_past_the_limit_on_the_bad_side_are_marked_bad() -> None:
                               better="lower", limit=0.7))
     assert [c.get("class") for c in lower.findall(f"{SVG}circle")] == [
         "point bad", "point", "point bad"]
+    # As the alarms read them: a floor is good at its value, a threshold already bad.
+    on_limit = [parse(trend_chart([0.7], ["1"], title="x", better=better, limit=0.7))
+                .find(f"{SVG}circle").get("class") for better in ("higher", "lower")]
+    assert on_limit == ["point", "point bad"]
 
 
 def test_an_empty_trend_says_there_is_no_data() -> None:
