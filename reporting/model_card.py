@@ -15,7 +15,6 @@ nothing fetched, so it reads the same from nginx, from a file:// URL or from MLf
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,8 +25,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import pandas as pd
 
+from core import contributions
 from core.charts import FONT, GRID, LINE, bar_chart, curve_chart
 from core.schema import Feature, Schema, model_frame
+from reporting.atomic import atomic_write_text
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -255,21 +256,18 @@ def feature_importance(pipeline: Any, schema: Schema, frame: pd.DataFrame,
     A one-hot encoded feature's columns are summed per row before the absolute value:
     SHAP values add up, so that sum is the feature's contribution to that prediction.
     """
-    from xgboost import DMatrix
-
     if len(frame) > SHAP_MAX_ROWS:
         frame = frame.sample(n=SHAP_MAX_ROWS, random_state=seed)
     preprocessing = pipeline.named_steps["preprocessing"]
     classifier = pipeline.named_steps["classifier"]
     encoded = np.asarray(preprocessing.transform(model_frame(schema, frame)), dtype=np.float64)
-    booster = classifier.get_booster()
-    contributions = booster.predict(
-        DMatrix(encoded, missing=np.nan, feature_names=booster.feature_names),
-        pred_contribs=True)[:, :-1]  # the last column is the bias
-    owners = _column_owners(preprocessing)
-    per_feature = pd.DataFrame(contributions).T.groupby(np.array(owners)).sum().T
-    ranked = per_feature.abs().mean().sort_values(ascending=False)
-    return [(str(name), float(value)) for name, value in ranked.items()]
+    _, per_feature = contributions.by_feature(classifier.get_booster(), encoded,
+                                              _column_owners(preprocessing),
+                                              schema.feature_names)
+    mean_abs = np.abs(per_feature).mean(axis=0)
+    ranked = sorted(zip(schema.feature_names, mean_abs.tolist(), strict=True),
+                    key=lambda item: -item[1])
+    return [(str(name), float(value)) for name, value in ranked]
 
 
 # --- the card ------------------------------------------------------------------------
@@ -682,16 +680,6 @@ class CardFiles:
     url: str
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    # nginx may serve the file while it is written: write aside, then rename over it.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_card(card: ModelCard, page: str, reports_dir: Path) -> CardFiles:
     """Write the page, then its summary (an index lists a card once its summary exists, so
     it never links a page not there yet)."""
@@ -699,8 +687,8 @@ def write_card(card: ModelCard, page: str, reports_dir: Path) -> CardFiles:
     html_file = card_path(reports_dir, inputs.model_name, inputs.version)
     summary_file = card_summary_path(reports_dir, inputs.model_name, inputs.version)
     html_file.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(html_file, page)
-    _atomic_write_text(summary_file, json.dumps(summary(card), indent=2))
+    atomic_write_text(html_file, page)
+    atomic_write_text(summary_file, json.dumps(summary(card), indent=2))
     return CardFiles(html_file, summary_file, card.url)
 
 
