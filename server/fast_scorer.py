@@ -30,12 +30,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import xgboost
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
 from xgboost import XGBClassifier
 
+from core import contributions
 from core.schema import Schema
 
 
@@ -136,13 +136,9 @@ class FastScorer:
         per feature (TreeSHAP, exact for trees): base + sum(contributions) = score."""
         matrix = (self.matrix_from_columns(columns, len(records)) if columns is not None
                   else self.matrix(records))
-        # One extra column: the bias (the model's expected margin), last.
-        data = xgboost.DMatrix(matrix, missing=np.nan, feature_names=self.booster.feature_names)
-        raw = self.booster.predict(data, pred_contribs=True)
-        per_feature = np.empty((len(records), len(self.feature_names)))
-        for i, encoded in enumerate(self._encoded_columns):
-            per_feature[:, i] = raw[:, encoded].sum(axis=1)
-        return Explanations(self.feature_names, raw[:, -1], per_feature)
+        base, per_feature = contributions.by_feature(self.booster, matrix, self._column_owners,
+                                                     self.feature_names)
+        return Explanations(self.feature_names, base, per_feature)
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -150,10 +146,15 @@ class FastScorer:
             name for name, _ in self.categorical)
 
     @property
-    def _encoded_columns(self) -> list[list[int]]:
-        """For each of `feature_names`, the matrix columns that encode it."""
-        return [[column] for _, column in self.numeric] + [
-            sorted(mapping.values()) for _, mapping in self.categorical]
+    def _column_owners(self) -> list[str]:
+        """The feature each matrix column encodes."""
+        owners = [""] * self.width
+        for name, column in self.numeric:
+            owners[column] = name
+        for name, mapping in self.categorical:
+            for column in mapping.values():
+                owners[column] = name
+        return owners
 
 
 @dataclass(frozen=True)
