@@ -386,8 +386,14 @@ def test_prometheus_scrapes_both_targets_loads_the_rules_and_has_the_onebox_seri
         result = stack.get("prometheus", "/api/v1/query", params={"query": query}).json()
         return result["data"]["result"] or None
 
-    requests_ = wait_for("onebox_http_requests_total", lambda: series(
-        'sum(onebox_http_requests_total{endpoint="/predict"})'), timeout=120, interval=2)
+    def predict_requests() -> list | None:
+        # The /predict series exist at 0 from the predictor's start (server/metrics.py): wait
+        # for a scrape that has the traffic, not for the series.
+        found = series('sum(onebox_http_requests_total{endpoint="/predict"})')
+        return found if found and float(found[0]["value"][1]) >= 3 else None
+
+    requests_ = wait_for("onebox_http_requests_total counting the traffic", predict_requests,
+                         timeout=120, interval=2)
     assert float(requests_[0]["value"][1]) >= 3
     # The exporter's drift figures for the served window (computed every 5 s here).
     wait_for("onebox_drift_share", lambda: series("onebox_drift_share"), timeout=180, interval=3)
