@@ -23,6 +23,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 
+from core.calibration import Calibration
 from core.schema import Schema
 from core.settings import Settings
 
@@ -31,6 +32,15 @@ PREVIOUS = "previous"
 # Keys of the model's MLmodel `metadata`.
 SCHEMA_KEY = "onebox_schema"
 THRESHOLD_KEY = "onebox_decision_threshold"
+# Platt scaling fitted by the train flow (core.calibration); absent on older versions.
+CALIBRATION_KEY = "onebox_calibration"
+# The version's AUC on the gate's holdout: what the monitoring's estimate is held to.
+HOLDOUT_AUC_KEY = "onebox_holdout_auc"
+# How the reference sample's `prediction` column was scored: "out_of_fold" (each row by
+# a model that did not train on it, as new traffic is) or, absent, in-sample -- more
+# extreme than any new customer's, so its drift must not raise the alarm.
+REFERENCE_PREDICTIONS_KEY = "onebox_reference_predictions"
+OUT_OF_FOLD = "out_of_fold"
 # The reference sample is saved inside the model (MLflow `extra_files`), so it can
 # never be separated from the version it describes.
 REFERENCE_FILE = "reference.parquet"
@@ -94,8 +104,17 @@ class LoadedModel:
     pipeline: Any
     schema: Schema
     threshold: float
+    calibration: Calibration = Calibration()
+    holdout_auc: float | None = None
+    reference_out_of_sample: bool = False
 
     def predict_proba(self, frame: pd.DataFrame) -> Any:
+        """The served probability: the pipeline's, calibrated (the decision threshold and
+        the monitoring's estimates are on this scale)."""
+        return self.calibration.apply(self.predict_raw_proba(frame))
+
+    def predict_raw_proba(self, frame: pd.DataFrame) -> Any:
+        """The pipeline's own probability, before calibration."""
         return self.pipeline.predict_proba(frame)[:, 1]
 
     def reference(self) -> pd.DataFrame:
@@ -144,6 +163,9 @@ def load_local(path: Path, *, name: str, version: str) -> LoadedModel:
         pipeline=pipeline,
         schema=schema,
         threshold=float(meta.get(THRESHOLD_KEY, 0.5)),
+        calibration=Calibration.from_json(meta.get(CALIBRATION_KEY)),
+        holdout_auc=float(meta[HOLDOUT_AUC_KEY]) if HOLDOUT_AUC_KEY in meta else None,
+        reference_out_of_sample=meta.get(REFERENCE_PREDICTIONS_KEY) == OUT_OF_FOLD,
     )
 
 

@@ -34,8 +34,8 @@ from core import registry
 from core.registry import LoadedModel
 from core.settings import Settings
 from core.store import PredictionStore
-from monitoring.drift import Alarm, DriftPolicy, DriftResult, compute_drift, drift_alarm
-from monitoring.quality import LiveQuality, live_quality
+from monitoring.drift import DriftPolicy
+from monitoring.window import Assessment, assess, read_window
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +47,7 @@ class Snapshot:
     model_name: str = ""
     model_version: str = ""
     window_rows: int = 0
-    drift: DriftResult | None = None
-    quality: LiveQuality | None = None
-    alarm: Alarm | None = None
+    assessment: Assessment | None = None
     computed_at: float = 0.0
     duration_seconds: float = 0.0
     errors_total: int = 0
@@ -87,15 +85,8 @@ class DriftExporter:
             model = self.champion()
             if model is None:
                 raise RuntimeError(f"no @{registry.CHAMPION} for {self.settings.model_name}")
-            self.store.create_schema()
-            window = self.store.recent(self.window_rows, model_version=model.version)
-            drift = None
-            if not window.empty:
-                drift = compute_drift(model.reference(),
-                                      window.rename(columns={"probability": "prediction"}),
-                                      model.schema, self.policy)
-            quality = live_quality(window)
-            alarm = drift_alarm(drift, quality, self.policy)
+            window = read_window(self.store, model, self.window_rows)
+            assessment = assess(model, window, self.policy, self.settings.estimated_auc_margin)
         except Exception as exc:  # keep serving the last good numbers; count and say why
             with self.snapshot.lock:
                 self.snapshot.errors_total += 1
@@ -106,9 +97,7 @@ class DriftExporter:
             self.snapshot.model_name = model.name
             self.snapshot.model_version = model.version
             self.snapshot.window_rows = len(window)
-            self.snapshot.drift = drift
-            self.snapshot.quality = quality
-            self.snapshot.alarm = alarm
+            self.snapshot.assessment = assessment
             self.snapshot.computed_at = time.time()
             self.snapshot.duration_seconds = time.perf_counter() - started
             self.snapshot.last_error = None
@@ -125,9 +114,10 @@ class DriftExporter:
 class SnapshotCollector(Collector):
     """Turns the exporter's last snapshot into metric families at scrape time."""
 
-    def __init__(self, snapshot: Snapshot, policy: DriftPolicy):
+    def __init__(self, snapshot: Snapshot, policy: DriftPolicy, estimated_auc_margin: float):
         self.snapshot = snapshot
         self.policy = policy
+        self.estimated_auc_margin = estimated_auc_margin
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         s = self.snapshot
@@ -149,17 +139,42 @@ class SnapshotCollector(Collector):
                          self.policy.false_alarm_rate)
             yield _gauge("onebox_live_auc_threshold",
                          "The alarm rises when the live AUC is below this.", self.policy.min_auc)
-            if s.alarm is not None:
+            yield _gauge("onebox_estimated_auc_margin",
+                         "EstimatedQualityLow fires when onebox_estimated_auc is this far below "
+                         "onebox_reference_auc.", self.estimated_auc_margin)
+            assessment = s.assessment
+            if assessment is None:
+                return
+            drift, quality, alarm = assessment.drift, assessment.quality, assessment.alarm
+            if assessment.newest_at is not None:
+                yield _gauge("onebox_drift_window_newest_timestamp_seconds",
+                             "Unix time of the newest prediction in the window.",
+                             assessment.newest_at.timestamp())
+            if assessment.reference_auc is not None:
+                yield _gauge("onebox_reference_auc",
+                             "The champion's AUC on the gate's holdout, when it was trained.",
+                             assessment.reference_auc)
+            estimated = assessment.estimated
+            yield _gauge("onebox_estimated_rows",
+                         "Predictions the quality estimate is made from (the window).",
+                         estimated.rows)
+            for name in ("auc", "precision", "recall"):
+                value = getattr(estimated, name)
+                if value is not None:
+                    yield _gauge(f"onebox_estimated_{name}",
+                                 f"Expected {name} of the window from the served probabilities "
+                                 "alone (CBPE; no labels; blind to a concept change).", value)
+            if alarm is not None:
                 yield _gauge("onebox_drift_detected",
                              "1 when data drift or low live quality calls for attention "
-                             "(the alert fires on this).", 1.0 if s.alarm.detected else 0.0)
+                             "(the alert fires on this).", 1.0 if alarm.detected else 0.0)
                 yield _gauge("onebox_data_drift_detected",
                              "1 when a feature or the predicted probability drifted.",
-                             1.0 if s.alarm.data_drift else 0.0)
+                             1.0 if alarm.data_drift else 0.0)
                 yield _gauge("onebox_live_quality_degraded",
                              "1 when the live AUC is below its threshold on enough labels.",
-                             1.0 if s.alarm.quality_degraded else 0.0)
-            if s.drift is not None:
+                             1.0 if alarm.quality_degraded else 0.0)
+            if drift is not None:
                 score = GaugeMetricFamily("onebox_feature_drift_score",
                                           "Drift p-value per feature (method in the label); "
                                           "drifted when below onebox_drift_pvalue_threshold.",
@@ -175,10 +190,10 @@ class SnapshotCollector(Collector):
                     "onebox_feature_conditional_drifted",
                     "1 when the feature's relation to the others changed (its residual's "
                     "test failed).", labels=["feature"])
-                for name, col in s.drift.features.items():
+                for name, col in drift.features.items():
                     score.add_metric([name, col.method], col.score)
                     flag.add_metric([name], 1.0 if col.drifted else 0.0)
-                for name, col in s.drift.conditional.items():
+                for name, col in drift.conditional.items():
                     conditional.add_metric([name], col.score)
                     conditional_flag.add_metric([name], 1.0 if col.drifted else 0.0)
                 yield score
@@ -186,26 +201,38 @@ class SnapshotCollector(Collector):
                 yield conditional
                 yield conditional_flag
                 yield _gauge("onebox_drift_share", "Share of features that drifted.",
-                             s.drift.share)
+                             drift.share)
                 yield _gauge("onebox_drift_share_threshold",
                              "Data drift when onebox_drift_share is at least this "
-                             "(or the prediction drifted).", s.drift.effective_share_threshold)
+                             "(or the prediction drifted).", drift.effective_share_threshold)
                 yield _gauge("onebox_drift_pvalue_threshold",
                              "A column drifted when its p-value is below this "
                              "(false-alarm rate / columns tested).",
-                             next(iter(s.drift.features.values())).threshold)
-                if s.drift.prediction is not None:
+                             next(iter(drift.features.values())).threshold)
+                if drift.joint is not None:
+                    yield _gauge("onebox_joint_drift_score",
+                                 "P-value of the classifier two-sample test: can a small model "
+                                 "tell the window's rows from the reference's?", drift.joint.score)
+                    yield _gauge("onebox_joint_drifted",
+                                 "1 when the features together drifted (the joint test failed).",
+                                 1.0 if drift.joint.drifted else 0.0)
+                    if drift.joint_auc is not None:
+                        yield _gauge("onebox_joint_drift_auc",
+                                     "Held-out AUC of the joint test's classifier (0.5: it "
+                                     "cannot tell the window from the reference).",
+                                     drift.joint_auc)
+                if drift.prediction is not None:
                     yield _gauge("onebox_prediction_drift_score",
                                  "Drift p-value of the predicted probability.",
-                                 s.drift.prediction.score)
+                                 drift.prediction.score)
                     yield _gauge("onebox_prediction_drifted",
                                  "1 when the predicted probability drifted.",
-                                 1.0 if s.drift.prediction.drifted else 0.0)
-            if s.quality is not None:
+                                 1.0 if drift.prediction.drifted else 0.0)
+            if quality is not None:
                 yield _gauge("onebox_live_labels", "Predictions in the window with feedback.",
-                             s.quality.labels)
+                             quality.labels)
                 for name in ("auc", "precision", "recall", "error_rate"):
-                    value = getattr(s.quality, name)
+                    value = getattr(quality, name)
                     if value is not None:
                         yield _gauge(f"onebox_live_{name}",
                                      f"Live {name} on the window's labelled predictions.",
@@ -235,10 +262,16 @@ def health(snapshot: Snapshot, interval_seconds: float, now: float) -> tuple[boo
     """
     with snapshot.lock:
         computed_at, last_error = snapshot.computed_at, snapshot.last_error
+        newest = snapshot.assessment.newest_at if snapshot.assessment is not None else None
         body = {"model_version": snapshot.model_version, "computed_at": computed_at,
-                "last_error": last_error, "errors_total": snapshot.errors_total}
+                "last_error": last_error, "errors_total": snapshot.errors_total,
+                "window_rows": snapshot.window_rows,
+                # The figures describe traffic up to this moment: old when traffic stopped.
+                "newest_prediction_at": None if newest is None else newest.isoformat()}
     age = now - computed_at if computed_at else None
     body["seconds_since_success"] = None if age is None else round(age, 1)
+    body["seconds_since_newest_prediction"] = (
+        None if newest is None else round(now - newest.timestamp(), 1))
     if age is None:
         status = "starting" if last_error is None else "failing"
     elif age > STALE_AFTER_INTERVALS * interval_seconds:
@@ -252,7 +285,8 @@ def health(snapshot: Snapshot, interval_seconds: float, now: float) -> tuple[boo
 
 def make_wsgi_app(exporter: DriftExporter) -> Any:
     metrics_registry = CollectorRegistry()
-    metrics_registry.register(SnapshotCollector(exporter.snapshot, exporter.policy))
+    metrics_registry.register(SnapshotCollector(exporter.snapshot, exporter.policy,
+                                                exporter.settings.estimated_auc_margin))
 
     def app(environ: dict, start_response: Any) -> list[bytes]:
         path = environ.get("PATH_INFO", "/")

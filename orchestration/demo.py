@@ -40,6 +40,8 @@ class Phase:
     stats: TrafficStats
     drift_share: float = 0.0
     drifted_features: tuple[str, ...] = ()
+    live_auc: float | None = None        # on the phase's labelled predictions
+    estimated_auc: float | None = None   # from its probabilities alone (monitoring.cbpe)
     report: str = ""
 
 
@@ -98,6 +100,8 @@ def run_demo(rows: int, phase_rows: int, trials: int, port: int | None) -> int:
                              title=f"Demo: {phase.name} phase")
         phase.drift_share = files.summary_data["drift_share"]
         phase.drifted_features = tuple(files.summary_data["drifted_features"])
+        phase.live_auc = files.summary_data["quality"]["auc"]
+        phase.estimated_auc = files.summary_data["estimated"]["auc"]
         phase.report = str(files.html)
     store.dispose()
 
@@ -112,12 +116,17 @@ def run_demo(rows: int, phase_rows: int, trials: int, port: int | None) -> int:
         print(f"{phase.name:<8} phase   {s.requests} requests: {s.ok} served, "
               f"{s.client_errors} refused, {s.failed} failed; feedback {s.feedback_sent}; "
               f"drift share {phase.drift_share:.2f} "
-              f"({', '.join(phase.drifted_features) or 'no feature drifted'})")
+              f"({', '.join(phase.drifted_features) or 'no feature drifted'}); "
+              f"AUC estimated {_auc(phase.estimated_auc)}, live {_auc(phase.live_auc)}")
     print(f"prediction log   {logged - logged_before} of {expected - logged_before} "
           f"predictions logged ({settings.prediction_store_shown})")
     print(f"reports          {settings.reports_dir / 'index.html'}")
     print(f"elapsed          {time.monotonic() - started:.0f} s")
     return 0 if failed == 0 and logged >= expected else 1
+
+
+def _auc(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,7 +1,7 @@
 """The scheduled flows besides `train`: the drift report and the drift check.
 
-`drift-check` looks at the newest window of logged predictions and takes the
-drift exporter's decision (monitoring.drift `drift_alarm`: a feature or the
+`drift-check` assesses the window the drift exporter assesses (monitoring.window)
+and takes the same decision (monitoring.drift `drift_alarm`: a feature or the
 predicted probability drifted, or the live AUC fell below its floor): when the
 alarm rises it starts a run of the `train` deployment (and says why, in its
 logs, in its return value and on the training run); otherwise it does nothing.
@@ -18,28 +18,38 @@ from prefect.deployments import run_deployment
 from core import registry
 from core.settings import Settings
 from core.store import PredictionStore
-from monitoring.drift import DriftPolicy, compute_drift, drift_alarm
-from monitoring.quality import live_quality
-from reporting.report import report_latest_window, window_from_log
+from monitoring.drift import DriftPolicy
+from monitoring.window import assess, read_window
+from reporting.report import EmptyWindow, report_latest_window
 
 TRAIN_DEPLOYMENT = "train/train"
 
 
 @flow(name="report")
 def report(window_rows: int = 1000) -> dict[str, Any]:
-    """Write the drift report of the newest `window_rows` predictions and rebuild the index."""
-    files = report_latest_window(Settings.from_env(), window_rows)
-    get_run_logger().info("report %s: drift share %.2f, drifted %s", files.html,
-                          files.summary_data["drift_share"],
-                          files.summary_data["drifted_features"] or "none")
-    return {"report": str(files.html), "index": str(files.index),
+    """Write the drift report of the newest `window_rows` predictions and rebuild the index.
+
+    A champion that has served nothing yet (just promoted, or a new stack) has no window:
+    the run completes and says so, as drift-check does, instead of failing on schedule.
+    """
+    logger = get_run_logger()
+    try:
+        files = report_latest_window(Settings.from_env(), window_rows)
+    except EmptyWindow as empty:
+        logger.info("nothing to report: %s", empty)
+        return {"decision": "no-data", "reason": str(empty)}
+    logger.info("report %s: drift share %.2f, drifted %s", files.html,
+                files.summary_data["drift_share"],
+                files.summary_data["drifted_features"] or "none")
+    return {"decision": "reported", "report": str(files.html), "index": str(files.index),
             "drift_share": files.summary_data["drift_share"],
             "drifted_features": files.summary_data["drifted_features"]}
 
 
 @task(cache_policy=NO_CACHE, retries=3, retry_delay_seconds=10)
 def measure_window(window_rows: int, policy: DriftPolicy) -> dict[str, Any]:
-    """Drift, live quality and the alarm of the newest window, against the champion's reference."""
+    """The exporter's assessment of the newest window (monitoring.window): the same rows
+    (the champion's newest `window_rows` predictions), the same decision."""
     settings = Settings.from_env()
     client = registry.connect(settings)
     champion = registry.load_champion(client, settings)
@@ -47,27 +57,15 @@ def measure_window(window_rows: int, policy: DriftPolicy) -> dict[str, Any]:
         raise RuntimeError(f"no @{registry.CHAMPION} for {settings.model_name}: train first")
     store = PredictionStore(settings.prediction_store_url.get_secret_value())
     try:
-        store.create_schema()
-        window = store.recent(window_rows)
+        window = read_window(store, champion, window_rows)
     finally:
         store.dispose()
-    if window.empty:
-        return {"rows": 0, "drift_detected": False, "drift_share": None,
-                "drifted_features": [], "drifted_relations": [], "quality": None, "reason": None,
-                "model_version": champion.version}
-    drift = compute_drift(champion.reference(), window_from_log(window), champion.schema, policy)
-    quality = live_quality(window)
-    alarm = drift_alarm(drift, quality, policy)
-    return {"rows": len(window), "drift_detected": alarm.detected, "reason": alarm.reason,
-            "drift_share": drift.share, "drifted_features": drift.drifted_features,
-            "drifted_relations": drift.drifted_relations,
-            "prediction_drifted": drift.prediction_drifted,
-            "quality": quality.as_dict(), "model_version": champion.version}
+    return assess(champion, window, policy, settings.estimated_auc_margin).summary()
 
 
 @flow(name="drift-check")
 def drift_check(
-    window_rows: int = 1000,
+    window_rows: int | None = None,
     drift_share_threshold: float | None = None,
     min_auc: float | None = None,
     min_labels: int | None = None,
@@ -75,13 +73,15 @@ def drift_check(
 ) -> dict[str, Any]:
     """Start a `train` run when the drift alarm rises on the newest window; else do nothing.
 
-    Thresholds left unset come from the settings (DRIFT_SHARE_THRESHOLD,
-    QUALITY_MIN_AUC, QUALITY_MIN_LABELS; DRIFT_FALSE_ALARM_RATE), as the exporter's do.
+    What is left unset comes from the settings, as the exporter's does: the window
+    (DRIFT_WINDOW_ROWS of the champion's newest predictions) and the thresholds
+    (DRIFT_SHARE_THRESHOLD, QUALITY_MIN_AUC, QUALITY_MIN_LABELS; DRIFT_FALSE_ALARM_RATE).
     """
     logger = get_run_logger()
-    policy = DriftPolicy.from_settings(Settings.from_env()).with_overrides(
+    settings = Settings.from_env()
+    policy = DriftPolicy.from_settings(settings).with_overrides(
         share_threshold=drift_share_threshold, min_auc=min_auc, min_labels=min_labels)
-    measured = measure_window(window_rows, policy)
+    measured = measure_window(window_rows or settings.drift_window_rows, policy)
     if not measured["rows"]:
         logger.info("no logged predictions yet: nothing to check")
         return {"decision": "no-data", **measured}

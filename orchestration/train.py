@@ -12,7 +12,7 @@ import json
 import logging
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,9 +28,10 @@ from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 from pydantic import SecretStr
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from core import registry
+from core.calibration import expected_calibration_error, fit_platt, reliability_bins
 from core.registry import CHAMPION, PREDICTION_COLUMN, REFERENCE_FILE
 from core.schema import Schema, model_frame
 from core.settings import Settings
@@ -133,15 +134,49 @@ def load_production_rows(store_url: SecretStr, schema: Schema, limit: int) -> Pr
     return ProductionRows(frame, created.min().to_pydatetime(), created.max().to_pydatetime())
 
 
+# Share of rows the gate compares on, by a hash of each row's features (stable_holdout).
+HOLDOUT_PER_MILLE = 200
+# Folds of the out-of-fold predictions (calibration, threshold, reference predictions).
+CROSS_FIT_FOLDS = 5
+
+
+def row_keys(frame: pd.DataFrame, schema: Schema) -> np.ndarray:
+    """A 64-bit key per row from its feature values written out canonically (numbers as
+    floats, a missing value as empty), so the same customer row has the same key
+    whatever dtype its table gave it (a CSV's int64, the log's Int64 or float)."""
+    parts = []
+    for name in schema.feature_names:
+        column = frame[name]
+        if schema.feature(name).is_categorical:
+            text = column.astype(object).where(column.notna(), "").astype(str)
+        else:
+            numbers = pd.to_numeric(column, errors="coerce").astype(float)
+            text = numbers.map(lambda v: "" if np.isnan(v) else repr(v))
+        parts.append(text.to_numpy(dtype=object))
+    joined = np.array(["\x1f".join(values) for values in zip(*parts, strict=True)], dtype=object)
+    return pd.util.hash_array(joined)
+
+
+def stable_holdout(frame: pd.DataFrame, schema: Schema) -> np.ndarray:
+    """True for the rows of the gate's holdout: HOLDOUT_PER_MILLE of 1,000 by row key.
+
+    A row's side never changes between retrains: a row the champion trained on is never
+    in a later candidate's holdout, so the gate does not score the champion on its own
+    training rows (a redrawn random split did: a champion scored 0.71 on its own
+    holdout and 0.91 on the next candidate's, and held its place on that)."""
+    return (row_keys(frame, schema) % 1000) < HOLDOUT_PER_MILLE
+
+
 @task(cache_policy=NO_CACHE)
 def split_data(frame: pd.DataFrame, schema: Schema, seed: int) -> Split:
-    """60/20/20 train/validation/holdout, stratified on the target.
+    """About 60/20/20 train/validation/holdout.
 
-    The holdout is kept out of the search and the refit: the gate compares the
-    candidate and the champion on it.
+    The holdout is chosen by row (stable_holdout) and kept out of the search, the
+    refit and the calibration: the gate compares the candidate and the champion on it.
+    Train and validation (stratified on the target) only serve the search.
     """
-    rest, holdout = train_test_split(frame, test_size=0.2, random_state=seed,
-                                     stratify=frame[schema.target])
+    in_holdout = stable_holdout(frame, schema)
+    holdout, rest = frame[in_holdout], frame[~in_holdout]
     train, valid = train_test_split(rest, test_size=0.25, random_state=seed,
                                     stratify=rest[schema.target])
     return Split(train, valid, holdout)
@@ -202,24 +237,34 @@ def fit_and_register(
     and register it as a new version."""
     logger = _logger()
     params, seed = best["params"], settings.seed
-    # The threshold is chosen on validation predictions of a model that did not see them.
-    x_valid, y_valid = model_frame(schema, split.valid), split.valid[schema.target].to_numpy()
-    probe = build_pipeline(schema, params, seed).fit(
-        model_frame(schema, split.train), split.train[schema.target].to_numpy())
-    threshold = best_f1_threshold(y_valid, probe.predict_proba(x_valid)[:, 1])
-
     fit_rows = pd.concat([split.train, split.valid])
     x_fit, y_fit = model_frame(schema, fit_rows), fit_rows[schema.target].to_numpy()
+    # Out-of-fold predictions: every refit row scored by a model that did not see it.
+    # The calibration, the decision threshold and the reference's predictions are taken
+    # from them, so none is fitted on the holdout and none on in-sample (overconfident)
+    # scores -- sklearn's CalibratedClassifierCV(ensemble=False) does the same.
+    out_of_fold = cross_fit_predictions(schema, params, seed, x_fit, y_fit)
+    platt = fit_platt(y_fit, out_of_fold)
+    calibrated_out_of_fold = platt.apply(out_of_fold)
+    calibration = platt.with_outcome_curve(y_fit, calibrated_out_of_fold)
+    threshold = best_f1_threshold(y_fit, calibrated_out_of_fold)
+
     pipeline = build_pipeline(schema, params, seed).fit(x_fit, y_fit)
     x_holdout = model_frame(schema, split.holdout)
     y_holdout = split.holdout[schema.target].to_numpy()
-    holdout_proba = pipeline.predict_proba(x_holdout)[:, 1]
-    holdout_metrics = evaluate(y_holdout, holdout_proba, threshold)
+    raw_holdout_proba = pipeline.predict_proba(x_holdout)[:, 1]
+    holdout_proba = calibration.apply(raw_holdout_proba)
+    holdout_metrics = evaluate(y_holdout, holdout_proba, threshold) | {
+        "ece": expected_calibration_error(y_holdout, holdout_proba),
+        "ece_uncalibrated": expected_calibration_error(y_holdout, raw_holdout_proba)}
+    reliability = {
+        "bins": "equal-count", "rows": len(y_holdout),
+        "calibrated": [asdict(b) for b in reliability_bins(y_holdout, holdout_proba)],
+        "uncalibrated": [asdict(b) for b in reliability_bins(y_holdout, raw_holdout_proba)]}
 
-    reference = fit_rows.sample(n=min(settings.reference_rows, len(fit_rows)),
-                                random_state=seed)
-    reference = reference.assign(
-        **{PREDICTION_COLUMN: pipeline.predict_proba(model_frame(schema, reference))[:, 1]})
+    sample = fit_rows.sample(n=min(settings.reference_rows, len(fit_rows)), random_state=seed)
+    positions = fit_rows.index.get_indexer(sample.index)
+    reference = sample.assign(**{PREDICTION_COLUMN: calibrated_out_of_fold[positions]})
     example = x_fit.head(5)
     with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_id=parent_run_id):
         reference_path = Path(tmp) / REFERENCE_FILE
@@ -227,7 +272,11 @@ def fit_and_register(
         mlflow.log_params({f"best.{k}": v for k, v in params.items()})
         mlflow.log_metrics({f"holdout_{k}": v for k, v in holdout_metrics.items()}
                            | {"best_valid_auc": best["valid_auc"], "threshold": threshold,
-                              "train_rows": len(fit_rows), "holdout_rows": len(split.holdout)})
+                              "train_rows": len(fit_rows), "holdout_rows": len(split.holdout),
+                              "calibration_slope": calibration.slope,
+                              "calibration_intercept": calibration.intercept})
+        mlflow.log_dict({"calibration": asdict(calibration), "holdout_reliability": reliability},
+                        "calibration.json")
         info = mlflow.sklearn.log_model(
             pipeline,
             name="model",
@@ -235,17 +284,32 @@ def fit_and_register(
             input_example=example,
             pyfunc_predict_fn="predict_proba",
             metadata={registry.SCHEMA_KEY: json.dumps(schema.to_dict()),
-                      registry.THRESHOLD_KEY: threshold},
+                      registry.THRESHOLD_KEY: threshold,
+                      registry.CALIBRATION_KEY: calibration.to_json(),
+                      registry.HOLDOUT_AUC_KEY: holdout_metrics["auc"],
+                      registry.REFERENCE_PREDICTIONS_KEY: registry.OUT_OF_FOLD},
             extra_files=[str(reference_path)],
             skops_trusted_types=SKOPS_TRUSTED_TYPES,
             registered_model_name=settings.model_name,
         )
     version = str(info.registered_model_version)
-    logger.info("registered %s v%s: holdout AUC %.4f, threshold %.2f", settings.model_name,
-                version, holdout_metrics["auc"], threshold)
+    logger.info("registered %s v%s: holdout AUC %.4f, threshold %.2f, ECE %.4f (%.4f before "
+                "calibration)", settings.model_name, version, holdout_metrics["auc"], threshold,
+                holdout_metrics["ece"], holdout_metrics["ece_uncalibrated"])
     # The pipeline and its holdout predictions go on to the model card.
     return {"version": version, "holdout": holdout_metrics, "threshold": threshold,
-            "holdout_proba": holdout_proba, "pipeline": pipeline}
+            "holdout_proba": holdout_proba, "pipeline": pipeline, "calibration": calibration}
+
+
+def cross_fit_predictions(schema: Schema, params: dict[str, Any], seed: int,
+                          x: pd.DataFrame, y: np.ndarray) -> np.ndarray:
+    """Raw probabilities of each row from a model fitted on the other folds."""
+    out = np.empty(len(y), dtype=float)
+    folds = StratifiedKFold(n_splits=CROSS_FIT_FOLDS, shuffle=True, random_state=seed)
+    for fit_at, score_at in folds.split(x, y):
+        model = build_pipeline(schema, params, seed).fit(x.iloc[fit_at], y[fit_at])
+        out[score_at] = model.predict_proba(x.iloc[score_at])[:, 1]
+    return out
 
 
 @task(cache_policy=NO_CACHE)
@@ -300,6 +364,7 @@ def write_model_card(
         holdout_proba=candidate["holdout_proba"], decision=decision,
         champion_holdout_proba=champion.holdout_proba, data=data,
         training_seconds=training_seconds, trials=trials,
+        calibration=candidate["calibration"],
     ))
     files = model_card.publish(card, settings.reports_dir, client)
     # The index lists the versions' cards: rebuilt now, not at the next drift report.

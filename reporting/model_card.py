@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from core import contributions
+from core.calibration import Calibration, expected_calibration_error
 from core.charts import FONT, GRID, LINE, bar_chart, curve_chart
 from core.schema import Feature, Schema, model_frame
 from reporting.atomic import atomic_write_text
@@ -303,6 +304,8 @@ class CardInputs:
     data: TrainingData
     training_seconds: float
     trials: int
+    # The Platt scaling holdout_proba went through (identity: a raw model's card).
+    calibration: Calibration = Calibration()
 
 
 @dataclass(frozen=True)
@@ -315,6 +318,8 @@ class ModelCard:
     auc_difference: float | None
     auc_difference_ci: tuple[float, float] | None
     calibration: list[CalibrationBin]
+    ece: float               # of the served (calibrated) probabilities, equal-count bins
+    ece_uncalibrated: float  # of the pipeline's own probabilities
     confusion: Confusion
     importance: list[tuple[str, float]]
 
@@ -350,6 +355,9 @@ def build_card(inputs: CardInputs, now: datetime | None = None) -> ModelCard:
         auc_difference=difference,
         auc_difference_ci=difference_ci,
         calibration=calibration_bins(y_holdout, candidate),
+        ece=expected_calibration_error(y_holdout, candidate),
+        ece_uncalibrated=expected_calibration_error(y_holdout, inputs.pipeline.predict_proba(
+            model_frame(inputs.schema, inputs.holdout))[:, 1]),
         confusion=confusion_at(y_holdout, candidate, inputs.threshold),
         importance=feature_importance(inputs.pipeline, inputs.schema, inputs.holdout),
     )
@@ -366,6 +374,12 @@ def summary(card: ModelCard) -> dict[str, Any]:
         "holdout_auc_ci": list(card.holdout_auc_ci),
         "holdout_rows": len(inputs.holdout),
         "threshold": inputs.threshold,
+        "ece": card.ece,
+        "ece_uncalibrated": card.ece_uncalibrated,
+        "calibration": {"method": inputs.calibration.method,
+                        "slope": inputs.calibration.slope,
+                        "intercept": inputs.calibration.intercept,
+                        "fitted_rows": inputs.calibration.fitted_rows},
         "gate_decision": "promoted" if decision.promoted else "rejected",
         "gate_reason": decision.reason,
         "margin": decision.margin,
@@ -549,12 +563,29 @@ def _performance_section(card: ModelCard) -> str:
         + _table(["predicted bin", "rows", "mean predicted", "observed rate"],
                  calibration_rows, numeric=[1, 2, 3])
         + "</div></div>"
-        f"<h3>Confusion matrix at the decision threshold {confusion.threshold:.2f}</h3>"
+        + _calibration_note(card)
+        + f"<h3>Confusion matrix at the decision threshold {confusion.threshold:.2f}</h3>"
         + matrix
         + f"<p>Precision <strong>{_pct(confusion.precision)}</strong> (of the rows flagged, "
           f"the share that were positive); recall <strong>{_pct(confusion.recall)}</strong> "
           f"(of the positive rows, the share flagged). {confusion.rows:,} holdout rows.</p>"
     )
+
+
+def _calibration_note(card: ModelCard) -> str:
+    calibration = card.inputs.calibration
+    if calibration.is_identity:
+        how = "The probabilities are the model's own (no calibration recorded)."
+    else:
+        how = (f"Platt scaling (log-odds &times; {calibration.slope:.3f} "
+               f"{'+' if calibration.intercept >= 0 else '&minus;'} "
+               f"{abs(calibration.intercept):.3f}) fitted on {calibration.fitted_rows:,} "
+               "out-of-fold predictions of the training rows, never on the holdout; before "
+               f"it the error was {card.ece_uncalibrated:.4f}.")
+    return (f"<p>Expected calibration error <strong>{card.ece:.4f}</strong> "
+            '<span class="note">(row-weighted |observed &minus; predicted| over 10 '
+            "equal-count bins of the holdout; the monitoring estimates quality from these "
+            f"probabilities, so it is only as good as they are)</span>. {how}</p>")
 
 
 def _importance_section(card: ModelCard) -> str:

@@ -30,10 +30,11 @@ import requests
 from core import registry
 from core.charts import trend_chart
 from core.registry import PREDICTION_COLUMN, LoadedModel
-from core.settings import Settings
+from core.settings import DEFAULT_ESTIMATED_AUC_MARGIN, Settings
 from core.store import PredictionStore
-from monitoring.drift import DriftPolicy, compute_drift
+from monitoring.drift import DriftPolicy
 from monitoring.quality import live_quality
+from monitoring.window import assess, read_window
 from reporting.atomic import atomic_write
 from reporting.model_card import CARDS_DIR, card_path
 
@@ -78,9 +79,12 @@ def write_report(
     now: datetime | None = None,
     policy: DriftPolicy | None = None,
     prometheus_url: str | None = None,
+    estimated_auc_margin: float = DEFAULT_ESTIMATED_AUC_MARGIN,
 ) -> ReportFiles:
     """Write the HTML report and its summary for one window, then rebuild the index.
 
+    The figures are the exporter's (monitoring.window `assess`: drift, the alarm, the
+    label-free quality estimate), with Evidently's HTML of the same tests.
     `policy`: the drift alarm's thresholds (default: the settings' defaults);
     `prometheus_url`: where the window's request volume and refusals are read (None: n/a).
     """
@@ -88,7 +92,10 @@ def write_report(
         raise EmptyWindow("no predictions in the window")
     now = now or datetime.now(UTC)
     policy = policy or DriftPolicy()
-    drift = compute_drift(model.reference(), window, model.schema, policy)
+    assessment = assess(model, window.rename(columns={PREDICTION_COLUMN: "probability"}),
+                        policy, estimated_auc_margin, report=True)
+    drift = assessment.drift
+    assert drift is not None  # the window is not empty
     reports_dir.mkdir(parents=True, exist_ok=True)
     stem = f"drift-{now:%Y%m%dT%H%M%S%fZ}"
     html_path = reports_dir / f"{stem}.html"
@@ -109,7 +116,13 @@ def write_report(
         "window_end": None if end is None else end.isoformat(),
         **drift.summary(),
         "quality": {**quality.as_dict(),
+                    "estimated_auc": assessment.estimated.auc,
                     "report": None if quality_path is None else quality_path.name},
+        "estimated": assessment.estimated.as_dict(),
+        "reference_auc": assessment.reference_auc,
+        "estimated_auc_floor": (None if assessment.reference_auc is None
+                                else assessment.reference_auc - estimated_auc_margin),
+        "estimated_quality_low": assessment.estimated_quality_low,
         "quality_min_auc": policy.min_auc,
         **request_figures(prometheus_url, start, end, len(window)),
     }
@@ -252,8 +265,11 @@ WINDOW_COLUMNS = (
      "outcomes. The lower, the worse; below the quality floor the alarm rises."),
 )
 ESTIMATED_AUC_COLUMN = (
-    "estimated AUC ↓ worse", "AUC estimated from the predictions alone (no labels needed). "
-    "The lower, the worse.")
+    "estimated AUC ↓ worse", "AUC the window should have, estimated from its predicted "
+    "probabilities alone (CBPE: no labels needed, ready at once). It assumes only the "
+    "customers changed: a change in how churn follows the features shows in the live AUC "
+    "only. The lower, the worse; the EstimatedQualityLow alert fires below the gate's AUC "
+    "minus ESTIMATED_AUC_MARGIN.")
 QUALITY_REPORT_COLUMN = (
     "quality report", "Evidently's classification quality report of the labelled predictions.")
 CARD_COLUMNS = (
@@ -404,9 +420,14 @@ def _charts(chronological: list[dict[str, Any]], min_auc: float | None,
                     better="higher", limit=min_auc, limit_label=auc_label, fmt="{:.3f}"),
     ]
     if estimated:
-        charts.append(trend_chart(series(lambda s: _quality(s).get("estimated_auc")), labels,
-                                  title="Estimated AUC", better="higher", limit=min_auc,
-                                  limit_label=auc_label, fmt="{:.3f}"))
+        # The estimate is held to the champion's own holdout AUC (less the margin), not to
+        # the live floor: it is the alert's line, drawn where the newest window had it.
+        floor = _newest_number(chronological, lambda s: s.get("estimated_auc_floor"))
+        charts.append(trend_chart(
+            series(lambda s: _quality(s).get("estimated_auc")), labels, title="Estimated AUC",
+            better="higher", limit=min_auc if floor is None else floor,
+            limit_label=auc_label if floor is None else f"alert < {floor:.3f}",
+            fmt="{:.3f}"))
     charts += [
         # Requests, not logged rows (a batch is one request, many rows): the log's figure
         # stands in for Prometheus in the table, marked, but is not drawn on this line.
@@ -553,23 +574,24 @@ def _card_row(card: dict[str, Any], reports_dir: Path) -> str:
 
 
 def report_latest_window(settings: Settings, window_rows: int) -> ReportFiles:
-    """Report on the newest `window_rows` logged predictions of the champion."""
+    """Report on the newest `window_rows` predictions the champion served."""
     client = registry.connect(settings)
     model = registry.load_champion(client, settings)
     if model is None:
         raise RuntimeError(f"no @{registry.CHAMPION} for {settings.model_name}: train first")
     store = PredictionStore(settings.prediction_store_url.get_secret_value())
     try:
-        store.create_schema()
-        window = store.recent(window_rows)
+        window = read_window(store, model, window_rows)
     finally:
         store.dispose()
     if window.empty:
-        raise EmptyWindow(f"no logged predictions in {settings.prediction_store_shown}")
+        raise EmptyWindow(f"no predictions of {model.name} v{model.version} logged in "
+                          f"{settings.prediction_store_shown}")
     return write_report(window_from_log(window), model, settings.reports_dir,
                         title=f"Last {len(window)} predictions",
                         policy=DriftPolicy.from_settings(settings),
-                        prometheus_url=settings.prometheus_url)
+                        prometheus_url=settings.prometheus_url,
+                        estimated_auc_margin=settings.estimated_auc_margin)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -577,7 +599,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--window", type=int, default=1000,
                         help="number of most recent predictions to compare (default 1000)")
     args = parser.parse_args(argv)
-    files = report_latest_window(Settings.from_env(), args.window)
+    try:
+        files = report_latest_window(Settings.from_env(), args.window)
+    except EmptyWindow as empty:
+        parser.exit(1, f"nothing to report: {empty}\n")
     print(f"report: {files.html}\nindex:  {files.index}\n"
           f"drift share {files.summary_data['drift_share']:.2f}, drifted features: "
           f"{', '.join(files.summary_data['drifted_features']) or 'none'}")

@@ -36,6 +36,7 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
 from xgboost import XGBClassifier
 
 from core import contributions
+from core.calibration import Calibration
 from core.schema import Schema
 
 
@@ -165,6 +166,14 @@ class Explanations:
     feature_names: tuple[str, ...]
     base: np.ndarray           # (rows,)
     contributions: np.ndarray  # (rows, features), in feature_names order
+
+    def calibrated(self, calibration: Calibration) -> Explanations:
+        """The same split of the calibrated score: Platt scaling is linear in log-odds, so
+        each contribution scales by its slope and the intercept joins the base."""
+        if calibration.is_identity:
+            return self
+        return Explanations(self.feature_names, calibration.apply_log_odds(self.base),
+                            self.contributions * calibration.slope)
 
     def as_dicts(self, order: Sequence[str]) -> list[dict[str, Any]]:
         """One JSON-ready explanation per row, features in `order` (the schema's)."""

@@ -72,7 +72,7 @@ class ServedModel:
     def predict_proba(self, records: Sequence[dict[str, Any]],
                       columns: dict[str, Any] | None = None) -> np.ndarray:
         if self.scorer is not None:
-            return self.scorer.predict_proba(records, columns)
+            return self.model.calibration.apply(self.scorer.predict_proba(records, columns))
         return np.asarray(self.model.predict_proba(model_frame(self.model.schema, records)))
 
     def explain(self, records: Sequence[dict[str, Any]],
@@ -81,7 +81,8 @@ class ServedModel:
         if self.scorer is None:
             raise NotExplainable(f"{self.model.name} v{self.version}: this pipeline's "
                                  "features cannot be attributed (not the shape onebox trains)")
-        return self.scorer.explain(records, columns).as_dicts(self.model.schema.feature_names)
+        explanations = self.scorer.explain(records, columns).calibrated(self.model.calibration)
+        return explanations.as_dicts(self.model.schema.feature_names)
 
     @cached_property
     def typical(self) -> dict[str, Any]:

@@ -9,6 +9,12 @@ Each column draws from its own random stream (seeded by the seed and the column
 name), and drift is applied to the named columns only, after the base table is
 drawn.  So for one seed a drift scenario changes exactly the columns it names
 (and the labels, which follow the features), nothing else.
+
+Two kinds of drift: a column's own distribution moves (a shift, new category
+shares), or only how the columns go together (a joint shift: values re-paired
+between customers, so every column keeps its distribution exactly and only the
+combinations change).  Labels always follow the scenario's coefficients, so a
+joint shift is a covariate shift like the others.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -33,6 +40,11 @@ RELATIONSHIP_SHARES = {1: 0.090, 2: 0.123, 3: 0.228, 4: 0.189, 5: 0.187, 6: 0.18
 
 CREDIT_LIMIT_RANGE = (1438.3, 34516.0)
 REVOLVING_MAX = 2517.0
+# log(credit limit) = 8.25 + LIMIT_PER_INCOME_BAND * income band + card boost + ...,
+# plus normal noise of LOG_LIMIT_NOISE (see _log_limit_mean).
+CARD_LIMIT_BOOST = {"blue": 0.0, "silver": 0.9, "gold": 1.2, "platinum": 1.4}
+LIMIT_PER_INCOME_BAND = 0.28
+LOG_LIMIT_NOISE = 0.55
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,103 @@ CHANGED_CONCEPT = Coefficients(
 
 
 @dataclass(frozen=True)
+class YoungTransactors:
+    """A new segment inside the existing ranges: customers aged at most `max_age` (~9%)
+    pay their card off every month (zero revolving balance), hold at least
+    `min_products` of the bank's products and have the highest credit limit their
+    income band, card and gender get -- what a bundled offer for young professionals
+    brings in.  In the reference that combination is rare (~0.8% of customers: young,
+    zero balance and five products or more, each independent of the others).
+
+    The segment's balances, product counts and limits are swapped with other
+    customers' (limits within the same income band, card and gender), so every
+    column keeps its values and its distribution, and the limits keep their relation
+    to income and card: a least-squares fit of one feature on the others sees the same
+    residuals, as none of these pairs was related in the reference.
+    """
+
+    max_age: int = 35
+    min_products: int = 5
+
+    columns: ClassVar[frozenset[str]] = frozenset(
+        {"total_revolving_bal", "total_relationship_count", "credit_limit"})
+
+    def apply(self, frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+        out = frame.copy()
+        member = out["customer_age"].to_numpy() <= self.max_age
+        balance = out["total_revolving_bal"].to_numpy(float)
+        _swap_in(out, "total_revolving_bal", member, balance == 0, rng)
+        products = out["total_relationship_count"].to_numpy()
+        _swap_in(out, "total_relationship_count", member, products >= self.min_products, rng)
+        # Within each income band, card and gender, the members take the group's highest
+        # limits: a member outside the top swaps with a non-member inside it.
+        limits = out["credit_limit"].to_numpy(float).copy()
+        groups = out[["income_category", "card_category", "gender"]].astype(str)
+        for rows in groups.groupby(list(groups.columns)).indices.values():
+            top = np.zeros(len(rows), dtype=bool)
+            top[np.argsort(-limits[rows], kind="stable")[:member[rows].sum()]] = True
+            takers, donors = rows[member[rows] & ~top], rows[~member[rows] & top]
+            limits[takers], limits[donors] = limits[donors], limits[takers].copy()
+        out["credit_limit"] = limits
+        return out
+
+
+@dataclass(frozen=True)
+class LimitFollowsIncomeWithTenure:
+    """A relation that changes shape: credit limits follow income only for customers
+    with at least `min_tenure` months on book (about half), twice as steeply as before;
+    a newer customer's limit no longer depends on income -- a bank that raises limits
+    with income only after some years.  Averaged over everyone, limits rise with
+    income exactly as much as before (the same covariance; the noise is narrowed so the
+    spread is the same too), so a linear fit of the limit on income and the rest keeps
+    its slope and its residuals' spread: only the interaction changed.
+
+    The new limits are mapped back by rank onto the table's own limits of each card
+    tier, so the limit column keeps its values and its distribution.
+    """
+
+    min_tenure: int = 36
+
+    columns: ClassVar[frozenset[str]] = frozenset({"credit_limit"})
+
+    def apply(self, frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+        out = frame.copy()
+        limits = out["credit_limit"].to_numpy(float)
+        mean = _log_limit_mean(out["income_category"], out["card_category"], out["gender"])
+        noise = np.log(limits) - mean
+        band = _income_code(out["income_category"])
+        centred = band - band.mean()
+        established = out["months_on_book"].to_numpy() >= self.min_tenure
+        share = established.mean()
+        # Slope 1/share for the established, 0 for the others: on average as before.
+        slope_change = LIMIT_PER_INCOME_BAND * centred * (established / share - 1)
+        explained = LIMIT_PER_INCOME_BAND ** 2 * centred.var() * (1 / share - 1)
+        narrowed = np.sqrt(max(0.0, 1 - explained / LOG_LIMIT_NOISE ** 2))
+        wanted = mean + slope_change + narrowed * noise
+        card = out["card_category"].to_numpy(object)
+        for tier in pd.unique(card):
+            rows = np.flatnonzero(card == tier)
+            order = rows[np.argsort(wanted[rows], kind="stable")]
+            out.loc[out.index[order], "credit_limit"] = np.sort(limits[rows])
+        return out
+
+
+def _swap_in(frame: pd.DataFrame, column: str, member: np.ndarray, wanted: np.ndarray,
+             rng: np.random.Generator) -> None:
+    """Give every member a `wanted` value of `column`, each taken from a random
+    non-member that has one, who gets the member's value in exchange."""
+    values = frame[column].to_numpy().copy()
+    takers = np.flatnonzero(member & ~wanted)
+    donors = np.flatnonzero(~member & wanted)
+    if len(donors) < len(takers):
+        raise ValueError(f"too few customers to swap {column} with: {len(donors)} "
+                         f"for {len(takers)}")
+    donors = rng.choice(donors, size=len(takers), replace=False)
+    values[takers], values[donors] = values[donors], values[takers].copy()
+    frame[column] = values
+
+
+@dataclass(frozen=True)
 class Drift:
     """Drift to inject on purpose.
 
@@ -71,6 +180,8 @@ class Drift:
         vanishes.
     new_category: (feature, value, fraction): that fraction of rows take a value
         the schema does not know (the predictor rejects or flags those).
+    joint: joint shifts (YoungTransactors, LimitFollowsIncomeWithTenure): values
+        re-paired between customers, every column's distribution unchanged.
     concept: the coefficients of churn; a different one is a concept change.
     """
 
@@ -78,14 +189,27 @@ class Drift:
     offset: Mapping[str, float] = field(default_factory=dict)
     category_shares: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     new_category: tuple[str, str, float] | None = None
+    joint: tuple[YoungTransactors | LimitFollowsIncomeWithTenure, ...] = ()
     concept: Coefficients = BASELINE
 
     @property
-    def changed_features(self) -> set[str]:
+    def moved_features(self) -> set[str]:
+        """Features whose own distribution moves."""
         names = set(self.scale) | set(self.offset) | set(self.category_shares)
         if self.new_category:
             names.add(self.new_category[0])
         return names
+
+    @property
+    def regrouped_features(self) -> set[str]:
+        """Features whose values are re-paired between customers: the same distribution,
+        other combinations with the rest."""
+        return set().union(*(shift.columns for shift in self.joint)) - self.moved_features
+
+    @property
+    def changed_features(self) -> set[str]:
+        """Every feature whose values change, moved or re-paired."""
+        return self.moved_features | self.regrouped_features
 
 
 SCENARIOS: dict[str, Drift] = {
@@ -104,6 +228,8 @@ SCENARIOS: dict[str, Drift] = {
                                             "unknown": 0.08}}
     ),
     "new_card_category": Drift(new_category=("card_category", "titanium", 0.2)),
+    "young_transactors": Drift(joint=(YoungTransactors(),)),
+    "limit_income_by_tenure": Drift(joint=(LimitFollowsIncomeWithTenure(),)),
     "concept_change": Drift(concept=CHANGED_CONCEPT),
 }
 
@@ -129,13 +255,8 @@ def generate_features(n: int, seed: int = 42) -> pd.DataFrame:
     income = _choice(r("income_category"), INCOME_SHARES, n)
     card = _choice(r("card_category"), CARD_SHARES, n)
     gender = _choice(r("gender"), GENDER_SHARES, n)
-    # Credit limit grows with income and card tier, men get higher limits in the real
-    # table; log-normal with the real range's clip.
-    income_code = np.array([2.0 if v is None else v for v in income], dtype=float)
-    card_boost = pd.Series(card).map({"blue": 0.0, "silver": 0.9, "gold": 1.2,
-                                      "platinum": 1.4}).to_numpy()
-    log_limit = (8.25 + 0.28 * income_code + card_boost + 0.15 * (gender == "M")
-                 + r("credit_limit").normal(0, 0.55, n))
+    log_limit = (_log_limit_mean(income, card, gender)
+                 + r("credit_limit").normal(0, LOG_LIMIT_NOISE, n))
     credit_limit = np.round(np.clip(np.exp(log_limit), *CREDIT_LIMIT_RANGE), 2)
     bal_rng = r("total_revolving_bal")
     zero = bal_rng.random(n) < 0.24
@@ -157,6 +278,20 @@ def generate_features(n: int, seed: int = 42) -> pd.DataFrame:
             "total_revolving_bal": balance,
         }
     )
+
+
+def _income_code(income: Any) -> np.ndarray:
+    """Income codes as numbers, an unknown income (null) taken as the middle band."""
+    codes = pd.to_numeric(pd.Series(np.asarray(income, dtype=object)), errors="coerce")
+    return codes.fillna(2.0).to_numpy(float)
+
+
+def _log_limit_mean(income: Any, card: Any, gender: Any) -> np.ndarray:
+    """The expected log credit limit: it grows with income and card tier, and men get
+    higher limits in the real table (log-normal around it, clipped to the real range)."""
+    card_boost = pd.Series(np.asarray(card, dtype=object)).map(CARD_LIMIT_BOOST).to_numpy(float)
+    return (8.25 + LIMIT_PER_INCOME_BAND * _income_code(income) + card_boost
+            + 0.15 * (np.asarray(gender, dtype=object) == "M"))
 
 
 def churn_probability(features: pd.DataFrame, coef: Coefficients = BASELINE) -> np.ndarray:
@@ -187,6 +322,8 @@ def apply_drift(features: pd.DataFrame, drift: Drift, schema: Schema, seed: int)
         out[name] = values.round().astype(int) if feat.kind == "integer" else values.round(2)
     for name, shares in drift.category_shares.items():
         out[name] = _choice(_rng(seed, name + ":drift"), shares, n)
+    for shift in drift.joint:
+        out = shift.apply(out, _rng(seed, type(shift).__name__ + ":joint"))
     if drift.new_category:
         name, value, fraction = drift.new_category
         hit = _rng(seed, name + ":new").random(n) < fraction

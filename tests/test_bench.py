@@ -6,6 +6,7 @@ import pytest
 
 from benchmarks.predictor.ceiling import create_app
 from benchmarks.predictor.wrk import WrkMissing, WrkOutputUnreadable, parse_wrk_output, require_wrk
+from core.schema import Schema
 
 WRK_OUTPUT = """\
 Running 10s test @ http://127.0.0.1:18777/predict
@@ -62,3 +63,27 @@ def test_the_ceiling_answers_predict_with_a_constant_document() -> None:
     assert first.status_code == second.status_code == 200
     assert first.get_json() == second.get_json()
     assert set(first.get_json()) == {"prediction_id", "churn_probability", "churn", "model"}
+
+
+def test_the_fidelity_estimate_shows_what_only_the_joint_test_sees(schema: Schema) -> None:
+    """The fast estimate's test sets on a joint drift: the features' own tests and the
+    relation tests stay quiet, the joint test alarms (two 1,000-row windows)."""
+    from types import SimpleNamespace
+
+    from benchmarks.fidelity import fast_rates
+    from monitoring.drift import JOINT_COLUMN, DriftPolicy
+    from simulation.generator import SCENARIOS, churn_probability, generate
+
+    model = SimpleNamespace(schema=schema, threshold=0.5,
+                            predict_proba=lambda frame: churn_probability(frame))
+    tables = {"none": generate(2000, 3, schema=schema),
+              "young_transactors": generate(2000, 4, SCENARIOS["young_transactors"], schema)}
+    rates, medians = fast_rates(model, DriftPolicy(prediction_alarm=False),
+                                generate(5000, 1, schema=schema), tables, 1000)
+
+    assert set(rates) == {"chosen", "chosen without joint", "features' own tests", "K-S"}
+    assert {name: r["none"] for name, r in rates.items()} == dict.fromkeys(rates, 0.0)
+    assert rates["chosen"]["young_transactors"] == 1.0
+    assert rates["chosen without joint"]["young_transactors"] == 0.0
+    assert rates["features' own tests"]["young_transactors"] == 0.0
+    assert medians["young_transactors"][JOINT_COLUMN] < 1e-6 < medians["none"][JOINT_COLUMN]

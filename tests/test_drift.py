@@ -8,19 +8,25 @@ on fixed seeds.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import kstest
 
 from core import registry
 from core.registry import PREDICTION_COLUMN
 from core.schema import Schema, model_frame
 from core.settings import Settings, SettingsError
 from monitoring.drift import (
+    JOINT_COLUMN,
+    JOINT_TEST,
     MIN_CONDITIONAL_R2,
+    MIN_JOINT_ROWS,
     ColumnDrift,
     ConditionalModel,
     DriftPolicy,
     DriftResult,
+    classifier_test,
     compute_drift,
     conditional_column,
     drift_alarm,
@@ -28,7 +34,7 @@ from monitoring.drift import (
     pooled_contingency,
 )
 from monitoring.quality import live_quality
-from simulation.generator import SCENARIOS, generate
+from simulation.generator import SCENARIOS, churn_probability, generate
 
 SMALLEST_WINDOW = 300
 
@@ -52,7 +58,8 @@ def test_twenty_clean_windows_of_300_raise_no_alarm(champion: registry.LoadedMod
     raised = []
     for seed in range(1000, 1020):
         window = logged_window(champion, SMALLEST_WINDOW, seed)
-        alarm = drift_alarm(compute_drift(reference, window, champion.schema, policy),
+        alarm = drift_alarm(compute_drift(reference, window, champion.schema, policy,
+                                          report=False),
                             live_quality(window), policy)
         if alarm.detected:
             raised.append((seed, alarm.reason))
@@ -74,7 +81,7 @@ def test_a_covariate_drift_is_detected_naming_the_features_that_moved(
     champion: registry.LoadedModel, scenario: str, rows: int
 ) -> None:
     window = logged_window(champion, rows, seed=2024, scenario=scenario)
-    drift = compute_drift(champion.reference(), window, champion.schema)
+    drift = compute_drift(champion.reference(), window, champion.schema, report=False)
     changed = SCENARIOS[scenario].changed_features
 
     assert drift.drift_detected
@@ -116,7 +123,7 @@ def test_a_category_the_reference_never_saw_is_drift(champion: registry.LoadedMo
     window = logged_window(champion, SMALLEST_WINDOW, seed=7, scenario="new_card_category")
     assert (window["card_category"] == "titanium").any()
 
-    drift = compute_drift(champion.reference(), window, champion.schema)
+    drift = compute_drift(champion.reference(), window, champion.schema, report=False)
 
     assert drift.drifted_features == ["card_category"]
 
@@ -130,14 +137,15 @@ def test_a_concept_change_raises_the_alarm_through_live_quality_not_input_drift(
     changed = logged_window(champion, SMALLEST_WINDOW, seed=31, scenario="concept_change")
     clean = logged_window(champion, SMALLEST_WINDOW, seed=31)
 
-    drift = compute_drift(reference, changed, champion.schema, policy)
+    drift = compute_drift(reference, changed, champion.schema, policy, report=False)
     alarm = drift_alarm(drift, live_quality(changed), policy)
 
     # Same inputs, so the same predictions: only the outcomes tell.
     assert not drift.drift_detected
     assert alarm.detected and alarm.quality_degraded and not alarm.data_drift
     assert "live AUC" in alarm.reason
-    assert not drift_alarm(compute_drift(reference, clean, champion.schema, policy),
+    assert not drift_alarm(compute_drift(reference, clean, champion.schema, policy,
+                                         report=False),
                            live_quality(clean), policy).detected
     # Too few labels yet: no verdict on quality.
     unlabelled = changed.assign(actual=[*changed["actual"][:policy.min_labels - 1],
@@ -163,7 +171,7 @@ def test_one_drifted_feature_is_enough_by_default() -> None:
 
 
 def test_prediction_drift_counts_only_when_switched_on() -> None:
-    # The reference's predictions are in-sample: reported, but no alarm by default.
+    # On by default (out-of-fold reference predictions); off, it is only reported.
     assert not _result([], prediction_drifted=True).drift_detected
     drifted = _result([], prediction_drifted=True, prediction_alarm=True)
     assert drifted.drift_detected
@@ -210,3 +218,120 @@ def test_a_small_reference_gets_no_conditional_fits() -> None:
     schema = Schema.load()
     assert ConditionalModel.fit(generate(100, 3, schema=schema), schema).fits == {}
     assert "credit_limit" in ConditionalModel.fit(generate(2000, 3, schema=schema), schema).fits
+
+
+# --- the joint test: what no single column and no linear fit shows ---------------------------
+
+JOINT_WINDOW = 1000
+
+
+@pytest.fixture(scope="module")
+def generated_reference(schema: Schema) -> pd.DataFrame:
+    """A reference sample as the train flow keeps one (5,000 rows), without predictions."""
+    return generate(5000, seed=1, schema=schema)
+
+
+@pytest.mark.parametrize("scenario", ["young_transactors", "limit_income_by_tenure"])
+def test_a_joint_drift_moves_no_feature_nor_relation_but_the_classifier_sees_it(
+    generated_reference: pd.DataFrame, schema: Schema, scenario: str
+) -> None:
+    policy = DriftPolicy()
+    conditional = ConditionalModel.fit(generated_reference, schema)
+    for seed in (2024, 2025):
+        window = generate(JOINT_WINDOW, seed, SCENARIOS[scenario], schema)
+        found = p_values(generated_reference, window, schema, policy, conditional)
+        threshold = policy.false_alarm_rate / len(found)
+        # Each feature's own test and each relation's residual test: nothing to see.
+        quiet = {name: p for name, p in found.items() if name != JOINT_COLUMN}
+        assert min(quiet.values()) > threshold, quiet
+        assert found[JOINT_COLUMN] < threshold
+
+
+def test_the_classifier_test_is_calibrated_on_clean_windows(
+    generated_reference: pd.DataFrame, schema: Schema
+) -> None:
+    """Its null is exact (held-out halves): the p-values of clean windows are uniform,
+    and none comes near the alarm's threshold."""
+    clean = generate(30 * SMALLEST_WINDOW, seed=77, schema=schema)
+    found = [classifier_test(generated_reference, clean.iloc[i:i + SMALLEST_WINDOW], schema)
+             for i in range(0, len(clean), SMALLEST_WINDOW)]
+    p = np.array([f.p_value for f in found if f is not None])
+    assert len(p) == 30
+    assert kstest(p, "uniform").pvalue > 0.01
+    assert p.min() > DriftPolicy().false_alarm_rate / 17
+    assert 0.4 < np.median([f.auc for f in found if f is not None]) < 0.6
+
+
+def test_the_classifier_test_is_deterministic_and_skips_tiny_windows(
+    generated_reference: pd.DataFrame, schema: Schema
+) -> None:
+    window = generate(SMALLEST_WINDOW, seed=5, schema=schema)
+    first = classifier_test(generated_reference, window, schema)
+    again = classifier_test(generated_reference, window, schema)
+    assert first is not None and again is not None
+    assert (first.p_value, first.auc) == (again.p_value, again.auc)
+    np.testing.assert_array_equal(first.current_scores, again.current_scores)
+    # Half of each side is scored, the other half trained on (NaN).
+    assert np.isnan(first.current_scores).mean() == pytest.approx(0.5, abs=0.01)
+    assert classifier_test(generated_reference, window.head(MIN_JOINT_ROWS - 1), schema) is None
+    drift = compute_drift(generated_reference, window.head(MIN_JOINT_ROWS - 1), schema,
+                          report=False)
+    # No joint test: the budget is split over the features and relations alone.
+    assert drift.joint is None and drift.summary()["joint_drift"] is None
+    assert drift.features["gender"].threshold == pytest.approx(
+        DriftPolicy().false_alarm_rate / (len(schema.feature_names) + len(drift.conditional)))
+
+
+def _with_prediction(frame: pd.DataFrame) -> pd.DataFrame:
+    """A stand-in for the model's probability: the process's own."""
+    return frame.assign(**{PREDICTION_COLUMN: churn_probability(frame)})
+
+
+def _shown(snapshot: object) -> tuple[dict[str, tuple[float, str, float, bool]], list[str]]:
+    """What Evidently's report shows: per column (p-value, method, threshold, flagged),
+    and the status of its dataset-level tests."""
+    result = snapshot.dict()  # type: ignore[attr-defined]
+    failed = {t["metric_config"]["metric_id"] for t in result["tests"]
+              if t.get("status") == "FAIL"}
+    columns = {}
+    for metric in result["metrics"]:
+        config = metric["config"]
+        if config.get("type", "").endswith("ValueDrift"):
+            columns[config["column"]] = (float(metric["value"]), config["method"],
+                                         float(config["threshold"]), metric["id"] in failed)
+    dataset = [str(t["status"].value) for t in result["tests"]
+               if not t["name"].startswith("Value Drift")]
+    return columns, dataset
+
+
+@pytest.mark.parametrize(("scenario", "prediction_alarm"), [("young_transactors", False),
+                                                            ("none", True)])
+def test_the_report_shows_the_p_values_and_decisions_computed_once(
+    generated_reference: pd.DataFrame, schema: Schema, scenario: str, prediction_alarm: bool
+) -> None:
+    reference = _with_prediction(generated_reference)
+    window = _with_prediction(generate(JOINT_WINDOW, 2024, SCENARIOS[scenario], schema))
+    policy = DriftPolicy(prediction_alarm=prediction_alarm)
+
+    drift = compute_drift(reference, window, schema, policy)
+    without_report = compute_drift(reference, window, schema, policy, report=False)
+
+    assert without_report.snapshot is None and drift.snapshot is not None
+    assert without_report == drift  # the same figures, with or without the HTML
+    assert drift.drift_detected is (scenario != "none")
+    assert drift.joint is not None and drift.joint.method == JOINT_TEST
+    assert (JOINT_COLUMN in drift.drifted_relations) is (scenario != "none")
+    summary = drift.summary()
+    assert summary["joint_drift"]["score"] == drift.joint.score
+    assert 0.0 <= summary["joint_drift"]["auc"] <= 1.0
+    ours = {**drift.features, **{conditional_column(n): c for n, c in drift.conditional.items()},
+            JOINT_COLUMN: drift.joint, PREDICTION_COLUMN: drift.prediction}
+    columns, dataset = _shown(drift.snapshot)
+    # Every column the decision reads, and the prediction even when it does not count.
+    assert set(columns) == set(ours)
+    for name, column in ours.items():
+        assert column is not None
+        assert columns[name] == (column.score, column.method, column.threshold,
+                                 column.drifted), name
+    # Evidently's own dataset verdict is the data-drift decision.
+    assert dataset == ["FAIL" if drift.drift_detected else "SUCCESS"]

@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from core import registry
 from core.schema import Schema, model_frame
 from core.store import PredictionRecord, PredictionStore
+from monitoring.window import estimate_from_served
 from orchestration import processes
 from simulation.generator import SCENARIOS, generate
 from simulation.traffic import records_from_frame
@@ -124,10 +125,28 @@ def test_exporter_serves_drift_quality_and_a_capped_window(
                start + timedelta(seconds=3), label_every=2)
 
     with running_exporter(trained_home, store_url, tmp_path, window_rows=1500) as url:
-        computed(url, model_version="1")
+        health = computed(url, model_version="1")
         samples = scrape(url + "/metrics")
 
     assert value(samples, "onebox_drift_window_rows", model_version="1") == 1500  # the cap
+    assert health["window_rows"] == 1500
+    newest = start + timedelta(seconds=3, milliseconds=1499)
+    assert datetime.fromisoformat(health["newest_prediction_at"]) == newest
+    assert value(samples, "onebox_drift_window_newest_timestamp_seconds") == pytest.approx(
+        newest.timestamp(), abs=1e-3)
+    # Quality estimated from the window's served probabilities alone, held to the gate's AUC.
+    window = PredictionStore(store_url).recent(1500)
+    expected = estimate_from_served(champion, window["probability"].to_numpy(float))
+    assert value(samples, "onebox_estimated_rows") == 1500
+    assert value(samples, "onebox_estimated_auc") == pytest.approx(expected.auc, abs=1e-9)
+    assert value(samples, "onebox_estimated_precision") == pytest.approx(expected.precision,
+                                                                         abs=1e-9)
+    assert value(samples, "onebox_estimated_recall") == pytest.approx(expected.recall, abs=1e-9)
+    assert value(samples, "onebox_reference_auc") == pytest.approx(champion.holdout_auc)
+    assert value(samples, "onebox_estimated_auc_margin") == pytest.approx(0.05)
+    # The reference's predictions are out of fold: the prediction's drift is counted.
+    assert champion.reference_out_of_sample
+    assert value(samples, "onebox_prediction_drifted") in (0.0, 1.0)
     for feature in ("customer_age", "credit_limit", "total_revolving_bal"):
         assert value(samples, "onebox_feature_drifted", feature=feature) == 1.0
     for feature in ("gender", "dependent_count", "card_category", "marital_status"):
@@ -143,13 +162,18 @@ def test_exporter_serves_drift_quality_and_a_capped_window(
     assert value(samples, "onebox_drift_share_threshold") == pytest.approx(1 / 11)
     assert value(samples, "onebox_drift_false_alarm_rate") == pytest.approx(0.005)
     threshold = value(samples, "onebox_drift_pvalue_threshold")
-    # 11 features and the relations tested (the prediction only reported).
+    # 11 features, the relations, the joint test and the prediction (its reference is out
+    # of fold, so it counts) share the false-alarm budget.
     relations = {dict(labels)["feature"] for name, labels in samples
                  if name == "onebox_feature_conditional_drift_score"}
     # Tied by construction in the generator: limits to income and card, tenure to age.
     assert {"credit_limit", "customer_age", "months_on_book"} <= relations
     assert "total_revolving_bal" not in relations  # nothing explains it
-    assert threshold == pytest.approx(0.005 / (11 + len(relations)))
+    assert threshold == pytest.approx(0.005 / (11 + len(relations) + 2))
+    # The classifier two-sample test of all the features together.
+    assert 0.5 < value(samples, "onebox_joint_drift_auc") <= 1.0
+    assert value(samples, "onebox_joint_drifted") in (0.0, 1.0)
+    assert 0.0 <= value(samples, "onebox_joint_drift_score") <= 1.0
     assert value(samples, "onebox_feature_drift_score", feature="credit_limit") < threshold
     assert value(samples, "onebox_feature_drift_score", feature="gender") > threshold
     assert value(samples, "onebox_live_labels") == 750
@@ -203,6 +227,44 @@ def test_exporter_follows_the_champion_and_its_reference(
     assert value(against_v2, "onebox_drift_window_rows", model_version="2") == 600
     assert value(against_v2, "onebox_feature_drifted", feature="customer_age") == 0.0
     assert value(against_v2, "onebox_drift_detected") == 0.0
+
+
+def test_the_drift_check_flow_decides_on_the_window_the_exporter_shows(
+    trained_home: Path, tmp_path: Path, schema: Schema, champion: registry.LoadedModel,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Same rows (the champion's newest DRIFT_WINDOW_ROWS, not another version's), same
+    figures, same decision: the flow cannot retrain on what the dashboard calls fine."""
+    from monitoring.drift import DriftPolicy
+    from orchestration.flows import measure_window
+
+    store_url = f"sqlite:///{tmp_path / 'predictions.db'}"
+    start = datetime.now(UTC) - timedelta(hours=1)
+    log_scored(store_url, champion, generate(800, 71, schema=schema), start, label_every=3)
+    # Newer rows another version served: neither the exporter nor the flow may count them.
+    other = PredictionStore(store_url)
+    other.log([PredictionRecord(str(uuid.uuid4()), champion.name, "99", record, 0.9, 1,
+                                start + timedelta(seconds=5, milliseconds=j))
+               for j, record in enumerate(records_from_frame(
+                   generate(400, 72, SCENARIOS["older_customers"], schema), schema))])
+    other.dispose()
+    for name, setting in home_env(trained_home, PREDICTION_STORE_URL=store_url,
+                                  MODEL_CACHE_DIR=str(tmp_path / "cache"),
+                                  DRIFT_WINDOW_ROWS="600").items():
+        monkeypatch.setenv(name, setting)
+
+    with running_exporter(trained_home, store_url, tmp_path, window_rows=600) as url:
+        computed(url, model_version="1")
+        samples = scrape(url + "/metrics")
+    flow = measure_window.fn(600, DriftPolicy())
+
+    assert flow["rows"] == value(samples, "onebox_drift_window_rows", model_version="1") == 600
+    assert flow["model_version"] == "1"
+    assert flow["drift_detected"] is (value(samples, "onebox_drift_detected") == 1.0) is False
+    assert flow["drift_share"] == pytest.approx(value(samples, "onebox_drift_share"))
+    assert flow["estimated"]["auc"] == pytest.approx(value(samples, "onebox_estimated_auc"))
+    assert flow["quality"]["labels"] == value(samples, "onebox_live_labels") == 200
+    assert flow["reference_auc"] == pytest.approx(value(samples, "onebox_reference_auc"))
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import pytest
 from core import registry
 from core.schema import Schema, model_frame
 from server.fast_scorer import FastScorer
+from server.model_source import ServedModel
 from simulation.generator import SCENARIOS, generate
 from simulation.traffic import records_from_frame
 
@@ -31,7 +32,8 @@ def test_both_paths_match_the_pipeline_including_split_edges_and_missing_values(
     assert scorer is not None and scorer.walker is not None
     frame = generate(2000, 5, SCENARIOS["economic_shift"], schema)
     records = records_from_frame(frame, schema)
-    expected = champion.predict_proba(model_frame(schema, frame))
+    # The scorer is the pipeline's own probability; calibration comes after (ServedModel).
+    expected = champion.predict_raw_proba(model_frame(schema, frame))
 
     np.testing.assert_allclose(scorer.predict_proba(records), expected, atol=1e-6, rtol=0)
     # A batch validated column by column scores from its columns: same matrix, same answer.
@@ -78,3 +80,23 @@ def test_trees_too_deep_to_compile_are_walked() -> None:
     assert walker.margin is None
     probability = walker.predict_proba(np.array([[1000.0]]))[0]
     assert probability == pytest.approx(1 / (1 + np.exp(-0.25)))
+
+
+def test_the_served_probability_is_the_versions_calibrated_one_on_every_path(
+    champion: registry.LoadedModel, schema: Schema
+) -> None:
+    """What the predictor answers (ServedModel) is what the monitoring and the gate read
+    (LoadedModel.predict_proba): the pipeline's probability through the version's Platt
+    scaling, for a few rows (the tree walker), a batch (XGBoost) and the sklearn fallback."""
+    frame = generate(500, 9, schema=schema)
+    records = records_from_frame(frame, schema)
+    calibrated = champion.predict_proba(model_frame(schema, frame))
+    raw = champion.predict_raw_proba(model_frame(schema, frame))
+    assert not champion.calibration.is_identity
+    assert np.abs(calibrated - raw).max() > 1e-3  # the test would see a skipped calibration
+    served = ServedModel.prepare(champion, "test")
+    np.testing.assert_allclose(served.predict_proba(records), calibrated, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(served.predict_proba(records[:2]), calibrated[:2], atol=1e-6,
+                               rtol=0)
+    fallback = ServedModel(champion, "test", scorer=None)
+    np.testing.assert_allclose(fallback.predict_proba(records), calibrated, atol=1e-9, rtol=0)

@@ -185,7 +185,8 @@ def test_the_front_page_links_every_tool_behind_the_login(door: Door) -> None:
     assert door.get("/").status_code == 401
     page = door.get("/", auth=ADMIN)
     assert page.status_code == 200
-    for link in ("/reports/", "/grafana/", "/mlflow/", "/prefect/", "/prometheus/"):
+    for link in ("/reports/", "/grafana/", "/mlflow/", "/prefect/", "/prometheus/",
+                 "/alertmanager/"):
         assert f'href="{link}"' in page.text
     with pytest.raises(requests.exceptions.SSLError):
         requests.get(door.url + "/health", timeout=10)  # the system's CAs do not know it

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
@@ -18,6 +17,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from core import registry
+from core.calibration import expected_calibration_error
 from core.schema import Schema, model_frame
 from core.store import PredictionRecord, PredictionStore
 from orchestration.train import split_data
@@ -73,14 +73,18 @@ def test_the_paired_difference_of_a_model_with_itself_is_zero_and_a_better_one_p
     assert 0 < low < high
 
 
-def test_the_bootstrap_of_a_large_holdout_takes_well_under_a_few_seconds() -> None:
+def test_the_bootstrap_of_a_large_holdout_centres_on_each_models_auc() -> None:
+    """A large holdout in one call (its cost is in the train flow's timing, `make
+    bench-train`; never a timed assertion here)."""
     rng = np.random.default_rng(10)
     y = rng.integers(0, 2, 20_000)
     candidate, champion = rng.random(20_000) + 0.5 * y, rng.random(20_000) + 0.4 * y
-    started = time.perf_counter()
     aucs = model_card.bootstrap_aucs(y, candidate, champion)
     assert aucs.shape == (2, model_card.BOOTSTRAP_RESAMPLES)
-    assert time.perf_counter() - started < 5.0
+    for resampled, scores in zip(aucs, (candidate, champion), strict=True):
+        assert resampled.mean() == pytest.approx(roc_auc_score(y, scores), abs=0.002)
+        assert 0.001 < resampled.std() < 0.01
+    assert (aucs[0] > aucs[1]).mean() > 0.99
 
 
 # --- cards of real trained versions --------------------------------------------------
@@ -204,7 +208,40 @@ def test_the_second_version_card_shows_the_gate_evidence_and_the_production_rows
     assert f"{PRODUCTION_ROWS:,}" in words
     last = PRODUCTION_START + timedelta(minutes=PRODUCTION_ROWS - 1)
     assert (f"{PRODUCTION_START:%Y-%m-%d %H:%M} UTC to {last:%Y-%m-%d %H:%M} UTC") in words
-    assert summary["holdout_rows"] == (BASE_ROWS + PRODUCTION_ROWS) // 5
+    # About a fifth of the rows, chosen by row (orchestration.train.stable_holdout).
+    expected = (BASE_ROWS + PRODUCTION_ROWS) / 5
+    assert abs(summary["holdout_rows"] - expected) < 4 * (expected * 0.8) ** 0.5
+
+
+@pytest.mark.slow
+def test_the_gate_scores_the_champion_on_rows_it_never_trained_on(trained: dict) -> None:
+    """v2's holdout is v1's holdout plus a fifth of the new rows: v1 scores on it as on its
+    own holdout.  (With a split redrawn at every retrain, v1 scored 0.906 on v2's holdout
+    against 0.707 on its own: it had trained on most of those rows, and kept its place.)"""
+    first, second = card_summary(trained, "1"), card_summary(trained, "2")
+    assert second["holdout_rows"] > first["holdout_rows"]
+    assert abs(second["champion_auc"] - first["holdout_auc"]) < 0.03
+
+
+@pytest.mark.slow
+def test_the_card_states_the_calibration_error_before_and_after_platt_scaling(
+    trained: dict, schema: Schema,
+) -> None:
+    settings = settings_for(trained["home"])
+    summary = card_summary(trained, "1")
+    loaded = registry.load_version(settings.model_name, "1", settings.model_cache_dir)
+    split = split_data.fn(load_dataset(settings.data_path, schema), schema, settings.seed)
+    y = split.holdout[schema.target].to_numpy()
+    frame = model_frame(schema, split.holdout)
+    assert summary["ece"] == pytest.approx(
+        expected_calibration_error(y, loaded.predict_proba(frame)), abs=1e-9)
+    assert summary["ece_uncalibrated"] == pytest.approx(
+        expected_calibration_error(y, loaded.predict_raw_proba(frame)), abs=1e-9)
+    assert summary["calibration"]["slope"] == pytest.approx(loaded.calibration.slope)
+    assert summary["calibration"]["fitted_rows"] == len(split.train) + len(split.valid)
+    words = text_of(card_page(trained, "1"))
+    assert f"Expected calibration error {summary['ece']:.4f}" in words
+    assert f"before it the error was {summary['ece_uncalibrated']:.4f}" in words
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from core import registry
+from core.calibration import Calibration
 from core.schema import Schema, model_frame
 from core.store import PredictionStore
 from orchestration import processes
@@ -179,7 +180,14 @@ def test_probabilities_match_the_logged_mlflow_model(
     settings = settings_for(trained_home)
     registry.connect(settings)
     pyfunc = mlflow.pyfunc.load_model(f"models:/{settings.model_name}@{registry.CHAMPION}")
-    expected = np.asarray(pyfunc.predict(model_frame(schema, records)))[:, 1]
+    # The logged model's own probability, through the calibration stored with the version
+    # (MLflow's pyfunc knows nothing of it: `mlflow models serve` answers uncalibrated).
+    raw = np.asarray(pyfunc.predict(model_frame(schema, records)))[:, 1]
+    model_info = mlflow.models.get_model_info(
+        f"models:/{settings.model_name}@{registry.CHAMPION}")
+    calibration = Calibration.from_json(model_info.metadata[registry.CALIBRATION_KEY])
+    assert not calibration.is_identity
+    expected = calibration.apply(raw)
     for predictor in start(trained_home, tmp_path):
         answers = predictor.post("/predict", records).json()["predictions"]
         singles = [predictor.post("/predict", r).json()["churn_probability"]

@@ -27,6 +27,7 @@ from core import registry
 from core.registry import PREDICTION_COLUMN
 from core.schema import Schema, model_frame
 from core.store import PredictionRecord, PredictionStore
+from monitoring.window import estimate_from_served
 from orchestration import processes
 from reporting.model_card import card_path, card_summary_path
 from reporting.report import (
@@ -59,6 +60,14 @@ def test_reference_sample_travels_with_the_model(champion: registry.LoadedModel,
     assert len(reference) > 1000
     assert set(schema.feature_names) <= set(reference.columns)
     assert reference[PREDICTION_COLUMN].between(0, 1).all()
+    # Its predictions are out of fold, as new customers' are: each row scored by a model
+    # that did not train on it (the model's own in-sample scores rank its training rows
+    # better than it will ever rank anyone new), so the prediction's drift can count.
+    assert champion.reference_out_of_sample
+    in_sample = champion.predict_proba(model_frame(schema, reference))
+    labels = reference[schema.target]
+    assert roc_auc_score(labels, in_sample) > roc_auc_score(
+        labels, reference[PREDICTION_COLUMN]) + 0.01
 
 
 @pytest.mark.slow
@@ -77,6 +86,14 @@ def test_drifted_window_names_the_drifted_features_and_clean_one_none(
         "customer_age", "credit_limit", "total_revolving_bal"}
     assert drifted.summary_data["drift_share"] == pytest.approx(3 / 11)
     assert drifted.summary_data["model_version"] == "1"
+    # The label-free quality estimate of each window, and the line its alert is drawn at.
+    for files, frame_seed, scenario in ((clean, 11, "none"), (drifted, 12, "economic_shift")):
+        expected = estimate_from_served(champion, window(
+            champion, schema, 2000, frame_seed, scenario)[PREDICTION_COLUMN].to_numpy())
+        assert files.summary_data["estimated"]["auc"] == pytest.approx(expected.auc)
+        assert files.summary_data["quality"]["estimated_auc"] == pytest.approx(expected.auc)
+    floor = champion.holdout_auc - 0.05
+    assert drifted.summary_data["estimated_auc_floor"] == pytest.approx(floor)
     # Self-contained HTML, and the JSON summary beside it.
     page = drifted.html.read_text(encoding="utf-8")
     assert page.lstrip().lower().startswith("<!doctype html") or "<html" in page[:500].lower()
@@ -88,6 +105,7 @@ def test_drifted_window_names_the_drifted_features_and_clean_one_none(
     # Newest first, each linking its report.
     assert index.index(drifted.html.name) < index.index(clean.html.name)
     assert "customer_age, credit_limit, total_revolving_bal" in index
+    assert "estimated AUC" in index and f"alert &lt; {floor:.3f}" in index
 
 
 @pytest.mark.slow

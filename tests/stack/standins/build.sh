@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Build the stand-ins for the stack's upstream images on a machine that cannot pull any
-# (this one): a Debian 12 base from mmdebstrap, then Python, PostgreSQL, Prometheus and
-# nginx from Debian's packages.  tests/stack/compose.offline.yml swaps them in.
-# An image already built is kept (its tag exists); --rebuild builds everything again.
+# (this one): a Debian 12 base from mmdebstrap, then Python, PostgreSQL, Prometheus,
+# Alertmanager and nginx from Debian's packages.  tests/stack/compose.offline.yml swaps them in.
+# An image already built is kept (its tag exists, built from its folder's files as they are
+# now); --rebuild builds everything again.
 # Grafana has no stand-in: no registry reachable here has it.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -31,10 +32,16 @@ else
   rebuild=1  # everything above the base is stale now
 fi
 
-build() {  # tag, folder
-  if have "$1"; then say "$1: already built"; return; fi
+build() {  # tag, folder: built again when the folder's files changed (a label holds their hash)
+  local source
+  source=$(cd "$here/$2" && find . -type f ! -name ca-certificates.crt -print0 | sort -z \
+           | xargs -0 sha256sum | sha256sum | cut -c1-16)
+  if have "$1" && [ "$(docker image inspect --format \
+      '{{index .Config.Labels "onebox.standin.source"}}' "$1")" = "$source" ]; then
+    say "$1: already built"; return
+  fi
   say "$1: building"
-  docker build --quiet --tag "$1" "$here/$2" >/dev/null
+  docker build --quiet --label "onebox.standin.source=$source" --tag "$1" "$here/$2" >/dev/null
 }
 
 # The Python stand-in carries this machine's CA bundle (pip reaches PyPI through it).
@@ -42,4 +49,5 @@ cp /etc/ssl/certs/ca-certificates.crt "$here/python/ca-certificates.crt"
 build onebox-standin/python:3.11 python
 build onebox-standin/postgres:15 postgres
 build onebox-standin/prometheus:2.42 prometheus
+build onebox-standin/alertmanager:0.25 alertmanager
 build onebox-standin/nginx:1.22 nginx

@@ -1,0 +1,116 @@
+"""One window, one decision: what the drift exporter shows and the drift-check flow acts on.
+
+Both read the newest DRIFT_WINDOW_ROWS predictions served by the champion (never a
+mix of versions: a new champion brings its own reference) and assess them here, so
+the flow cannot decide otherwise than the dashboard shows for the same moment.
+
+The assessment of a window:
+- data drift against the champion's reference sample (monitoring.drift), the
+  predicted probability counted only when the reference's predictions are out of
+  fold (core.registry: older versions scored their reference in-sample);
+- live quality on the rows whose outcome has arrived (monitoring.quality);
+- estimated quality from the served probabilities alone (monitoring.cbpe), held to
+  the version's AUC on the gate's holdout: labels arrive weeks late, the estimate
+  at once;
+- the alarm (monitoring.drift `drift_alarm`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.registry import PREDICTION_COLUMN, LoadedModel
+from core.store import PredictionStore
+from monitoring.cbpe import EstimatedQuality, estimate_quality
+from monitoring.drift import Alarm, DriftPolicy, DriftResult, compute_drift, drift_alarm
+from monitoring.quality import LiveQuality, live_quality
+
+
+def policy_for(model: LoadedModel, policy: DriftPolicy) -> DriftPolicy:
+    """The policy as it applies to this version: no prediction alarm on an in-sample
+    reference (an overfit model's own training rows look unlike any new customer)."""
+    if policy.prediction_alarm and not model.reference_out_of_sample:
+        return policy.with_overrides(prediction_alarm=False)
+    return policy
+
+
+def estimate_from_served(model: LoadedModel, served: np.ndarray) -> EstimatedQuality:
+    """CBPE on the probabilities `model` served: decided and ranked by them, each weighed
+    by the version's expected outcome at that probability (core.calibration)."""
+    return estimate_quality(model.calibration.expected_outcome(served), model.threshold,
+                            scores=served)
+
+
+def read_window(store: PredictionStore, model: LoadedModel, rows: int) -> pd.DataFrame:
+    """The newest `rows` predictions this version served (oldest first)."""
+    store.create_schema()
+    return store.recent(rows, model_version=model.version)
+
+
+def as_drift_frame(window: pd.DataFrame) -> pd.DataFrame:
+    """Logged predictions in the reference's layout (the probability as `prediction`)."""
+    return window.rename(columns={"probability": PREDICTION_COLUMN})
+
+
+@dataclass(frozen=True)
+class Assessment:
+    model_name: str
+    model_version: str
+    rows: int
+    newest_at: datetime | None     # when the newest prediction of the window was served
+    drift: DriftResult | None      # None: an empty window
+    quality: LiveQuality
+    estimated: EstimatedQuality
+    reference_auc: float | None    # the version's AUC on the gate's holdout
+    estimated_auc_margin: float
+    alarm: Alarm
+
+    @property
+    def estimated_quality_low(self) -> bool:
+        """The label-free AUC estimate has fallen `estimated_auc_margin` below the gate's
+        figure (the EstimatedQualityLow alert's condition, for the reports)."""
+        return (self.estimated.auc is not None and self.reference_auc is not None
+                and self.estimated.auc < self.reference_auc - self.estimated_auc_margin)
+
+    def summary(self) -> dict[str, Any]:
+        drift = self.drift
+        return {
+            "rows": self.rows, "model_version": self.model_version,
+            "newest_at": None if self.newest_at is None else self.newest_at.isoformat(),
+            "drift_detected": self.alarm.detected, "reason": self.alarm.reason,
+            "drift_share": None if drift is None else drift.share,
+            "drifted_features": [] if drift is None else drift.drifted_features,
+            "drifted_relations": [] if drift is None else drift.drifted_relations,
+            "prediction_drifted": drift is not None and drift.prediction_drifted,
+            "quality": self.quality.as_dict(),
+            "estimated": self.estimated.as_dict(),
+            "reference_auc": self.reference_auc,
+            "estimated_quality_low": self.estimated_quality_low,
+        }
+
+
+def assess(model: LoadedModel, window: pd.DataFrame, policy: DriftPolicy,
+           estimated_auc_margin: float, *, report: bool = False) -> Assessment:
+    """Drift, live and estimated quality, and the alarm, of one window of logged
+    predictions (`report`: also build Evidently's HTML snapshot on the drift result)."""
+    policy = policy_for(model, policy)
+    drift = None
+    if not window.empty:
+        drift = compute_drift(model.reference(), as_drift_frame(window), model.schema, policy,
+                              report=report)
+    quality = live_quality(window)
+    served = (window["probability"].astype(float).to_numpy() if "probability" in window
+              else np.empty(0))
+    estimated = estimate_from_served(model, served)
+    newest = None
+    if not window.empty and "created_at" in window:
+        newest = pd.to_datetime(window["created_at"], utc=True).max().to_pydatetime()
+    return Assessment(
+        model_name=model.name, model_version=model.version, rows=len(window), newest_at=newest,
+        drift=drift, quality=quality, estimated=estimated, reference_auc=model.holdout_auc,
+        estimated_auc_margin=estimated_auc_margin, alarm=drift_alarm(drift, quality, policy))
