@@ -39,7 +39,7 @@ RUN python -m venv "$VIRTUAL_ENV" \
 RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/onebox --no-create-home onebox \
  && mkdir -p /var/lib/onebox/data /var/lib/onebox/reports /var/lib/onebox/model-cache \
              /var/lib/onebox/spool /var/lib/onebox/prefect /var/lib/onebox/prefect-ui \
-             /var/lib/onebox/mlartifacts /var/lib/onebox/gateway \
+             /var/lib/onebox/mlartifacts /var/lib/onebox/gateway /var/lib/onebox/alertmanager \
  && chown -R onebox:onebox /var/lib/onebox
 
 # The code last: a code-only change rebuilds from here (seconds).  It runs from /app
@@ -52,6 +52,7 @@ COPY monitoring monitoring
 COPY reporting reporting
 COPY orchestration orchestration
 COPY mlflow/start-mlflow.sh /usr/local/bin/start-mlflow
+COPY docker-entrypoint.sh /usr/local/bin/onebox-entrypoint
 
 ENV PYTHONPATH=/app \
     ONEBOX_HOME=/var/lib/onebox \
@@ -60,7 +61,13 @@ ENV PYTHONPATH=/app \
     MLFLOW_DISABLE_TELEMETRY=true \
     PREFECT_SERVER_ANALYTICS_ENABLED=false \
     DO_NOT_TRACK=1
+# The build, reported by the predictor's /health (`--build-arg ONEBOX_RELEASE=...`): last,
+# so a new release label costs one layer.
+ARG ONEBOX_RELEASE=0.1.0
+ENV ONEBOX_RELEASE=${ONEBOX_RELEASE}
 USER onebox
+# Secrets given as files (Docker Swarm) become environment variables: docker-entrypoint.sh.
+ENTRYPOINT ["onebox-entrypoint"]
 # The predictor by default; compose gives every other service its own command.
 # The same command line as server.process.predictor_argv (a test holds them together).
 CMD ["python", "-m", "gunicorn", "-c", "server/gunicorn.conf.py", "server.app:create_app()"]

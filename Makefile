@@ -21,7 +21,7 @@ export PYTHONDONTWRITEBYTECODE ?= 1
 
 PYTEST_ARGS ?=
 
-.PHONY: screenshots help venv home demo data train serve traffic report rollback bench bench-train bench-fidelity bench-exporter bench-stack soak test test-fast test-stack test-prereqs lint audit compose-check clean up down logs ps backup restore up-offline down-offline standins env-file
+.PHONY: screenshots help venv home demo data train serve traffic report rollback bench bench-train bench-fidelity bench-false-alarms bench-estimation bench-exporter bench-stack bench-swarm bench-journal soak test test-fast test-stack test-prereqs lint audit compose-check clean up down logs ps backup restore up-offline down-offline standins env-file swarm-up swarm-down swarm-up-offline swarm-render
 
 help:
 	@echo "make demo      the whole loop on embedded defaults (data, train, serve, traffic, report)"
@@ -35,8 +35,12 @@ help:
 	@echo "make bench     predictor vs a constant-answer ceiling and mlflow models serve (needs wrk, PostgreSQL)"
 	@echo "make bench-train  train wall time by rows and trials"
 	@echo "make bench-fidelity  predictions until each simulated drift raises the alarm; false alarms (~15 min)"
+	@echo "make bench-false-alarms  clean 1,000-row windows alarmed, over 4 champions trained on tables of their own (~35 min, both cores)"
+	@echo "make bench-estimation  label-free quality estimate (CBPE) against the realised AUC (~5 min)"
 	@echo "make bench-exporter  drift exporter compute time at 3k/10k/100k rows"
 	@echo "make bench-stack  the compose stack's figures: memory, image size, build and start times, req/s (Docker)"
+	@echo "make bench-swarm  Docker Swarm: /predict req/s through the front door with 1, 2, 3 replicas vs one replica's port"
+	@echo "make bench-journal  what the prediction journal adds to a request (us an append)"
 	@echo "make soak      the compose stack at half its peak for 10 min: errors, p99 and memory per minute (Docker, wrk)"
 	@echo "make screenshots  the pages' pictures in docs/screenshots (their browser tests)"
 	@echo "make lint      ruff"
@@ -55,6 +59,13 @@ help:
 	@echo "make up-offline    the same on a machine that cannot pull images: stand-ins built"
 	@echo "                   from Debian's packages (tests/stack/), Grafana left out"
 	@echo "make down-offline  stop that stack"
+	@echo ""
+	@echo "Docker Swarm (docker-stack.yml, rendered from docker-compose.yml; README, \"Docker Swarm\"):"
+	@echo "make swarm-up      deploy on this engine's swarm (a single-node one is made when there is"
+	@echo "                   none), secrets from .env, wait until every service is up"
+	@echo "make swarm-down    remove the stack (volumes kept)"
+	@echo "make swarm-up-offline  the same with the stand-in images (tests/stack/), no Grafana"
+	@echo "make swarm-render  write docker-stack.yml again after editing docker-compose.yml"
 	@echo "make test-prereqs  (root, Debian 12) install and start what make test needs:"
 	@echo "                   PostgreSQL, Docker engine + compose, prometheus, nginx, wrk"
 
@@ -97,6 +108,12 @@ bench: $(STAMP) home
 bench-fidelity: $(STAMP) home
 	$(BIN)/python -m benchmarks.fidelity
 
+bench-false-alarms: $(STAMP) home
+	$(BIN)/python -m benchmarks.false_alarms $(BENCH_ARGS)
+
+bench-estimation: $(STAMP) home
+	$(BIN)/python -m benchmarks.estimation
+
 bench-exporter: $(STAMP) home
 	$(BIN)/python -m benchmarks.exporter
 
@@ -105,6 +122,12 @@ bench-train: $(STAMP) home
 
 bench-stack: $(STAMP) home standins
 	$(BIN)/python -m benchmarks.stack $(BENCH_ARGS)
+
+bench-swarm: $(STAMP) home standins
+	$(BIN)/python -m benchmarks.swarm $(BENCH_ARGS)
+
+bench-journal: $(STAMP)
+	$(BIN)/python -m benchmarks.journal
 
 soak: $(STAMP)
 	$(BIN)/python -m benchmarks.soak $(SOAK_ARGS)
@@ -209,3 +232,18 @@ up-offline: env-file standins
 
 down-offline:
 	$(COMPOSE) $(OFFLINE) down
+
+# --- Docker Swarm (swarm/): the same services from docker-stack.yml --------------------------
+# The stack's name is onebox; SWARM_ADVERTISE_ADDR is the address a new swarm is advertised
+# on (other nodes join there; 127.0.0.1 by default: this machine alone).
+swarm-up: env-file $(STAMP)
+	$(BIN)/python -m swarm.deploy up --env-file .env
+
+swarm-up-offline: env-file standins $(STAMP)
+	$(BIN)/python -m swarm.deploy up --env-file .env --offline
+
+swarm-down: $(STAMP)
+	$(BIN)/python -m swarm.deploy down
+
+swarm-render: $(STAMP)
+	$(BIN)/python -m swarm.render

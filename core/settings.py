@@ -32,7 +32,10 @@ DEFAULT_DRIFT_FALSE_ALARM_RATE = 0.005
 DEFAULT_DRIFT_SHARE_THRESHOLD = 0.0
 DEFAULT_QUALITY_MIN_AUC = 0.65
 DEFAULT_QUALITY_MIN_LABELS = 200
-DEFAULT_PREDICTION_DRIFT_ALARM = False
+# Counts only for versions whose reference predictions are out of fold (core.registry).
+DEFAULT_PREDICTION_DRIFT_ALARM = True
+# EstimatedQualityLow: the label-free AUC estimate this far below the gate's holdout AUC.
+DEFAULT_ESTIMATED_AUC_MARGIN = 0.05
 
 
 class SettingsError(ValueError):
@@ -98,10 +101,14 @@ class Settings(BaseSettings):
                                         DEFAULT_PREDICTION_DRIFT_ALARM)
     quality_min_auc: Fraction = _env("QUALITY_MIN_AUC", DEFAULT_QUALITY_MIN_AUC)
     quality_min_labels: int = _env("QUALITY_MIN_LABELS", DEFAULT_QUALITY_MIN_LABELS, ge=1)
+    estimated_auc_margin: Fraction = _env("ESTIMATED_AUC_MARGIN", DEFAULT_ESTIMATED_AUC_MARGIN)
     # Where the reports read the predictor's request counts (volume, refusals); None: they
     # fall back to the prediction log's rows per minute.
     prometheus_url: str | None = _env("PROMETHEUS_URL", None, pattern=r"^https?://")
     seed: int = _env("SEED", 42, ge=0)
+    # The build this process runs (the image sets it at build time): the predictor's /health
+    # says it, so during a rolling update each replica tells which one it is.
+    release: str = _env("ONEBOX_RELEASE", "dev", min_length=1)
     # PREDICTOR_API_KEYS' records by key id (core.api_keys); empty: the API asks no key.
     api_keys: dict[str, ApiKey] = _env("PREDICTOR_API_KEYS", {})
     # Tags prediction ids (server.ids); None: a key file under the home.

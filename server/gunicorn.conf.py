@@ -8,6 +8,7 @@ process-wide environment for the workers belongs.
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 bind = os.environ.get("PREDICTOR_BIND", "0.0.0.0:9696")
@@ -45,6 +46,29 @@ from prometheus_client import multiprocess  # noqa: E402
 # fail fast and serve the local copy (MLflow's default retries take minutes).
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+
+
+# Under Docker Swarm a stopping replica (a rolling update, a scale-down) is taken out of
+# the service's DNS at once, but the front door re-resolves only every few seconds (its
+# resolver's `valid`): for that long it still sends requests here.  On SIGTERM the master
+# keeps its workers serving this long before the graceful stop, so none of those requests
+# meets a closed socket.  0 (compose: one predictor, no other replica to send to) stops at
+# once.  docker-stack.yml sets it, and a stop grace period that covers it.
+drain_seconds = float(os.environ.get("PREDICTOR_DRAIN_SECONDS", "0"))
+
+
+def when_ready(server):
+    if drain_seconds <= 0:
+        return
+    stop = server.handle_term
+
+    def drain_then_stop():
+        server.log.info("SIGTERM: serving %.0f s more while the front door forgets this "
+                        "replica, then stopping", drain_seconds)
+        time.sleep(drain_seconds)
+        stop()
+
+    server.handle_term = drain_then_stop
 
 
 def on_starting(server):

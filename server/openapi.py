@@ -201,6 +201,8 @@ def _components(schema: Schema, max_batch_records: int) -> dict[str, Any]:
             "type": "object",
             "properties": {
                 "status": {"type": "string", "enum": ["ok"]},
+                # The build this replica runs (ONEBOX_RELEASE, set in the image).
+                "release": {"type": "string"},
                 "model": _ref("ModelRef"),
                 "model_source": {"type": "string", "enum": [FROM_REGISTRY, FROM_LOCAL_CACHE]},
                 "registry_error": {"type": "string", "nullable": True},
@@ -214,13 +216,15 @@ def _components(schema: Schema, max_batch_records: int) -> dict[str, Any]:
                         # Store away and spool unwritable: rows not kept, and why.
                         "dropped_rows": {"type": "integer", "minimum": 0},
                         "spool_error": {"type": "string", "nullable": True},
+                        # The journal cannot be written (server/journal.py).
+                        "journal_error": {"type": "string", "nullable": True},
                     },
                     "required": ["enabled", "store_available", "backlog", "spooled_rows",
-                                 "dropped_rows", "spool_error"],
+                                 "dropped_rows", "spool_error", "journal_error"],
                     "additionalProperties": False,
                 },
             },
-            "required": ["status", "model", "model_source", "registry_error",
+            "required": ["status", "release", "model", "model_source", "registry_error",
                          "prediction_log"],
             "additionalProperties": False,
         },

@@ -5,7 +5,10 @@ the store.  When the store is unreachable a batch goes to the local durable
 spool instead (server/spool.py), and while the store is down new batches go
 straight there; every REPLAY_INTERVAL the writer tries to replay the spool, and
 once that works the store is back in use.  A graceful shutdown (SIGTERM) writes
-the queue to the store or, failing that, to the spool before the worker exits.
+the queue to the store or, failing that, to the spool before the worker exits.  A worker
+killed outright (SIGKILL) loses nothing it answered either: each request's predictions are
+appended to its journal before the answer leaves, and another worker (or the next one)
+replays the journal of a dead one (server/journal.py).
 
 Memory is bounded: a request whose predictions would take the in-memory backlog
 past `max_backlog` rows first waits up to `max_wait` seconds for the writer to make
@@ -36,6 +39,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from core.store import PredictionRecord, PredictionStore
+from server.journal import Journal, Segment
 from server.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -45,9 +49,12 @@ class PredictionLogger:
     def __init__(self, store: PredictionStore, spool: Spool, *, batch_size: int = 2000,
                  flush_interval: float = 0.2, replay_interval: float = 2.0,
                  max_backlog: int = 20_000, max_wait: float = 1.0,
-                 on_progress: Callable[[PredictionLogger], None] | None = None):
+                 on_progress: Callable[[PredictionLogger], None] | None = None,
+                 journal: bool = True):
         self.store = store
         self.spool = spool
+        # In the spool's folder: the spool replays what it recovers.
+        self.journal = Journal(spool.directory) if journal else None
         self.batch_size = batch_size
         self.max_backlog = max_backlog
         self.max_wait = max_wait
@@ -56,14 +63,16 @@ class PredictionLogger:
         self.on_progress = on_progress
         self.store_available = self._store_answers()
         self.spooled_rows = spool.rows()
-        # One queue item per request (a list of its predictions): a 1,000-row batch costs
-        # one put, not a thousand.
-        self._queue: queue.Queue[Sequence[PredictionRecord]] = queue.Queue()
+        # One queue item per request (its predictions, and the journal segment holding
+        # them): a 1,000-row batch costs one put, not a thousand.
+        self._queue: queue.Queue[tuple[Sequence[PredictionRecord], Segment | None]] = \
+            queue.Queue()
         self._queued_rows = 0
         self._counts = threading.Lock()
         # Whole requests' predictions (each a sequence: a PredictionBatch from the
         # predictor), written together by one COPY.
         self._pending: list[Sequence[PredictionRecord]] = []
+        self._pending_segments: list[tuple[Segment | None, int]] = []
         self._pending_rows = 0
         self._stop = threading.Event()
         # Set by a request that brings the backlog to a full batch (and by close): the
@@ -92,9 +101,10 @@ class PredictionLogger:
                 with self._counts:
                     self.dropped_rows += len(records)
             return
+        segment = self.journal.append(records) if self.journal is not None else None
         with self._counts:
             self._queued_rows += len(records)
-        self._queue.put(records)
+        self._queue.put((records, segment))
         if self.backlog >= self.batch_size and not self._enough.is_set():
             self._enough.set()
 
@@ -161,6 +171,8 @@ class PredictionLogger:
         self._stop.set()
         self._enough.set()
         self._thread.join(timeout=timeout)
+        if self.journal is not None:
+            self.journal.close()
         if self.backlog:
             log.error("prediction log closed with %d predictions neither written nor spooled",
                       self.backlog)
@@ -169,16 +181,22 @@ class PredictionLogger:
 
     def _run(self) -> None:
         while True:
-            self._fill_pending()
-            if self._pending:
-                self._write_pending()
-            if time.monotonic() >= self._next_replay:
-                self._replay_spool()
-            if self.on_progress is not None:
-                self.on_progress(self)
-            if self._stop.is_set() and self._queue.empty() and not self._pending:
-                self._replay_spool()
-                return
+            try:
+                self._fill_pending()
+                if self._pending:
+                    self._write_pending()
+                if time.monotonic() >= self._next_replay:
+                    self._replay_spool()
+                if self.on_progress is not None:
+                    self.on_progress(self)
+                if self._stop.is_set() and self._queue.empty() and not self._pending:
+                    self._replay_spool()
+                    return
+            except Exception:
+                # The one thread that keeps the log: whatever went wrong in a turn, say it
+                # and go on (a dead writer would answer requests and log nothing).
+                log.exception("prediction log writer: a turn failed; going on")
+                self._stop.wait(self.replay_interval)
 
     def _write_pending(self) -> None:
         chunks, rows = self._pending, self._pending_rows
@@ -204,10 +222,17 @@ class PredictionLogger:
                 self.dropped_rows += rows
             log.error("prediction log closed with %d predictions neither written nor spooled "
                       "(%s)", rows, self.spool_error)
-            self._done(rows)
+            # Their journal segments stay: whatever of them reached the disk is replayed
+            # by the next worker.
+            self._done(rows, release_journal=False)
 
-    def _done(self, rows: int, *, written: bool = False, spooled: bool = False) -> None:
+    def _done(self, rows: int, *, written: bool = False, spooled: bool = False,
+              release_journal: bool = True) -> None:
         """The pending batch is gone: written, spooled, or (neither) dropped."""
+        if self.journal is not None and release_journal:
+            for segment, count in self._pending_segments:
+                if segment is not None:
+                    self.journal.release(segment, count)
         with self._idle:
             if written:
                 self._written += rows
@@ -215,6 +240,7 @@ class PredictionLogger:
                 with self._counts:
                     self.spooled_rows += rows
             self._pending = []
+            self._pending_segments = []
             self._pending_rows = 0
             self._batches_done += 1
             self._idle.notify_all()
@@ -222,12 +248,20 @@ class PredictionLogger:
     def _replay_spool(self) -> None:
         """Write spooled batches to the store; the first failure marks the store away."""
         self._next_replay = time.monotonic() + self.replay_interval
+        if self.journal is not None:
+            self.journal.recover(self.spool.adopt)
         self.spool.release_stale_claims()
         for path in self.spool.pending():
             claimed = self.spool.claim(path)
             if claimed is None:
                 continue  # a sibling worker is replaying it
-            records = self.spool.read(claimed)
+            try:
+                records = self.spool.read(claimed)
+            except FileNotFoundError:
+                continue  # taken from us meanwhile (its replay is another worker's now)
+            except ValueError as exc:
+                self.spool.set_aside(claimed, exc)
+                continue
             try:
                 self.store.log(records)
             except Exception:
@@ -261,11 +295,15 @@ class PredictionLogger:
         batch may pass batch_size by one request's worth)."""
         if self._pending_rows >= self.batch_size:
             return
+        starting = not self._pending
         try:
             timeout = 0.0 if self._pending else self.flush_interval
             self._take(self._queue.get(timeout=timeout))
         except queue.Empty:
             return
+        if starting and self.journal is not None:
+            # A segment a batch or so: it is deleted as soon as its rows are kept.
+            self.journal.rotate()
         # Linger up to flush_interval for more: under single-record traffic, writing each
         # wake-up's handful of rows made one commit per few rows, and those round trips,
         # not the rows, were the cost of logging.  The linger sleeps until a full batch
@@ -280,9 +318,11 @@ class PredictionLogger:
             except queue.Empty:
                 return
 
-    def _take(self, records: Sequence[PredictionRecord]) -> None:
+    def _take(self, item: tuple[Sequence[PredictionRecord], Segment | None]) -> None:
+        records, segment = item
         # Pending first, then the count: `backlog` never misses rows in between.
         self._pending.append(records)
+        self._pending_segments.append((segment, len(records)))
         self._pending_rows += len(records)
         with self._counts:
             self._queued_rows -= len(records)

@@ -214,6 +214,7 @@ def health() -> Response:
     logger = predictor.prediction_log
     return jsonify(
         status="ok",
+        release=predictor.settings.release,
         model=_model_info(served),
         model_source=served.source,
         registry_error=predictor.follower.last_error,
@@ -224,6 +225,10 @@ def health() -> Response:
             "spooled_rows": 0 if logger is None else logger.spooled_rows,
             "dropped_rows": 0 if logger is None else logger.dropped_rows,
             "spool_error": None if logger is None else logger.spool_error,
+            # Why the journal cannot be written (a full disk): a worker killed meanwhile
+            # would lose what it had not written yet.
+            "journal_error": (None if logger is None or logger.journal is None
+                              else logger.journal.error),
         },
     )
 

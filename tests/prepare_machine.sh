@@ -2,11 +2,13 @@
 # make test-prereqs: on a fresh Debian 12 machine, install and start what `make test` needs.
 # Run as root (or with sudo); everything already there is left as it is.
 #   - Python 3.11 with venv (the test venv), PostgreSQL (its client and initdb: the tests
-#     start a throwaway cluster when no server answers), Prometheus + promtool and nginx
-#     (monitoring tests), wrk (make bench), chromium and its chromedriver (browser tests)
-#   - a Docker engine (Debian's docker.io, started here: no systemd) with the compose v2
-#     and buildx plugins (not in Debian 12: taken from Debian 13's packages, unpacked,
-#     never installed as packages), and mmdebstrap for the stand-in images (stack test)
+#     start a throwaway cluster when no server answers), Prometheus + promtool,
+#     Alertmanager + amtool and nginx (monitoring tests), wrk (make bench), chromium and its
+#     chromedriver (browser tests)
+#   - a Docker engine (Debian's docker.io, started here: no systemd) with a docker CLI of
+#     version 26 or later (Swarm jobs in stack files) and the compose v2 and buildx plugins
+#     (not in Debian 12: taken from Debian 13's packages, unpacked, never installed as
+#     packages), and mmdebstrap for the stand-in images (stack and swarm tests)
 set -euo pipefail
 
 log() { printf '== %s\n' "$*"; }
@@ -29,6 +31,8 @@ need pg_ctlcluster postgresql
 need psql postgresql-client
 need prometheus prometheus
 need promtool prometheus
+need prometheus-alertmanager prometheus-alertmanager
+need amtool prometheus-alertmanager
 need nginx nginx
 need wrk wrk
 need chromium chromium
@@ -40,10 +44,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt_install $(printf '%s\n' "${missing[@]}" | sort -u)
 fi
 
-# --- compose v2 and buildx: Debian 13's static binaries as CLI plugins ---------------------
-plugins=/usr/local/lib/docker/cli-plugins
-if ! docker compose version >/dev/null 2>&1 || ! docker buildx version >/dev/null 2>&1; then
-  log "compose v2 + buildx plugins from Debian 13 (trixie) packages"
+# --- from Debian 13 (trixie): packages unpacked, never installed -------------------------
+trixie_unpack() {  # PACKAGE...: unpacked into $work/root
   work=$(mktemp -d)
   mkdir -p "$work/lists/partial" "$work/archives/partial" "$work/root"
   echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main" \
@@ -52,8 +54,28 @@ if ! docker compose version >/dev/null 2>&1 || ! docker buildx version >/dev/nul
         -o "Dir::State::Lists=$work/lists" -o "Dir::Cache::archives=$work/archives"
         -o "APT::Sandbox::User=root")
   as_root apt-get "${opts[@]}" update -qq
-  (cd "$work" && as_root apt-get "${opts[@]}" download docker-compose docker-buildx >/dev/null)
+  (cd "$work" && as_root apt-get "${opts[@]}" download "$@" >/dev/null)
   for deb in "$work"/*.deb; do dpkg -x "$deb" "$work/root"; done
+}
+
+# The docker CLI: Debian 12's (20.10) has no `docker stack config` and refuses Swarm jobs
+# (`mode: replicated-job`) in a stack file: Debian 13's, in /usr/local/bin (ahead of
+# /usr/bin on PATH).  It talks to the 20.10 engine at that engine's API version.
+cli_major=$(docker version --format '{{.Client.Version}}' 2>/dev/null | cut -d. -f1 || true)
+if [ "${cli_major:-0}" -lt 26 ]; then
+  log "docker CLI 26 from Debian 13 (trixie) packages"
+  trixie_unpack docker-cli
+  as_root install -m 0755 "$work/root/usr/bin/docker" /usr/local/bin/docker
+  rm -rf "$work"
+  hash -r
+fi
+docker version --format 'docker CLI {{.Client.Version}}'
+
+# --- compose v2 and buildx: Debian 13's static binaries as CLI plugins ---------------------
+plugins=/usr/local/lib/docker/cli-plugins
+if ! docker compose version >/dev/null 2>&1 || ! docker buildx version >/dev/null 2>&1; then
+  log "compose v2 + buildx plugins from Debian 13 (trixie) packages"
+  trixie_unpack docker-compose docker-buildx
   as_root mkdir -p "$plugins"
   as_root cp "$work"/root/usr/libexec/docker/cli-plugins/docker-compose \
              "$work"/root/usr/libexec/docker/cli-plugins/docker-buildx "$plugins/"

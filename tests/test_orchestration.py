@@ -19,6 +19,7 @@ from core import registry
 from core.registry import PREDICTION_COLUMN
 from core.schema import Schema, model_frame
 from core.store import PredictionRecord, PredictionStore
+from monitoring.window import read_window
 from orchestration import processes
 from simulation.generator import SCENARIOS, generate
 from simulation.traffic import records_from_frame
@@ -132,6 +133,21 @@ def flow_runs_tagged(tag: str) -> list:
     return asyncio.run(read())
 
 
+def flow_run_logs(flow_run_id) -> list[str]:
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    async def read() -> list[str]:
+        async with get_client() as client:
+            logs = await client.read_logs(log_filter=LogFilter(
+                flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+            return [log.message for log in logs]
+
+    return asyncio.run(read())
+
+
 def log_predictions(home: Path, frame, schema: Schema, start: datetime) -> None:
     settings = settings_for(home)
     champion = registry.load_champion(registry.connect(settings), settings)
@@ -188,6 +204,27 @@ def test_report_quick_run_writes_a_report(stack: dict, schema: Schema) -> None:
     reports = settings_for(stack["home"]).reports_dir
     assert len(list(reports.glob("drift-*.html"))) == 1
     assert (reports / "index.html").exists()
+
+
+def test_report_right_after_a_promotion_completes_without_a_report(stack: dict) -> None:
+    # A scheduled report between a promotion and the new champion's first prediction
+    # has no window: the run completes (no red run in the UI), and writes nothing.
+    settings = settings_for(stack["home"])
+    client = registry.connect(settings)
+    quick_run("train/train", n_trials=2, promotion_margin=-1.0)
+    champion = registry.load_champion(client, settings)
+    store = PredictionStore(settings.prediction_store_url.get_secret_value())
+    try:
+        store.create_schema()
+        assert read_window(store, champion, 500).empty
+    finally:
+        store.dispose()
+    reports = settings.reports_dir
+    before = sorted(reports.glob("drift-*.html"))
+    run = quick_run("report/report", window_rows=500)  # asserts the run completed
+    assert sorted(reports.glob("drift-*.html")) == before
+    assert any(f"nothing to report: no predictions of {champion.name} v{champion.version}"
+               in message for message in flow_run_logs(run.id))
 
 
 def test_drift_check_starts_training_on_drift_and_not_on_clean_traffic(

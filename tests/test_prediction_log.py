@@ -107,36 +107,48 @@ def test_a_store_slower_than_the_traffic_slows_requests_instead_of_spooling(
     store.dispose()
 
 
-def test_a_claim_left_by_a_dead_worker_is_released_even_when_its_pid_is_taken_again(
-    tmp_path: Path,
-) -> None:
-    """The spool is on a volume that outlives the container, and a new container numbers
-    its processes from 1 again: a claim must not stay held because a stranger now has the
-    dead worker's pid."""
-    import os
+CLAIMING_WORKER = r"""
+import sys
+from pathlib import Path
+from server.spool import Spool
+spool = Spool(Path(sys.argv[1]))
+claimed = [spool.claim(path) for path in spool.pending()]
+print("CLAIMED", len([c for c in claimed if c]), flush=True)
+sys.stdin.readline()  # holds its claims until told, or killed
+"""
+
+
+def test_a_claim_is_held_by_a_live_worker_and_released_when_it_dies(tmp_path: Path) -> None:
+    """Claims are held by a lock, not judged by pid: replicas sharing the spool volume
+    (another container's pids are not in this one's /proc) and a restarted container
+    (pids from 1 again) must neither steal a live claim nor keep a dead one."""
+    import sys
 
     spool = Spool(tmp_path / "spool")
     spool.write(records(3))
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    (path,) = spool.pending()
-    started = Path(f"/proc/{os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    # Claimed by "this pid, started at another time" (the dead worker whose pid we now
-    # have), and by a pid that is gone.
-    reused = path.rename(path.with_name(f"{path.name}.claimed-{os.getpid()}.{int(started) - 1}"))
     spool.write(records(2))
-    other = next(p for p in spool.pending() if p != path)
-    gone = other.rename(other.with_name(f"{other.name}.claimed-{dead.pid}.{started}"))
-    assert spool.pending() == []
-
-    spool.release_stale_claims()
-
-    assert sorted(p.name for p in spool.pending()) == sorted([path.name, other.name])
-    assert not reused.exists() and not gone.exists()
-    # A claim of a live process (this one, as claim() names it) stays held.
-    claimed = spool.claim(path)
-    spool.release_stale_claims()
-    assert claimed is not None and claimed.exists() and path not in spool.pending()
+    worker = subprocess.Popen([sys.executable, "-c", CLAIMING_WORKER, str(tmp_path / "spool")],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).resolve().parent.parent)
+    try:
+        assert worker.stdout.readline().split() == ["CLAIMED", "2"]
+        assert spool.pending() == []
+        spool.release_stale_claims()
+        assert spool.pending() == []  # the worker lives: its claims stay its own
+        worker.kill()
+        worker.wait(timeout=10)
+        spool.release_stale_claims()
+        assert len(spool.pending()) == 2  # gone: both files are replayable again
+        # A claim of this process stays held against this spool and any other.
+        claimed = spool.claim(spool.pending()[0])
+        for replayer in (spool, Spool(tmp_path / "spool")):
+            replayer.release_stale_claims()
+            assert claimed is not None and claimed.exists()
+        spool.done(claimed)
+        assert len(spool.pending()) == 1
+    finally:
+        if worker.poll() is None:
+            worker.kill()
 
 
 @pytest.fixture()
@@ -185,3 +197,168 @@ def test_with_the_store_away_and_the_spool_disk_full_requests_go_on_and_drops_ar
     finally:
         logger.close(timeout=5)
         away.dispose()
+
+
+# --- a worker killed outright (SIGKILL): its journal -------------------------------------------
+
+KILLED_WORKER = r'''
+import os, signal, sys, uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from core.store import PredictionBatch, PredictionRecord, PredictionStore
+from server.prediction_log import PredictionLogger
+from server.spool import Spool
+from tests.factories import valid_record
+
+home = Path(sys.argv[1])
+store = PredictionStore(f"sqlite:///{home / 'predictions.db'}")
+# The writer lingers far longer than this process lives: nothing reaches the store.
+logger = PredictionLogger(store, Spool(home / "spool"), flush_interval=60, replay_interval=60)
+now = datetime.now(UTC)
+batch = PredictionBatch("churn-classifier", "1", now, [str(uuid.uuid4()) for _ in range(100)],
+                        [valid_record() for _ in range(100)], [0.25] * 100, [0] * 100)
+singles = [[PredictionRecord(str(uuid.uuid4()), "churn-classifier", "1", valid_record(), 0.5,
+                             1, now)] for _ in range(7)]
+for request in (batch, *singles):
+    logger.submit(request)  # then the answer leaves: its ids are printed
+    print("\n".join(r.prediction_id for r in request), flush=True)
+print("READY", flush=True)
+if sys.argv[2] == "kill":
+    os.kill(os.getpid(), signal.SIGKILL)
+sys.stdin.readline()  # live until told to stop, then stop gracefully
+logger.close()
+'''
+
+
+def start_worker(home: Path, how: str) -> tuple[subprocess.Popen, list[str]]:
+    """A process with a prediction logger that answers 107 predictions; `kill`: then
+    SIGKILLs itself, else it lives until its stdin gets a line."""
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", KILLED_WORKER, str(home), how],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                             cwd=Path(__file__).resolve().parent.parent)
+    answered = []
+    for line in child.stdout:
+        if line.strip() == "READY":
+            break
+        answered.append(line.strip())
+    assert len(answered) == 107, answered[-3:]
+    return child, answered
+
+
+def logged(store: PredictionStore, ids: list[str]) -> tuple[int, int]:
+    """(rows, distinct ids) in the store among `ids`."""
+    wanted = set(ids)
+    found = [i for i in store.ids() if i in wanted]
+    return len(found), len(set(found))
+
+
+def test_a_worker_killed_outright_loses_no_answered_prediction(tmp_path: Path) -> None:
+    """SIGKILL right after answering, before its writer wrote anything: the next worker
+    on the same spool folder logs every answered prediction, each once."""
+    child, answered = start_worker(tmp_path, "kill")
+    assert child.wait(timeout=30) == -9
+    store = PredictionStore(f"sqlite:///{tmp_path / 'predictions.db'}")
+    store.create_schema()
+    assert logged(store, answered) == (0, 0)  # nothing reached the store
+    assert list((tmp_path / "spool").glob("journal-*.jsonl"))
+    survivor = PredictionLogger(store, Spool(tmp_path / "spool"), flush_interval=0.01,
+                                replay_interval=0.1)
+    try:
+        deadline = time.monotonic() + 20
+        while logged(store, answered)[1] < len(answered) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert logged(store, answered) == (107, 107)
+        assert not list((tmp_path / "spool").glob("journal-*"))
+        assert not list((tmp_path / "spool").glob("spool-*"))
+    finally:
+        survivor.close()
+        store.dispose()
+
+
+def test_a_live_workers_journal_is_left_to_it_and_gone_after_its_graceful_stop(
+    tmp_path: Path,
+) -> None:
+    child, answered = start_worker(tmp_path, "live")
+    store = PredictionStore(f"sqlite:///{tmp_path / 'predictions.db'}")
+    store.create_schema()
+    neighbour = PredictionLogger(store, Spool(tmp_path / "spool"), flush_interval=0.01,
+                                 replay_interval=0.05)
+    try:
+        time.sleep(1)  # about twenty of the neighbour's replays
+        assert logged(store, answered) == (0, 0)  # the live worker's rows are its own
+        assert list((tmp_path / "spool").glob("journal-*.jsonl"))
+        child.stdin.write("stop\n")
+        child.stdin.flush()
+        assert child.wait(timeout=30) == 0
+        assert logged(store, answered) == (107, 107)
+        assert not list((tmp_path / "spool").glob("journal-*"))
+    finally:
+        neighbour.close()
+        if child.poll() is None:
+            child.kill()
+        store.dispose()
+
+
+def test_a_last_line_cut_short_by_a_kill_is_skipped_and_a_broken_one_before_it_is_not(
+    tmp_path: Path,
+) -> None:
+    from server.journal import encode
+
+    whole = encode(records(2))
+    cut = tmp_path / "cut.jsonl"
+    cut.write_bytes(whole + encode(records(1))[:40])
+    assert [r.prediction_id for r in Spool.read(cut)] == [
+        line.split(b'"')[3].decode() for line in whole.splitlines()]
+    broken = tmp_path / "broken.jsonl"
+    broken.write_bytes(encode(records(1))[:40] + b"\n" + whole)
+    with pytest.raises(ValueError):
+        Spool.read(broken)
+
+
+def test_a_journal_write_cut_short_by_a_full_disk_leaves_only_whole_lines(
+    tiny_disk: Path,
+) -> None:
+    from server.journal import Journal
+
+    journal = Journal(tiny_disk / "spool")
+    kept = 0
+    while journal.append(records(7)) is not None:
+        kept += 7
+    assert journal.error is not None and "No space left" in journal.error
+    assert kept > 0
+    # Room again: the next request's lines follow whole ones, not the failed write's half
+    # line (which a replay would then refuse as broken).
+    subprocess.run(["mount", "-o", "remount,size=4m", str(tiny_disk)], check=True)
+    assert journal.append(records(7)) is not None and journal.error is None
+    kept += 7
+    read = [r for path in (tiny_disk / "spool").glob("journal-*.jsonl")
+            for r in Spool.read(path)]
+    assert len(read) == kept
+    journal.close()
+
+
+def test_an_unreadable_spool_file_is_set_aside_and_the_rest_replayed(tmp_path: Path) -> None:
+    from server.journal import encode
+
+    store = PredictionStore(f"sqlite:///{tmp_path / 'predictions.db'}")
+    store.create_schema()
+    spool = Spool(tmp_path / "spool")
+    good = records(4)
+    spool.write(good)
+    (tmp_path / "spool" / "spool-1-1-1.jsonl").write_bytes(
+        encode(records(1))[:30] + b"\n" + encode(records(2)))
+    logger = PredictionLogger(store, spool, flush_interval=0.01, replay_interval=0.05)
+    try:
+        deadline = time.monotonic() + 10
+        while len(store.ids()) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sorted(store.ids()) == sorted(r.prediction_id for r in good)
+        assert [p.name for p in (tmp_path / "spool").glob("unreadable-*")] == [
+            "unreadable-spool-1-1-1.jsonl"]
+        logger.submit(records(3))  # the writer goes on
+        assert logger.flush() and len(store.ids()) == 7
+    finally:
+        logger.close()
+        store.dispose()

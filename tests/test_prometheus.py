@@ -27,16 +27,17 @@ CONFIG = PROMETHEUS_DIR / "prometheus.yml"
 ALERTS = PROMETHEUS_DIR / "alerts.yml"
 ALERTS_TEST = PROMETHEUS_DIR / "alerts_test.yml"
 # The job names the Grafana dashboards and the alert rules select on.
-JOBS = {"predictor", "drift-exporter"}
+JOBS = {"predictor", "drift-exporter", "alertmanager"}
 # Where the services' metrics are declared (a histogram adds _bucket/_sum/_count).
 METRIC_SOURCES = (ROOT / "server" / "metrics.py", ROOT / "monitoring" / "exporter.py")
 INSTALL_HINT = "apt-get install prometheus (Debian's package ships prometheus and promtool)"
+ALERTMANAGER_INSTALL_HINT = "apt-get install prometheus-alertmanager"
 
 
-def tool(name: str) -> str:
+def tool(name: str, install_hint: str = INSTALL_HINT) -> str:
     path = shutil.which(name)
     if path is None:
-        pytest.fail(f"{name} is not installed: {INSTALL_HINT}")
+        pytest.fail(f"{name} is not installed: {install_hint}")
     return path
 
 
@@ -130,16 +131,28 @@ def eventually(check, timeout: float = 90.0):
                  retry=retry_if_exception_type(NotYet), reraise=True)(check)()
 
 
-def local_config(targets: dict[str, str], interval: str = "1s") -> dict:
-    """The project's prometheus.yml with each job's targets replaced and faster intervals."""
+def local_config(targets: dict[str, str], interval: str = "1s", *,
+                 rule_files: list[Path] | None = None,
+                 alertmanager: str | None = None) -> dict:
+    """The project's prometheus.yml with faster intervals: each job of `targets` scraping its
+    host:port (the other jobs dropped), the rules of `rule_files` (alerts.yml by default),
+    and alerts sent to `alertmanager` (host:port), or nowhere."""
     config = yaml.safe_load(CONFIG.read_text())
     config["global"].update(scrape_interval=interval, scrape_timeout=interval,
                             evaluation_interval=interval)
-    config["rule_files"] = [str(ALERTS)]
+    config["rule_files"] = [str(path) for path in (rule_files or [ALERTS])]
+    config["scrape_configs"] = [job for job in config["scrape_configs"]
+                                if job["job_name"] in targets]
     for job in config["scrape_configs"]:
         job.pop("scrape_interval", None)
         job.pop("scrape_timeout", None)
+        job.pop("dns_sd_configs", None)
         job["static_configs"] = [{"targets": [targets[job["job_name"]]]}]
+    if alertmanager is None:
+        config.pop("alerting", None)
+    else:
+        config["alerting"] = {"alertmanagers": [{"static_configs": [
+            {"targets": [alertmanager]}]}]}
     return config
 
 
@@ -155,6 +168,22 @@ def running(argv: list[str], log_path: Path, env: dict[str, str] | None = None
         processes.stop(process)
 
 
+@contextmanager
+def running_alertmanager(config: Path, tmp_path: Path,
+                         port: int | None = None) -> Iterator[str]:
+    """Debian's Alertmanager on loopback (`port`, or a free one), one instance (no cluster
+    port); yields its base URL once it is ready."""
+    port = port or processes.free_port()
+    argv = [tool("prometheus-alertmanager", ALERTMANAGER_INSTALL_HINT),
+            f"--config.file={config}",
+            f"--storage.path={tmp_path / 'alertmanager-data'}",
+            f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="]
+    with running(argv, tmp_path / "alertmanager.log") as process:
+        url = f"http://127.0.0.1:{port}"
+        processes.wait_until_healthy(f"{url}/-/ready", process, timeout=60)
+        yield url
+
+
 @pytest.mark.slow
 def test_prometheus_scrapes_the_services_and_loads_every_rule(
     trained_home: Path, tmp_path: Path
@@ -164,10 +193,17 @@ def test_prometheus_scrapes_the_services_and_loads_every_rule(
     env = home_env(trained_home, PREDICTION_STORE_URL=store_url,
                    MODEL_CACHE_DIR=str(tmp_path / "model-cache"))
     predictor_port, exporter_port, prometheus_port = (processes.free_port() for _ in range(3))
+    # Alertmanager with no receiver: here it is only a scrape target (test_alerting
+    # delivers through it).
+    alertmanager_config = tmp_path / "alertmanager.yml"
+    alertmanager_config.write_text(yaml.safe_dump({"route": {"receiver": "null"},
+                                                   "receivers": [{"name": "null"}]}))
+    alertmanager_port = processes.free_port()
     config_path = tmp_path / "prometheus.yml"
     config_path.write_text(yaml.safe_dump(local_config({
         "predictor": f"127.0.0.1:{predictor_port}",
         "drift-exporter": f"127.0.0.1:{exporter_port}",
+        "alertmanager": f"127.0.0.1:{alertmanager_port}",
     })))
     prometheus_argv = [
         prometheus_bin, f"--config.file={config_path}",
@@ -180,7 +216,8 @@ def test_prometheus_scrapes_the_services_and_loads_every_rule(
 
     predictor = processes.start_predictor(predictor_port, env, tmp_path / "predictor.log")
     try:
-        with (running(exporter_argv, tmp_path / "exporter.log", env) as exporter,
+        with (running_alertmanager(alertmanager_config, tmp_path, alertmanager_port),
+              running(exporter_argv, tmp_path / "exporter.log", env) as exporter,
               running(prometheus_argv, tmp_path / "prometheus.log") as prometheus):
             processes.wait_until_healthy(f"http://127.0.0.1:{predictor_port}/health",
                                          predictor, timeout=90)

@@ -14,6 +14,7 @@ teardown.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import threading
@@ -36,8 +37,8 @@ MODEL = "churn-classifier"
 SERVICE_PACKAGES = {"core", "server", "simulation", "monitoring", "reporting", "orchestration"}
 # Every long-running service `up --wait` must bring to healthy (all but Grafana).
 LONG_RUNNING = {"postgres", "mlflow", "prefect-server", "prefect-worker", "predictor",
-                "drift-exporter", "prometheus", "gateway"}
-ONE_OFF = {"config-check", "setup", "bootstrap", "deploy"}
+                "drift-exporter", "prometheus", "alertmanager", "gateway"}
+ONE_OFF = {"config-check", "setup", "bootstrap", "deploy", "alertmanager-config"}
 POLL_SECONDS = 3
 # What answers without any credential on the published port: the health checks.
 PUBLIC = {("GET", "/health"), ("GET", "/healthz")}
@@ -137,6 +138,7 @@ SCAN = [
     ("POST", "/mlflow/api/2.0/mlflow/registered-models/create", "admin"),
     ("GET", "/prefect/", "admin"), ("POST", "/prefect/api/deployments/filter", "admin"),
     ("GET", "/prometheus/", "admin"), ("GET", "/prometheus/api/v1/query?query=up", "admin"),
+    ("GET", "/alertmanager/", "admin"), ("GET", "/alertmanager/api/v2/status", "admin"),
     ("GET", "/grafana/", "admin"),
     ("POST", "/predict", "predict"), ("POST", "/feedback", "feedback"),
     ("GET", "/model", "any-key"), ("GET", "/openapi.json", "any-key"),
@@ -363,7 +365,7 @@ def test_the_first_champions_model_card_is_on_the_front_door(stack: ComposeStack
     assert stack.get("reports", "/models/churn-classifier-v1.html", auth=None).status_code == 401
 
 
-def test_prometheus_scrapes_both_targets_loads_the_rules_and_has_the_onebox_series(
+def test_prometheus_scrapes_every_target_loads_the_rules_and_has_the_onebox_series(
     stack: ComposeStack,
 ) -> None:
     send_traffic(stack, 300, seed=11, feedback=False)
@@ -371,9 +373,10 @@ def test_prometheus_scrapes_both_targets_loads_the_rules_and_has_the_onebox_seri
     def targets_up() -> dict | None:
         active = stack.get("prometheus", "/api/v1/targets").json()["data"]["activeTargets"]
         health = {t["labels"]["job"]: t["health"] for t in active}
-        return health if health == {"predictor": "up", "drift-exporter": "up"} else None
+        return health if health == {"predictor": "up", "drift-exporter": "up",
+                                    "alertmanager": "up"} else None
 
-    wait_for("both scrape targets up", targets_up, timeout=120, interval=2)
+    wait_for("every scrape target up", targets_up, timeout=120, interval=2)
 
     rules = stack.get("prometheus", "/api/v1/rules").json()["data"]["groups"]
     loaded = {rule["name"] for group in rules for rule in group["rules"]}
@@ -399,6 +402,24 @@ def test_prometheus_scrapes_both_targets_loads_the_rules_and_has_the_onebox_seri
     wait_for("onebox_drift_share", lambda: series("onebox_drift_share"), timeout=180, interval=3)
     wait_for("onebox_feature_drift_score", lambda: series("onebox_feature_drift_score"),
              timeout=60, interval=3)
+
+
+def test_alertmanager_is_up_on_its_rendered_config_and_prometheus_sends_to_it(
+    stack: ComposeStack,
+) -> None:
+    """The stack's env names no receiver: Alertmanager runs on the null receiver, its
+    config step says so, and Prometheus lists it as the active Alertmanager."""
+    def active() -> list[str] | None:
+        data = stack.get("prometheus", "/api/v1/alertmanagers").json()["data"]
+        return [manager["url"] for manager in data["activeAlertmanagers"]] or None
+
+    urls = wait_for("Prometheus knowing an Alertmanager", active, timeout=120, interval=2)
+    assert urls == ["http://alertmanager:9093/api/v2/alerts"]
+    assert "no receiver configured" in stack.logs("alertmanager-config")
+    status = json.loads(stack.compose("exec", "-T", "alertmanager", "wget", "-qO-",
+                                      "http://localhost:9093/api/v2/status").stdout)
+    assert yaml.safe_load(status["config"]["original"])["route"]["receiver"] == "null"
+    assert status["cluster"]["status"] == "disabled"
 
 
 def test_the_uis_work_in_a_browser_through_the_front_door(stack: ComposeStack) -> None:

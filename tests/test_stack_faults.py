@@ -57,7 +57,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeStack]:
 
 
 LONG_RUNNING = ("postgres", "mlflow", "prefect-server", "prefect-worker", "predictor",
-                "drift-exporter", "prometheus", "gateway")
+                "drift-exporter", "prometheus", "alertmanager", "gateway")
 
 
 def all_healthy(stack: ComposeStack) -> bool | None:
@@ -241,8 +241,11 @@ def test_mlflow_stopped_the_predictor_serves_and_a_restarted_one_serves_its_loca
 ) -> None:
     champion = stack.alias(MODEL, "champion")
     send_traffic(stack, 300, seed=61, feedback=False)  # a window for the exporter
-    computed = wait_for("the exporter's figures", lambda: exporter(stack, "/health") if
-                        exporter(stack, "/health")["status"] == "ok" else None, timeout=120)
+    # Figures over these rows: an "ok" computed before the predictor's log reached
+    # PostgreSQL covers an empty window (no per-feature scores to keep).
+    computed = wait_for("the exporter's figures over the window", lambda: (
+        h if (h := exporter(stack, "/health"))["status"] == "ok" and h["window_rows"] >= 300
+        else None), timeout=120)
     stack.compose("stop", "mlflow")
     try:
         with SteadyLoad(stack) as load:
@@ -507,9 +510,9 @@ def test_the_predictor_killed_under_load_is_restarted_and_its_failures_are_bound
 ) -> None:
     """A crash (SIGKILL to gunicorn's master, PID 1 of the container, from the host: the
     kernel then ends its workers): the restart policy brings it back.  Bound: requests fail
-    only between the kill and the first answer of the new process; the rows a crash can
-    lose are those answered in the writer's last linger (flush_interval, 0.2 s) and not
-    yet written."""
+    only between the kill and the first answer of the new process.  Every answered
+    prediction is logged, once: what the killed workers had not written yet is in their
+    journals on the spool volume, which the new workers replay (server/journal.py)."""
     container = container_id(stack, "predictor")
     restarts = int(inspect(container, "{{.RestartCount}}"))
     with SteadyLoad(stack) as load:
@@ -539,8 +542,7 @@ def test_the_predictor_killed_under_load_is_restarted_and_its_failures_are_bound
           f"answered but never logged {lost}; first failure: "
           f"{(load.failures or [(0, '-')])[0][1][:120]!r}")
     assert rows == distinct
-    # What a crash may take: the answers of the writer's last linger at this rate.
-    assert lost <= load.threads * load.rate_per_thread * 0.5 + load.threads
+    assert lost == 0
 
 
 # --- backup and restore ---------------------------------------------------------------------
@@ -587,10 +589,11 @@ def test_a_backup_restored_into_an_emptied_stack_brings_everything_back(
 ) -> None:
     send_traffic(stack, 300, seed=31, feedback=True)
     stack.wait_for_flow_run(stack.quick_run("train/train", {"promotion_margin": -1.0}))
-    stack.wait_for_flow_run(stack.quick_run("report/report"))
     wait_for("the predictor on the new champion", lambda: True if health(stack)["model"][
         "version"] == stack.alias(MODEL, "champion") else None, timeout=120)
     send_traffic(stack, 200, seed=32, feedback=True)
+    # After the new champion served: a report needs the champion's own predictions.
+    stack.wait_for_flow_run(stack.quick_run("report/report"))
     before, cutoff = snapshot(stack)
     assert len(before["versions"]) >= 2 and before["reports"].strip()
     assert int(before["rows"].split("|")[1]) >= 500

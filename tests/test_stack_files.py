@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from core.settings import Settings, SettingsError
+from monitoring.alertmanager import render
 from server.process import predictor_argv
 from tests.compose_stack import read_env_file
 
@@ -94,15 +95,32 @@ def image_folders_owned_by_the_service_user() -> set[str]:
     return {folder for folder in made if any(folder.startswith(root) for root in owned)}
 
 
+# One-off steps of the onebox image that run as root, each for one reason: the volume it
+# writes has no folder in the image, so Docker makes that folder root-owned.
+ROOT_ONE_OFFS: set[str] = set()
+
+
 @pytest.mark.parametrize("name", ONEBOX_SERVICES)
 def test_every_volume_a_python_service_mounts_is_a_folder_the_image_owns(name: str) -> None:
     """A named volume takes the ownership of the image's folder on first use; a folder the
     image lacks comes up root-owned, and the non-root service cannot write it (the
     predictor restarted forever on its model cache for exactly this)."""
+    if SERVICES[name].get("user") == "root":  # can write a root-owned folder: see below
+        return
     owned = image_folders_owned_by_the_service_user()
     for source, target in volume_mounts(SERVICES[name]):
         if not source.startswith(("./", "/")):
             assert target in owned, f"{name} mounts {source} at {target}, not made in the image"
+
+
+def test_only_named_one_off_steps_run_as_root() -> None:
+    """Everything long-running runs as the image's user; a root one-off writes one volume
+    and exits."""
+    as_root = {name for name, service in SERVICES.items() if service.get("user") == "root"}
+    assert as_root == ROOT_ONE_OFFS
+    for name in as_root:
+        assert SERVICES[name]["restart"] == "no", name
+        assert len(SERVICES[name]["volumes"]) == 1, name
 
 
 def volume_mounts(service: dict) -> list[tuple[str, str]]:
@@ -208,14 +226,19 @@ def listen_ports(service: dict) -> set[int]:
 
 
 def scrape_targets() -> list[tuple[str, str, str, int]]:
-    """(job, metrics path, host, port) for every static target in prometheus.yml."""
+    """(job, metrics path, host, port) for every target in prometheus.yml: static, or
+    discovered by DNS (every address of a service name, on one port)."""
     found = []
     for job in PROMETHEUS_CONFIG["scrape_configs"]:
-        for group in job["static_configs"]:
+        path = job.get("metrics_path", "/metrics")
+        for group in job.get("static_configs", []):
             for target in group["targets"]:
                 host, _, port = target.rpartition(":")
-                found.append((job["job_name"], job.get("metrics_path", "/metrics"),
-                              host, int(port)))
+                found.append((job["job_name"], path, host, int(port)))
+        for discovery in job.get("dns_sd_configs", []):
+            assert discovery["type"] == "A", discovery  # a service name's addresses
+            found += [(job["job_name"], path, name, discovery["port"])
+                      for name in discovery["names"]]
     return found
 
 
@@ -226,6 +249,11 @@ def test_every_scrape_target_is_a_service_listening_there_that_serves_metrics(
     assert host in SERVICES, f"job {job} scrapes {host}, which is not a compose service"
     service = SERVICES[host]
     assert port in listen_ports(service), f"{host} does not listen on 0.0.0.0:{port}"
+    if host in UPSTREAM_SERVICES:
+        # An upstream image serves its own metrics (Alertmanager: tests/test_prometheus.py
+        # scrapes a real one); only the Prometheus ecosystem's do, on /metrics.
+        assert service["image"].startswith("prom/") and path == "/metrics", (host, path)
+        return
     # The route lives in the package the service's command runs.
     module = next(arg for arg in service["command"] if re.fullmatch(r"[a-z]+\.[\w.:()]+", arg))
     package = ROOT / module.split(".")[0]
@@ -267,6 +295,69 @@ def test_grafana_datasource_is_the_prometheus_service_and_dashboards_are_mounted
     paths = {provider["options"]["path"] for f in sorted(providers_folder.glob("*.y*ml"))
              for provider in yaml.safe_load(f.read_text())["providers"]}
     assert paths and paths <= set(GRAFANA_MOUNTS.values())
+
+
+# --- alerts: Prometheus sends them to Alertmanager, whose config is rendered at start -------
+
+ALERTMANAGER_PORT_IN_LOCAL = "127.0.0.1:${ALERTMANAGER_PORT:-9093}:9093"
+LOCAL = yaml.safe_load((ROOT / "docker-compose.local.yml").read_text())["services"]
+
+
+def test_prometheus_sends_alerts_to_the_alertmanager_service_listening_there() -> None:
+    targets = [target for manager in PROMETHEUS_CONFIG["alerting"]["alertmanagers"]
+               for group in manager["static_configs"] for target in group["targets"]]
+    assert targets == ["alertmanager:9093"]
+    host, _, port = targets[0].rpartition(":")
+    assert host in SERVICES and int(port) in listen_ports(SERVICES[host])
+
+
+def flag(service: dict, name: str) -> str:
+    """The value of --name=VALUE in the service's command."""
+    [value] = [arg.split("=", 1)[1] for arg in service["command"]
+               if arg.startswith(f"--{name}=")]
+    return value
+
+
+def test_alertmanager_reads_the_config_its_one_off_step_renders() -> None:
+    renderer, alertmanager = SERVICES["alertmanager-config"], SERVICES["alertmanager"]
+    assert renderer["command"][:3] == ["python", "-m", "monitoring.alertmanager.render"]
+    out = renderer["command"][renderer["command"].index("--out") + 1]
+    [(volume, written_in)] = volume_mounts(renderer)
+    assert out.startswith(written_in + "/")
+    # Alertmanager mounts that volume read-only and reads that very file from it, once the
+    # renderer has succeeded (a refused value keeps Alertmanager from starting).
+    [read_in] = [target for source, target in volume_mounts(alertmanager) if source == volume]
+    assert f"{volume}:{read_in}:ro" in alertmanager["volumes"]
+    assert flag(alertmanager, "config.file") == read_in + out[len(written_in):]
+    assert alertmanager["depends_on"] == {
+        "alertmanager-config": {"condition": "service_completed_successfully"}}
+    # Silences and the notification log outlive the container.
+    assert f"alertmanager-data:{flag(alertmanager, 'storage.path')}" in alertmanager["volumes"]
+    assert flag(alertmanager, "cluster.listen-address") == ""  # one instance, no gossip
+    assert "/-/ready" in " ".join(alertmanager["healthcheck"]["test"])
+
+
+def test_every_receiver_variable_reaches_the_renderer_and_is_documented() -> None:
+    environment = SERVICES["alertmanager-config"]["environment"]
+    assert set(environment) == set(render.VARIABLES)
+    for name in render.VARIABLES:  # optional: the stack starts without any receiver
+        assert re.fullmatch(rf"\$\{{{name}:-[^}}]*\}}", environment[name]), environment[name]
+    for env_file in (".env.local", ".env.cloud"):
+        documented = read_env_file(ROOT / env_file)
+        missing = sorted(set(render.VARIABLES) - set(documented))
+        assert not missing, f"{env_file} lacks {missing}"
+
+
+def test_alertmanager_is_published_only_on_loopback_and_only_for_a_developer() -> None:
+    assert "ports" not in SERVICES["alertmanager"]
+    assert LOCAL["alertmanager"]["ports"] == [ALERTMANAGER_PORT_IN_LOCAL]
+
+
+def test_the_local_override_publishes_compose_services_on_loopback_only() -> None:
+    for name, service in LOCAL.items():
+        assert name in SERVICES, name
+        for port in service["ports"]:
+            assert port.startswith("127.0.0.1:"), (name, port)
 
 
 def test_every_named_volume_is_declared() -> None:

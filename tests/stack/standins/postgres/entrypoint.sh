@@ -8,8 +8,13 @@ if [ "$(id -u)" = 0 ]; then
   chmod 700 "$PGDATA"
   exec runuser -u postgres -- "$0" "$@"
 fi
+# As the upstream image: the password from a file (a Docker Swarm secret) when
+# POSTGRES_PASSWORD_FILE names one.
+if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then
+  POSTGRES_PASSWORD=$(cat "$POSTGRES_PASSWORD_FILE")
+fi
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
-  : "${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD}"
+  : "${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE}"
   pwfile=$(mktemp)
   printf '%s' "$POSTGRES_PASSWORD" > "$pwfile"
   initdb -D "$PGDATA" -U postgres --pwfile="$pwfile" -E UTF8 \
