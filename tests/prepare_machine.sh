@@ -61,7 +61,10 @@ trixie_unpack() {  # PACKAGE...: unpacked into $work/root
 # The docker CLI: Debian 12's (20.10) has no `docker stack config` and refuses Swarm jobs
 # (`mode: replicated-job`) in a stack file: Debian 13's, in /usr/local/bin (ahead of
 # /usr/bin on PATH).  It talks to the 20.10 engine at that engine's API version.
-cli_major=$(docker version --format '{{.Client.Version}}' 2>/dev/null | cut -d. -f1 || true)
+# (`docker version` exits 1 while no engine answers, even with only the client's fields
+# asked for: the engine is started further down, so its status is ignored here.)
+client_version() { docker version --format '{{.Client.Version}}' 2>/dev/null || true; }
+cli_major=$(client_version | cut -d. -f1)
 if [ "${cli_major:-0}" -lt 26 ]; then
   log "docker CLI 26 from Debian 13 (trixie) packages"
   trixie_unpack docker-cli
@@ -69,7 +72,7 @@ if [ "${cli_major:-0}" -lt 26 ]; then
   rm -rf "$work"
   hash -r
 fi
-docker version --format 'docker CLI {{.Client.Version}}'
+echo "docker CLI $(client_version)"
 
 # --- compose v2 and buildx: Debian 13's static binaries as CLI plugins ---------------------
 plugins=/usr/local/lib/docker/cli-plugins
