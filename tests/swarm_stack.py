@@ -21,7 +21,7 @@ from pathlib import Path
 
 from orchestration.processes import free_port
 from swarm import deploy as swarm
-from tests.compose_stack import ROOT, ComposeStack, read_env_file, wait_for
+from tests.compose_stack import QUIET_SCHEDULES, ROOT, ComposeStack, read_env_file, wait_for
 
 TASK_SERVICE_LABEL = "com.docker.swarm.service.name"
 
@@ -41,7 +41,7 @@ class SwarmStack(ComposeStack):
 
         port = free_port()
         values = {"GATEWAY_PORT": str(port), "PUBLIC_URL": f"https://localhost:{port}",
-                  **overrides}
+                  **QUIET_SCHEDULES, **overrides}
         env_file = workdir / "stack.env"
         env_file.write_text(fill((ROOT / ".env.local").read_text(), values))
         return cls(f"onebox-swarm-{uuid.uuid4().hex[:6]}", env_file, read_env_file(env_file),
