@@ -28,7 +28,7 @@ test sees them, and their target is one window of the largest size.
 
 The policy is the settings' (DriftPolicy.from_settings): the prediction counts
 when PREDICTION_DRIFT_ALARM is on, its default, so the false alarms below include
-it (the champion's reference predictions must then be out-of-fold, as the train
+it (the champion's reference predictions must then be out of sample, as the train
 flow stores them).
 
 Then clean traffic: `--clean-windows` windows per size through the production

@@ -36,10 +36,12 @@ THRESHOLD_KEY = "onebox_decision_threshold"
 CALIBRATION_KEY = "onebox_calibration"
 # The version's AUC on the gate's holdout: what the monitoring's estimate is held to.
 HOLDOUT_AUC_KEY = "onebox_holdout_auc"
-# How the reference sample's `prediction` column was scored: "out_of_fold" (each row by
-# a model that did not train on it, as new traffic is) or, absent, in-sample -- more
-# extreme than any new customer's, so its drift must not raise the alarm.
+# How the reference sample's `prediction` column was scored: "holdout" (the served model
+# on the gate's holdout rows, the other rows' left empty), "out_of_fold" (versions trained
+# before that: each row by a fold model that did not train on it), or, absent, in-sample --
+# more extreme than any new customer's, so its drift must not raise the alarm.
 REFERENCE_PREDICTIONS_KEY = "onebox_reference_predictions"
+HOLDOUT = "holdout"
 OUT_OF_FOLD = "out_of_fold"
 # The reference sample is saved inside the model (MLflow `extra_files`), so it can
 # never be separated from the version it describes.
@@ -165,7 +167,7 @@ def load_local(path: Path, *, name: str, version: str) -> LoadedModel:
         threshold=float(meta.get(THRESHOLD_KEY, 0.5)),
         calibration=Calibration.from_json(meta.get(CALIBRATION_KEY)),
         holdout_auc=float(meta[HOLDOUT_AUC_KEY]) if HOLDOUT_AUC_KEY in meta else None,
-        reference_out_of_sample=meta.get(REFERENCE_PREDICTIONS_KEY) == OUT_OF_FOLD,
+        reference_out_of_sample=meta.get(REFERENCE_PREDICTIONS_KEY) in (HOLDOUT, OUT_OF_FOLD),
     )
 
 

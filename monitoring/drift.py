@@ -44,9 +44,10 @@ to show the p-values computed here, never to test again):
 The data-drift decision is "at least one feature or relation drifted (and at
 least `share_threshold` of the features' count)", and, with `prediction_alarm`
 (PREDICTION_DRIFT_ALARM, on by default), "or the predicted probability drifted".
-The reference's predictions are out-of-fold scores (the train flow scores each
-reference row with a model that did not train on it, as new customers are
-scored), so clean traffic does not alarm on them; a version whose reference was
+The reference's predictions are out-of-sample scores (the train flow scores the
+gate's holdout rows of the reference with the served model, which did not train on
+them, as new customers are scored, and leaves the other rows' empty: nulls are
+ignored), so clean traffic does not alarm on them; a version whose reference was
 scored in-sample (more extreme than any new customer's: an overfit model gave
 p ~ 1e-5 on every clean 1,000-row window) must not count them, and its callers
 switch the prediction off for it (monitoring.window).  A concept

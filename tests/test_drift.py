@@ -34,6 +34,7 @@ from monitoring.drift import (
     pooled_contingency,
 )
 from monitoring.quality import live_quality
+from orchestration.train import stable_holdout
 from simulation.generator import SCENARIOS, churn_probability, generate
 
 SMALLEST_WINDOW = 300
@@ -49,6 +50,23 @@ def logged_window(champion: registry.LoadedModel, rows: int, seed: int,
     frame["decision"] = (probability >= champion.threshold).astype(int)
     frame["actual"] = frame[champion.schema.target]
     return frame
+
+
+def test_the_reference_predictions_are_the_served_models_on_rows_it_never_trained_on(
+    champion: registry.LoadedModel,
+) -> None:
+    # What the prediction's drift test compares served probabilities with must come from
+    # the same model on unseen rows: the fold models' out-of-fold scores differ slightly
+    # in shape from the refit model's, and alarmed on clean traffic.
+    reference = champion.reference()
+    scored = reference[reference[PREDICTION_COLUMN].notna()]
+    assert 500 < len(scored) < len(reference)
+    assert stable_holdout(scored, champion.schema).all()
+    assert not stable_holdout(reference[reference[PREDICTION_COLUMN].isna()],
+                              champion.schema).any()
+    served = champion.predict_proba(model_frame(champion.schema, scored))
+    np.testing.assert_allclose(scored[PREDICTION_COLUMN], served, rtol=1e-6)
+    assert champion.reference_out_of_sample
 
 
 @pytest.mark.slow
@@ -171,7 +189,7 @@ def test_one_drifted_feature_is_enough_by_default() -> None:
 
 
 def test_prediction_drift_counts_only_when_switched_on() -> None:
-    # On by default (out-of-fold reference predictions); off, it is only reported.
+    # On by default (out-of-sample reference predictions); off, it is only reported.
     assert not _result([], prediction_drifted=True).drift_detected
     drifted = _result([], prediction_drifted=True, prediction_alarm=True)
     assert drifted.drift_detected

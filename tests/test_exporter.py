@@ -144,7 +144,7 @@ def test_exporter_serves_drift_quality_and_a_capped_window(
     assert value(samples, "onebox_estimated_recall") == pytest.approx(expected.recall, abs=1e-9)
     assert value(samples, "onebox_reference_auc") == pytest.approx(champion.holdout_auc)
     assert value(samples, "onebox_estimated_auc_margin") == pytest.approx(0.05)
-    # The reference's predictions are out of fold: the prediction's drift is counted.
+    # The reference's predictions are out of sample: the prediction's drift is counted.
     assert champion.reference_out_of_sample
     assert value(samples, "onebox_prediction_drifted") in (0.0, 1.0)
     for feature in ("customer_age", "credit_limit", "total_revolving_bal"):

@@ -21,12 +21,12 @@ def version(schema: Schema, **changes: object) -> LoadedModel:
     return replace(model, **changes)
 
 
-def test_the_prediction_counts_only_against_an_out_of_fold_reference(schema: Schema) -> None:
+def test_the_prediction_counts_only_against_an_out_of_sample_reference(schema: Schema) -> None:
     policy = DriftPolicy()
     assert policy.prediction_alarm  # on by default (PREDICTION_DRIFT_ALARM)
     assert policy_for(version(schema, reference_out_of_sample=True), policy).prediction_alarm
-    # A version trained before the reference was scored out of fold: its reference holds
-    # the model's in-sample scores, more extreme than any new customer's.
+    # A version trained before the reference was scored out of sample: its reference
+    # holds the model's in-sample scores, more extreme than any new customer's.
     older = policy_for(version(schema), policy)
     assert not older.prediction_alarm
     assert older.false_alarm_rate == policy.false_alarm_rate
