@@ -21,7 +21,7 @@ export PYTHONDONTWRITEBYTECODE ?= 1
 
 PYTEST_ARGS ?=
 
-.PHONY: screenshots help venv home demo data train serve traffic report rollback bench bench-train bench-fidelity bench-false-alarms bench-estimation bench-exporter bench-stack bench-swarm bench-journal soak test test-fast test-stack test-prereqs lint audit compose-check clean up down logs ps backup restore up-offline down-offline standins env-file swarm-up swarm-down swarm-up-offline swarm-render
+.PHONY: screenshots help venv home demo data train serve traffic report rollback bench bench-train bench-fidelity bench-false-alarms bench-estimation bench-exporter bench-stack bench-swarm bench-journal soak test test-fast test-stack test-prereqs lint audit compose-check clean up down logs ps backup restore up-offline down-offline standins env-file swarm-up swarm-down swarm-up-offline swarm-render traffic-stack
 
 help:
 	@echo "make demo      the whole loop on embedded defaults (data, train, serve, traffic, report)"
@@ -29,7 +29,7 @@ help:
 	@echo "make data      generate the demo training table (DATA_PATH)"
 	@echo "make train     run the train flow (search, register, gate)"
 	@echo "make serve     the predictor on :9696 against the embedded MLflow store"
-	@echo "make traffic   send simulated requests to a running predictor"
+	@echo "make traffic   send simulated requests to `make serve`'s predictor"
 	@echo "make report    write a drift report of the latest window"
 	@echo "make rollback  move @champion back to @previous (the predictor follows)"
 	@echo "make bench     predictor vs a constant-answer ceiling and mlflow models serve (needs wrk, PostgreSQL)"
@@ -47,11 +47,15 @@ help:
 	@echo "make audit     known vulnerabilities of the pinned packages (pip-audit; needs PyPI's JSON API or OSV)"
 	@echo "make clean     remove the embedded state (.onebox)"
 	@echo ""
-	@echo "The compose stack (env=local: .env.local, the default; env=cloud: .env):"
+	@echo "The compose stack (env=local: .env from .env.local, the default; env=cloud: .env from"
+	@echo ".env.cloud; .env is generated the first time, then kept).  Only the front door is"
+	@echo "published; debug=1 also publishes the services behind it on 127.0.0.1 (no credentials):"
 	@echo "make up        build and start it, wait until every service is healthy"
 	@echo "make down      stop it (volumes kept; docker compose down -v removes them)"
 	@echo "make logs      follow its logs"
 	@echo "make ps        its containers and their health"
+	@echo "make traffic-stack  simulated customers and their outcomes, from a container on the"
+	@echo "               stack's network (the generated keys; nothing published needed)"
 	@echo "make backup    one archive (+ .sha256) of its databases, model files and reports, in"
 	@echo "               BACKUP_DIR (backups/), while it runs"
 	@echo "make restore ARCHIVE=backups/onebox-....tar.gz   put one back (stops and restarts"
@@ -177,13 +181,20 @@ clean:
 env ?= local
 ifeq ($(env),local)
 TEMPLATE := .env.local
-# A developer's host: the services behind the front door published on 127.0.0.1 too.
-COMPOSE_FILES := -f docker-compose.yml -f docker-compose.local.yml
 else ifeq ($(env),cloud)
 TEMPLATE := .env.cloud
-COMPOSE_FILES := -f docker-compose.yml
 else
 $(error env must be local or cloud, got '$(env)')
+endif
+# Closed by default: only the front door is published.  `debug=1` also publishes the
+# services behind it on 127.0.0.1, without their credentials (docker-compose.debug.yml):
+# a developer asks for that on their own host, never on a VM others reach.
+debug ?=
+COMPOSE_FILES := -f docker-compose.yml
+ifneq ($(filter 1 yes on true,$(debug)),)
+COMPOSE_FILES += -f docker-compose.debug.yml
+else ifneq ($(debug),)
+$(error debug must be 1 or empty, got '$(debug)')
 endif
 COMPOSE := docker compose --env-file .env $(COMPOSE_FILES)
 # Stand-ins for the upstream images, on a machine that cannot pull them (tests/stack/).
@@ -204,6 +215,11 @@ logs:
 
 ps:
 	$(COMPOSE) ps --all
+
+TRAFFIC_ARGS ?= --rows 1000 --feedback
+traffic-stack:
+	$(COMPOSE) --profile demo run --rm simulator python -m simulation.traffic \
+	  --url http://predictor:9696 $(TRAFFIC_ARGS)
 
 # Backups (backup/backup.sh, run as the compose service `backup`).  A restore replaces
 # the databases and folders whole, so the services writing them stop first; `up` brings

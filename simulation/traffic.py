@@ -64,9 +64,11 @@ def send_traffic(
     timeout: float = 10.0,
     predict_key: str | None = None,
     feedback_key: str | None = None,
+    ca_file: str | None = None,
 ) -> TrafficStats:
     """POST the table's rows to /predict (one record or `batch_size` per request), with
-    the API keys (bearer) when the predictor asks for them."""
+    the API keys (bearer) when the predictor asks for them; `ca_file`: the certificate
+    to check an https URL's TLS against (the front door's self-signed one)."""
     records = records_from_frame(frame, schema)
     labels = frame[schema.target].tolist() if schema.target in frame else None
     stats = TrafficStats()
@@ -79,6 +81,9 @@ def send_traffic(
             local.session = requests.Session()
         return local.session
 
+    # Per call: REQUESTS_CA_BUNDLE in the environment would win over session.verify.
+    verify: bool | str = ca_file or True
+
     predict_headers = {"Authorization": f"Bearer {predict_key}"} if predict_key else {}
     feedback_headers = {"Authorization": f"Bearer {feedback_key}"} if feedback_key else {}
 
@@ -86,7 +91,7 @@ def send_traffic(
         body = chunk[0] if batch_size == 1 else chunk
         try:
             resp = session().post(f"{base_url}/predict", json=body, timeout=timeout,
-                                  headers=predict_headers)
+                                  headers=predict_headers, verify=verify)
         except requests.RequestException:
             with stats._lock:
                 stats.requests += 1
@@ -112,7 +117,8 @@ def send_traffic(
 
     def send_outcome(prediction_id: str, churn: int) -> None:
         resp = session().post(f"{base_url}/feedback", timeout=timeout, headers=feedback_headers,
-                              json={"prediction_id": prediction_id, "churn": churn})
+                              json={"prediction_id": prediction_id, "churn": churn},
+                              verify=verify)
         if resp.status_code == 200:
             with stats._lock:
                 stats.feedback_sent += 1
@@ -133,7 +139,13 @@ def main(argv: list[str] | None = None) -> None:
 
     settings = Settings.from_env()
     parser = argparse.ArgumentParser(description="Send simulated customers to the predictor.")
-    parser.add_argument("--url", default="http://127.0.0.1:9696")
+    parser.add_argument("--url", default="http://127.0.0.1:9696",
+                        help="the predictor (make serve), or the stack's front door "
+                             "(PUBLIC_URL)")
+    parser.add_argument("--ca-file", default=None,
+                        help="certificate to check an https URL against (the front door's "
+                             "self-signed one: docker compose cp "
+                             "gateway:/etc/onebox/gateway/tls/cert.pem gateway-ca.pem)")
     parser.add_argument("--rows", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=settings.seed + 1)
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="none")
@@ -149,7 +161,8 @@ def main(argv: list[str] | None = None) -> None:
     frame = generate(args.rows, args.seed, SCENARIOS[args.scenario], schema)
     stats = send_traffic(args.url, frame, schema, batch_size=args.batch_size,
                          concurrency=args.concurrency, send_feedback=args.feedback,
-                         predict_key=args.predict_key, feedback_key=args.feedback_key)
+                         predict_key=args.predict_key, feedback_key=args.feedback_key,
+                         ca_file=args.ca_file)
     print(f"requests {stats.requests}: ok {stats.ok}, refused (4xx) {stats.client_errors}, "
           f"failed {stats.failed}; predictions {stats.predictions}, "
           f"feedback {stats.feedback_sent}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import re
 import subprocess
 import sys
@@ -299,8 +300,8 @@ def test_grafana_datasource_is_the_prometheus_service_and_dashboards_are_mounted
 
 # --- alerts: Prometheus sends them to Alertmanager, whose config is rendered at start -------
 
-ALERTMANAGER_PORT_IN_LOCAL = "127.0.0.1:${ALERTMANAGER_PORT:-9093}:9093"
-LOCAL = yaml.safe_load((ROOT / "docker-compose.local.yml").read_text())["services"]
+ALERTMANAGER_PORT_IN_DEBUG = "127.0.0.1:${ALERTMANAGER_PORT:-9093}:9093"
+DEBUG = yaml.safe_load((ROOT / "docker-compose.debug.yml").read_text())["services"]
 
 
 def test_prometheus_sends_alerts_to_the_alertmanager_service_listening_there() -> None:
@@ -350,14 +351,72 @@ def test_every_receiver_variable_reaches_the_renderer_and_is_documented() -> Non
 
 def test_alertmanager_is_published_only_on_loopback_and_only_for_a_developer() -> None:
     assert "ports" not in SERVICES["alertmanager"]
-    assert LOCAL["alertmanager"]["ports"] == [ALERTMANAGER_PORT_IN_LOCAL]
+    assert DEBUG["alertmanager"]["ports"] == [ALERTMANAGER_PORT_IN_DEBUG]
 
 
-def test_the_local_override_publishes_compose_services_on_loopback_only() -> None:
-    for name, service in LOCAL.items():
+def test_the_debug_override_publishes_compose_services_on_loopback_only() -> None:
+    for name, service in DEBUG.items():
         assert name in SERVICES, name
         for port in service["ports"]:
             assert port.startswith("127.0.0.1:"), (name, port)
+
+
+# --- closed by default: what `make up` publishes, as compose itself resolves it -------------
+
+def make_up_compose_files(*variables: str) -> list[str]:
+    """The -f files of the `docker compose ... up` line `make up` runs (`make -n`: nothing
+    is run), with `variables` (e.g. env=cloud, debug=1) on make's command line."""
+    done = subprocess.run(["make", "--no-print-directory", "-n", "-C", str(ROOT), "up",
+                           *variables], capture_output=True, text=True, check=True)
+    [line] = [line for line in done.stdout.splitlines() if line.startswith("docker compose ")
+              and " up " in line]
+    words = line.split()
+    return [words[i + 1] for i, word in enumerate(words) if word == "-f"]
+
+
+def published_by_compose(files: list[str], tmp_path: Path, template: str = ".env.local",
+                         ) -> dict[str, list[dict]]:
+    """Service -> its published ports, from `docker compose config` (the CLI alone, no
+    engine) of `files` with an env file generated from `template` as `make up` does."""
+    from orchestration.generate_env import fill
+
+    if subprocess.run(["docker", "compose", "version"], capture_output=True,
+                      check=False).returncode != 0:
+        pytest.fail("no compose v2 plugin (`docker compose version` failed): "
+                    "`make test-prereqs` installs it")
+    env_file = tmp_path / "stack.env"
+    env_file.write_text(fill((ROOT / template).read_text(), {}))
+    done = subprocess.run(["docker", "compose", "--project-directory", str(ROOT),
+                           "--env-file", str(env_file), *(a for f in files for a in ("-f", f)),
+                           "config", "--format", "json"],
+                          capture_output=True, text=True, check=True, cwd=ROOT)
+    services = json.loads(done.stdout)["services"]
+    return {name: service["ports"] for name, service in services.items()
+            if service.get("ports")}
+
+
+@pytest.mark.parametrize(("env", "address"), [("local", ("127.0.0.1", "8443")),
+                                              ("cloud", ("0.0.0.0", "443"))])
+def test_the_default_make_up_publishes_the_front_door_only(
+    env: str, address: tuple[str, str], tmp_path: Path,
+) -> None:
+    files = make_up_compose_files(f"env={env}")
+    assert files == ["docker-compose.yml"]
+    published = published_by_compose(files, tmp_path, f".env.{env}")
+    assert list(published) == ["gateway"], published
+    [port] = published["gateway"]
+    assert (port["host_ip"], port["published"], port["target"]) == (*address, 8443)
+
+
+def test_debug_ports_are_asked_for_by_name_and_bound_to_loopback(tmp_path: Path) -> None:
+    files = make_up_compose_files("debug=1")
+    assert files == ["docker-compose.yml", "docker-compose.debug.yml"]
+    published = published_by_compose(files, tmp_path)
+    assert set(published) == {"gateway", *DEBUG}
+    assert all(port["host_ip"] == "127.0.0.1" for ports in published.values() for port in ports)
+    refused = subprocess.run(["make", "-n", "-C", str(ROOT), "up", "debug=maybe"],
+                             capture_output=True, text=True, check=False)
+    assert refused.returncode != 0 and "debug must be 1" in refused.stderr
 
 
 def test_every_named_volume_is_declared() -> None:
