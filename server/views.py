@@ -28,10 +28,10 @@ from werkzeug.exceptions import HTTPException
 from core.schema import FieldProblem, RecordInvalid
 from core.store import FeedbackResult
 from server import csv_rows, pages
-from server.app import Predictor, current_predictor
 from server.auth import AuthError
 from server.ids import issued_here
 from server.model_source import ServedModel
+from server.predictor import Predictor, current_predictor
 
 log = logging.getLogger(__name__)
 
