@@ -8,7 +8,7 @@ The train flow writes it after the gate has decided, whatever it decided: the da
 version saw, its holdout AUC with a bootstrap confidence interval, calibration, the
 confusion matrix at its decision threshold, the features it leans on (XGBoost's own
 TreeSHAP), the evidence the gate weighed against the champion, and the schema.  The
-page carries its pictures as inline SVG (core.charts) and its style inline: no script,
+page carries its pictures as inline SVG (reporting.charts) and its style inline: no script,
 nothing fetched, so it reads the same from nginx, from a file:// URL or from MLflow.
 """
 
@@ -27,9 +27,9 @@ import pandas as pd
 
 from core import contributions
 from core.calibration import Calibration, expected_calibration_error
-from core.charts import FONT, GRID, LINE, bar_chart, curve_chart
 from core.schema import Feature, Schema, model_frame
 from reporting.atomic import atomic_write_text
+from reporting.charts import FONT, GRID, LINE, bar_chart, curve_chart
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

@@ -28,7 +28,6 @@ import pandas as pd
 import requests
 
 from core import registry
-from core.charts import trend_chart
 from core.registry import PREDICTION_COLUMN, LoadedModel
 from core.settings import DEFAULT_ESTIMATED_AUC_MARGIN, Settings
 from core.store import PredictionStore
@@ -36,6 +35,7 @@ from monitoring.drift import DriftPolicy
 from monitoring.quality import live_quality
 from monitoring.window import assess, read_window
 from reporting.atomic import atomic_write
+from reporting.charts import trend_chart
 from reporting.model_card import CARDS_DIR, card_path
 
 INDEX_FILE = "index.html"

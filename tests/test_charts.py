@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from core.charts import bar_chart, curve_chart, trend_chart
+from reporting.charts import bar_chart, curve_chart, trend_chart
 
 SVG = "{http://www.w3.org/2000/svg}"
 
