@@ -30,13 +30,12 @@ from pydantic import SecretStr
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
-from core import registry
+from core import gate, registry
 from core.calibration import expected_calibration_error, fit_platt, reliability_bins
 from core.registry import CHAMPION, PREDICTION_COLUMN, REFERENCE_FILE
 from core.schema import Schema, model_frame
 from core.settings import Settings
 from core.store import PredictionStore
-from orchestration import gate
 from orchestration.model import (
     SKOPS_TRUSTED_TYPES,
     best_f1_threshold,

@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from core import contributions
 from core.calibration import Calibration, expected_calibration_error
+from core.gate import GateDecision
 from core.schema import Feature, Schema, model_frame
 from reporting.atomic import atomic_write_text
 from reporting.charts import FONT, GRID, LINE, bar_chart, curve_chart
@@ -34,18 +35,6 @@ from reporting.charts import FONT, GRID, LINE, bar_chart, curve_chart
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-
-class GateDecision(Protocol):
-    """What the card reads of the gate's decision (orchestration.gate.GateDecision has it;
-    reporting does not import orchestration, which imports reporting)."""
-
-    promoted: bool
-    reason: str
-    candidate_version: str
-    candidate_auc: float
-    champion_version: str | None
-    champion_auc: float | None
-    margin: float
 
 CARDS_DIR = "models"
 # nginx serves REPORTS_DIR under this path of the front door (gateway/nginx.conf).

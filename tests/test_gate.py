@@ -7,9 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import registry
+from core import gate, registry
 from core.schema import Schema
-from orchestration import gate
 from orchestration.train import (
     Split,
     fit_and_register,

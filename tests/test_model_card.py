@@ -341,7 +341,7 @@ def test_text_from_the_schema_and_data_is_escaped(trained: dict, schema: Schema,
     loaded = registry.load_version(settings.model_name, "1", settings.model_cache_dir)
     hostile = Schema(schema.name, schema.target, schema.features,
                      description='<script>alert("x")</script> & co')
-    from orchestration import gate
+    from core import gate
 
     card = model_card.build_card(model_card.CardInputs(
         model_name=settings.model_name, version="1", run_id=summary["run_id"], schema=hostile,

@@ -2,7 +2,8 @@
 champion on the same holdout by the configured margin.  The old champion keeps
 @previous, so a rollback is one alias move.  Every decision is written on the
 candidate version as tags, so the registry says why a version was or was not
-promoted.
+promoted.  The train flow decides and applies it, the model card shows the decision:
+it lives here, below both.
 """
 
 from __future__ import annotations
