@@ -95,7 +95,10 @@ train: $(STAMP) home
 	@test -f "$${DATA_PATH:-$(ONEBOX_HOME)/data/churn.csv}" || $(BIN)/python -m simulation.generator
 	$(BIN)/python -m orchestration.train
 
+# The embedded stack's setup first, as compose's `setup` step: the prediction log's tables
+# migrated to this version's (the predictor itself never migrates them).
 serve: $(STAMP) home
+	$(BIN)/python -m core.migrations upgrade
 	$(BIN)/python -m server.process --bind 127.0.0.1:9696
 
 traffic: $(STAMP) home

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
                                           "MODEL_CACHE_DIR": str(Path(tmp) / "cache")}):
             settings = Settings.from_env()
         store = PredictionStore(settings.prediction_store_url.get_secret_value())
-        store.create_schema()
+        store.migrate()
         started = time.perf_counter()
         fill_store(store, model, Traffic(Path(tmp)).table(max(WINDOWS), 4242, "none"))
         print(f"logged {max(WINDOWS)} predictions to {store.engine.dialect.name} in "

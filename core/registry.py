@@ -51,9 +51,10 @@ PREDICTION_COLUMN = "prediction"
 
 
 def connect(settings: Settings) -> MlflowClient:
-    """Point this process's MLflow at the configured tracking store and return a client."""
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+    """A client of the configured tracking store and registry.  Nothing process-wide is
+    set: everything here takes the client (or its URI), so two stores can be used side
+    by side in one process.  The one MLflow API that needs the process-wide URI (the
+    fluent `log_model`) is the train flow's, which sets it at its start."""
     return MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri)
 
 
@@ -124,8 +125,9 @@ class LoadedModel:
         return pd.read_parquet(self.path / REFERENCE_RELATIVE_PATH)
 
 
-def download_version(name: str, version: str, cache_dir: Path) -> Path:
-    """Copy a version's model files to `cache_dir/name/version` (once) and return the folder."""
+def download_version(client: MlflowClient, name: str, version: str, cache_dir: Path) -> Path:
+    """Copy a version's model files from `client`'s registry to `cache_dir/name/version`
+    (once) and return the folder."""
     target = cache_dir / name / str(version)
     if (target / "MLmodel").exists():
         return target
@@ -134,9 +136,10 @@ def download_version(name: str, version: str, cache_dir: Path) -> Path:
     # where a later start would take it for a complete one.
     staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=target.parent))
     try:
+        # The tracking store is also the registry (connect): one URI for both.
         mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{name}/{version}", dst_path=str(staging)
-        )
+            artifact_uri=f"models:/{name}/{version}", dst_path=str(staging),
+            tracking_uri=client.tracking_uri, registry_uri=client.tracking_uri)
         staging.rename(target)
     except OSError:
         # Another process (a sibling gunicorn worker) finished the same download first.
@@ -171,8 +174,10 @@ def load_local(path: Path, *, name: str, version: str) -> LoadedModel:
     )
 
 
-def load_version(name: str, version: str, cache_dir: Path) -> LoadedModel:
-    return load_local(download_version(name, version, cache_dir), name=name, version=version)
+def load_version(client: MlflowClient, name: str, version: str, cache_dir: Path,
+                 ) -> LoadedModel:
+    return load_local(download_version(client, name, version, cache_dir), name=name,
+                      version=version)
 
 
 def load_champion(client: MlflowClient, settings: Settings) -> LoadedModel | None:
@@ -180,4 +185,5 @@ def load_champion(client: MlflowClient, settings: Settings) -> LoadedModel | Non
     champion = version_by_alias(client, settings.model_name, CHAMPION)
     if champion is None:
         return None
-    return load_version(settings.model_name, champion.version, settings.model_cache_dir)
+    return load_version(client, settings.model_name, champion.version,
+                        settings.model_cache_dir)

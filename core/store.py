@@ -128,13 +128,34 @@ class PredictionStore:
     def __init__(self, url: str, *, engine: Engine | None = None):
         self.url = url
         self.engine = engine or _make_engine(url)
+        self._at_head = False  # the tables were found at this code's revision
 
-    def create_schema(self) -> None:
+    def migrate(self) -> None:
         """Bring the tables to the newest schema by running the migrations
         (core/migrations): creates them in an empty database, upgrades (and first
         stamps) a table made by an earlier version.  Idempotent, and safe to run from
-        several processes at once; at the newest schema already it costs one query."""
+        several processes at once; at the newest schema already it costs one query.
+        Only what sets a stack up calls this (core/migrations says where)."""
         migrations.upgrade(self.engine)
+        self._at_head = True
+
+    def require_tables(self) -> None:
+        """Raise migrations.NotMigrated (saying to run the migrations) unless the tables
+        are at this code's revision; checked once per store, then remembered."""
+        if not self._at_head:
+            migrations.require_head(self.engine)
+            self._at_head = True
+
+    def _readable(self) -> bool:
+        """Readers: False for a database without our tables (nothing was logged there:
+        an empty result), NotMigrated for tables of an older revision."""
+        try:
+            self.require_tables()
+        except migrations.NotMigrated as exc:
+            if exc.empty:
+                return False
+            raise
+        return True
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -251,10 +272,14 @@ class PredictionStore:
             conn.execute(select(1))
 
     def count(self) -> int:
+        if not self._readable():
+            return 0
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(predictions)).scalar_one())
 
     def ids(self) -> list[str]:
+        if not self._readable():
+            return []
         with self.engine.connect() as conn:
             return [row[0] for row in conn.execute(select(predictions.c.prediction_id))]
 
@@ -279,6 +304,8 @@ class PredictionStore:
             query = query.where(predictions.c.created_at < until)
         if model_version is not None:
             query = query.where(predictions.c.model_version == model_version)
+        if not self._readable():
+            return _rows_to_frame([])
         with self.engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
         return _rows_to_frame(reversed(rows))
@@ -290,6 +317,8 @@ class PredictionStore:
         query = (select(predictions).where(predictions.c.actual.is_not(None))
                  .where(predictions.c.feedback_trusted.is_(True))
                  .order_by(predictions.c.created_at.desc()).limit(limit))
+        if not self._readable():
+            return _rows_to_frame([])
         with self.engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
         return _rows_to_frame(reversed(rows))

@@ -74,7 +74,8 @@ class DriftExporter:
         if version is None:
             return None
         if self._model is None or self._model.version != str(version.version):
-            self._model = registry.load_version(self.settings.model_name, str(version.version),
+            self._model = registry.load_version(self.client, self.settings.model_name,
+                                                str(version.version),
                                                 self.settings.model_cache_dir)
             log.info("reference is now %s v%s", self._model.name, self._model.version)
         return self._model

@@ -2,7 +2,10 @@
 
 Both read the newest DRIFT_WINDOW_ROWS predictions served by the champion (never a
 mix of versions: a new champion brings its own reference) and assess them here, so
-the flow cannot decide otherwise than the dashboard shows for the same moment.
+the flow cannot decide otherwise than the dashboard shows for the same moment.  The
+flows (drift-check, report) read it with `read_champion_window`; the exporter, which
+keeps its store and the champion open between computations, with `read_window`, the
+reading part of the same.
 
 The assessment of a window:
 - data drift against the champion's reference sample (monitoring.drift), the
@@ -24,7 +27,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core import registry
 from core.registry import PREDICTION_COLUMN, LoadedModel
+from core.settings import Settings
 from core.store import PredictionStore
 from monitoring.cbpe import EstimatedQuality, estimate_quality
 from monitoring.drift import Alarm, DriftPolicy, DriftResult, compute_drift, drift_alarm
@@ -46,10 +51,26 @@ def estimate_from_served(model: LoadedModel, served: np.ndarray) -> EstimatedQua
                             scores=served)
 
 
+class NoChampion(RuntimeError):
+    """The registry has no @champion yet: nothing to compare a window with."""
+
+
 def read_window(store: PredictionStore, model: LoadedModel, rows: int) -> pd.DataFrame:
     """The newest `rows` predictions this version served (oldest first)."""
-    store.create_schema()
     return store.recent(rows, model_version=model.version)
+
+
+def read_champion_window(settings: Settings, rows: int) -> tuple[LoadedModel, pd.DataFrame]:
+    """The champion and the newest `rows` predictions it served, read from the
+    configured registry and prediction log (opened for this read, then closed)."""
+    model = registry.load_champion(registry.connect(settings), settings)
+    if model is None:
+        raise NoChampion(f"no @{registry.CHAMPION} for {settings.model_name}: train first")
+    store = PredictionStore(settings.prediction_store_url.get_secret_value())
+    try:
+        return model, read_window(store, model, rows)
+    finally:
+        store.dispose()
 
 
 def as_drift_frame(window: pd.DataFrame) -> pd.DataFrame:

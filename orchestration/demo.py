@@ -57,6 +57,11 @@ def run_demo(rows: int, phase_rows: int, trials: int, port: int | None) -> int:
     schema = Schema.load(settings.schema_path)
     started = time.monotonic()
 
+    # The embedded stack is set up here, as compose's setup step sets up its own: the
+    # prediction log's tables migrated to this version's, before anything reads or writes.
+    store = PredictionStore(settings.prediction_store_url.get_secret_value())
+    store.migrate()
+
     print(f"== 1/5 data: {rows} generated customers -> {settings.data_path}", flush=True)
     settings.data_path.parent.mkdir(parents=True, exist_ok=True)
     generate(rows, settings.seed, schema=schema).to_csv(settings.data_path, index=False)
@@ -68,8 +73,6 @@ def run_demo(rows: int, phase_rows: int, trials: int, port: int | None) -> int:
     url = f"http://127.0.0.1:{port}"
     log_path = settings.home / "logs" / "predictor.log"
     print(f"== 3/5 serve: gunicorn on {url} (log: {log_path})", flush=True)
-    store = PredictionStore(settings.prediction_store_url.get_secret_value())
-    store.create_schema()
     logged_before = store.count()
     predictor = processes.start_predictor(port, {}, log_path)
     phases: list[Phase] = []

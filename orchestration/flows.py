@@ -15,11 +15,9 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.deployments import run_deployment
 
-from core import registry
 from core.settings import Settings
-from core.store import PredictionStore
 from monitoring.drift import DriftPolicy
-from monitoring.window import assess, read_window
+from monitoring.window import assess, read_champion_window
 from reporting.report import EmptyWindow, report_latest_window
 
 TRAIN_DEPLOYMENT = "train/train"
@@ -51,15 +49,7 @@ def measure_window(window_rows: int, policy: DriftPolicy) -> dict[str, Any]:
     """The exporter's assessment of the newest window (monitoring.window): the same rows
     (the champion's newest `window_rows` predictions), the same decision."""
     settings = Settings.from_env()
-    client = registry.connect(settings)
-    champion = registry.load_champion(client, settings)
-    if champion is None:
-        raise RuntimeError(f"no @{registry.CHAMPION} for {settings.model_name}: train first")
-    store = PredictionStore(settings.prediction_store_url.get_secret_value())
-    try:
-        window = read_window(store, champion, window_rows)
-    finally:
-        store.dispose()
+    champion, window = read_champion_window(settings, window_rows)
     return assess(champion, window, policy, settings.estimated_auc_margin).summary()
 
 

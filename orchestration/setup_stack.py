@@ -107,9 +107,9 @@ def main(argv: list[str] | None = None) -> None:
     store_url = settings.prediction_store_url.get_secret_value()
     if store_url.startswith("postgresql"):
         store = PredictionStore(store_url)
-        store.create_schema()
+        store.migrate()
         store.dispose()
-        print("prediction log tables: ready")
+        print("prediction log tables: migrated to the newest revision")
 
 
 if __name__ == "__main__":

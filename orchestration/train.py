@@ -32,6 +32,7 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from core import gate, registry
 from core.calibration import expected_calibration_error, fit_platt, reliability_bins
+from core.migrations import NotMigrated
 from core.registry import CHAMPION, PREDICTION_COLUMN, REFERENCE_FILE
 from core.schema import Schema, model_frame
 from core.settings import Settings
@@ -109,13 +110,25 @@ def load_training_data(data_path: Path, schema: Schema) -> pd.DataFrame:
     return frame
 
 
-@task(cache_policy=NO_CACHE, retries=3, retry_delay_seconds=10)
+def _unless_not_migrated(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry a store that does not answer, not one whose tables need the migrations: that
+    needs someone to run them, and the message says so at once."""
+    try:
+        state.result()
+    except NotMigrated:
+        return False
+    except Exception:
+        return True
+    return True
+
+
+@task(cache_policy=NO_CACHE, retries=3, retry_delay_seconds=10,
+      retry_condition_fn=_unless_not_migrated)
 def load_production_rows(store_url: SecretStr, schema: Schema, limit: int) -> ProductionRows:
     """The newest labelled production rows: logged predictions joined with their feedback
     from trusted senders (untrusted labels never reach training or the gate)."""
     store = PredictionStore(store_url.get_secret_value())
     try:
-        store.create_schema()
         rows = store.labelled(limit)
     finally:
         store.dispose()
@@ -335,7 +348,7 @@ def score_champion(client: MlflowClient, settings: Settings, split: Split) -> Ch
     champion = registry.version_by_alias(client, settings.model_name, CHAMPION)
     if champion is None:
         return ChampionScores()
-    loaded = registry.load_version(settings.model_name, champion.version,
+    loaded = registry.load_version(client, settings.model_name, champion.version,
                                    settings.model_cache_dir)
     return ChampionScores(str(champion.version),
                           loaded.predict_proba(model_frame(loaded.schema, split.holdout)))
@@ -407,6 +420,11 @@ def train(
     `trigger_reason` (set by the drift check) is recorded on the MLflow run.
     """
     settings = Settings.from_env()
+    # MLflow's log_model works only on the fluent API's active run, which reads the
+    # process-wide tracking URI: set where this flow's process begins (a flow run, `make
+    # train`, the bootstrap), the one place that needs it; everything else passes a client.
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
     schema = Schema.load(settings.schema_path)
     n_trials = n_trials or settings.n_trials
     margin = settings.promotion_margin if promotion_margin is None else promotion_margin

@@ -27,13 +27,11 @@ from urllib.parse import quote
 import pandas as pd
 import requests
 
-from core import registry
 from core.registry import PREDICTION_COLUMN, LoadedModel
 from core.settings import DEFAULT_ESTIMATED_AUC_MARGIN, Settings
-from core.store import PredictionStore
 from monitoring.drift import DriftPolicy
 from monitoring.quality import live_quality
-from monitoring.window import assess, read_window
+from monitoring.window import assess, read_champion_window
 from reporting.atomic import atomic_write
 from reporting.charts import trend_chart
 from reporting.model_card import CARDS_DIR, card_path
@@ -575,15 +573,7 @@ def _card_row(card: dict[str, Any], reports_dir: Path) -> str:
 
 def report_latest_window(settings: Settings, window_rows: int) -> ReportFiles:
     """Report on the newest `window_rows` predictions the champion served."""
-    client = registry.connect(settings)
-    model = registry.load_champion(client, settings)
-    if model is None:
-        raise RuntimeError(f"no @{registry.CHAMPION} for {settings.model_name}: train first")
-    store = PredictionStore(settings.prediction_store_url.get_secret_value())
-    try:
-        window = read_window(store, model, window_rows)
-    finally:
-        store.dispose()
+    model, window = read_champion_window(settings, window_rows)
     if window.empty:
         raise EmptyWindow(f"no predictions of {model.name} v{model.version} logged in "
                           f"{settings.prediction_store_shown}")

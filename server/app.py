@@ -12,7 +12,6 @@ import logging
 import time
 
 from flask import Flask, Response, g, request
-from sqlalchemy.exc import SQLAlchemyError
 
 from core.settings import Settings, SettingsError
 from core.store import PredictionStore
@@ -46,7 +45,6 @@ def create_app(settings: Settings | None = None) -> Flask:
               else load_or_create_key(settings.home / ID_KEY_FILE))
     follower = ModelFollower(settings)
     store = PredictionStore(settings.prediction_store_url.get_secret_value())
-    _create_store_schema(store)
     metrics = Metrics()
     documents = OpenApiDocuments(max_batch_records=settings.max_batch_records,
                                  max_body_bytes=settings.max_body_bytes,
@@ -78,11 +76,3 @@ def _count(response: Response) -> Response:
     metrics.latency.labels(endpoint).observe(time.perf_counter() - g.get("started", 0.0))
     return response
 
-
-def _create_store_schema(store: PredictionStore) -> None:
-    # The predictor must start while the store is away (predictions then spool); the
-    # tables are created by whichever later start reaches it, or by the stack's setup step.
-    try:
-        store.create_schema()
-    except SQLAlchemyError as exc:
-        log.warning("prediction store unreachable at start (%s); predictions will spool", exc)

@@ -162,8 +162,8 @@ class ModelFollower:
         self.last_check = time.time()
         if champion is None:
             return None
-        model = registry.load_version(self.settings.model_name, str(champion.version),
-                                      self.settings.model_cache_dir)
+        model = registry.load_version(self.client, self.settings.model_name,
+                                      str(champion.version), self.settings.model_cache_dir)
         served = ServedModel.prepare(model, FROM_REGISTRY)
         served.warm_up()
         _remember_last_good(self.settings, served.version)

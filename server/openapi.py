@@ -211,6 +211,9 @@ def _components(schema: Schema, max_batch_records: int) -> dict[str, Any]:
                     "properties": {
                         "enabled": {"type": "boolean"},
                         "store_available": {"type": "boolean", "nullable": True},
+                        # Why the store takes no rows: unreachable, or its tables not
+                        # migrated to this version's (the setup step migrates them).
+                        "store_error": {"type": "string", "nullable": True},
                         "backlog": {"type": "integer", "minimum": 0},
                         "spooled_rows": {"type": "integer", "minimum": 0},
                         # Store away and spool unwritable: rows not kept, and why.
@@ -219,8 +222,9 @@ def _components(schema: Schema, max_batch_records: int) -> dict[str, Any]:
                         # The journal cannot be written (server/journal.py).
                         "journal_error": {"type": "string", "nullable": True},
                     },
-                    "required": ["enabled", "store_available", "backlog", "spooled_rows",
-                                 "dropped_rows", "spool_error", "journal_error"],
+                    "required": ["enabled", "store_available", "store_error", "backlog",
+                                 "spooled_rows", "dropped_rows", "spool_error",
+                                 "journal_error"],
                     "additionalProperties": False,
                 },
             },

@@ -38,6 +38,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from core.migrations import NotMigrated
 from core.store import PredictionRecord, PredictionStore
 from server.journal import Journal, Segment
 from server.spool import Spool
@@ -61,6 +62,7 @@ class PredictionLogger:
         self.flush_interval = flush_interval
         self.replay_interval = replay_interval
         self.on_progress = on_progress
+        self.store_error: str | None = None  # why the store takes no rows (None: it does)
         self.store_available = self._store_answers()
         self.spooled_rows = spool.rows()
         # One queue item per request (its predictions, and the journal segment holding
@@ -207,6 +209,7 @@ class PredictionLogger:
                 log.warning("prediction store unavailable (%s); spooling to %s",
                             exc, self.spool.directory)
                 self.store_available = False
+                self.store_error = f"unavailable: {type(exc).__name__}"
                 self._next_replay = time.monotonic() + self.replay_interval
             else:
                 self._done(rows, written=True)
@@ -251,6 +254,11 @@ class PredictionLogger:
         if self.journal is not None:
             self.journal.recover(self.spool.adopt)
         self.spool.release_stale_claims()
+        if not self.store_available and not self._store_answers():
+            # Away, or its tables not migrated yet: replaying would fail (or write rows
+            # into tables of another revision).  The spool keeps them; try again later.
+            self._count_spooled()
+            return
         for path in self.spool.pending():
             claimed = self.spool.claim(path)
             if claimed is None:
@@ -276,18 +284,30 @@ class PredictionLogger:
         else:
             # Nothing left to replay (or nothing failed): the store takes new batches again.
             if not self.store_available and not self.spool.has_pending():
-                self.store_available = self._store_answers()
+                self.store_available = True
+        self._count_spooled()
+
+    def _count_spooled(self) -> None:
         spooled = self.spool.rows()
         with self._counts:
             self.spooled_rows = spooled
 
     def _store_answers(self) -> bool:
-        # Creating the tables (idempotent) doubles as the ping: a store that was away when
-        # the predictor started gets its tables before the first batch is written.
+        """Whether the store takes rows: it answers, and its tables are at this code's
+        revision.  The predictor never migrates them (the stack's setup step does): until
+        then its rows wait in the spool, and /health says why (`store_error`)."""
         try:
-            self.store.create_schema()
-        except Exception:
+            self.store.ping()
+            self.store.require_tables()
+        except NotMigrated as exc:
+            if self.store_error != str(exc):
+                log.error("prediction log: %s; predictions spool meanwhile", exc)
+            self.store_error = str(exc)
             return False
+        except Exception as exc:
+            self.store_error = f"unreachable: {type(exc).__name__}"
+            return False
+        self.store_error = None
         return True
 
     def _fill_pending(self) -> None:

@@ -221,6 +221,8 @@ def health() -> Response:
         prediction_log={
             "enabled": logger is not None,
             "store_available": None if logger is None else logger.store_available,
+            # Why not (unreachable, or its tables not migrated to this version's).
+            "store_error": None if logger is None else logger.store_error,
             "backlog": 0 if logger is None else logger.backlog,
             "spooled_rows": 0 if logger is None else logger.spooled_rows,
             "dropped_rows": 0 if logger is None else logger.dropped_rows,

@@ -74,33 +74,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         _throwaway_cluster.remove()
 
 
-# mlflow.set_tracking_uri / set_registry_uri (registry.connect calls both) also write
-# MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI into os.environ, and Settings.from_env reads
-# them, in this process and in every server a test starts with os.environ: whatever ran
-# registry.connect last would point the next test's settings (and servers) at its own
-# registry.  So every fixture and every test starts from the values the session began with.
-_MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
-_MLFLOW_URIS_AT_START = {name: os.environ.get(name) for name in _MLFLOW_URI_VARIABLES}
-
-
-def _mlflow_uris_as_the_session_began() -> None:
-    for name, value in _MLFLOW_URIS_AT_START.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_fixture_setup(fixturedef: pytest.FixtureDef, request: pytest.FixtureRequest) -> None:
-    _mlflow_uris_as_the_session_began()
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_call(item: pytest.Item) -> None:
-    _mlflow_uris_as_the_session_began()
-
-
 @pytest.fixture(scope="session")
 def schema() -> Schema:
     return Schema.load()
@@ -113,6 +86,19 @@ def home_env(home: Path, **extra: str) -> dict[str, str]:
 
 def settings_for(home: Path, **extra: str) -> Settings:
     return Settings.from_env(home_env(home, **extra))
+
+
+def set_up_store(store_url: str) -> str:
+    """What the stack's setup step does for a prediction log before any service uses it:
+    its tables migrated (the services themselves never migrate).  Returns the URL."""
+    from core.store import PredictionStore
+
+    store = PredictionStore(store_url)
+    try:
+        store.migrate()
+    finally:
+        store.dispose()
+    return store_url
 
 
 def run_train_flow(home: Path, trials: int = 3, **kwargs: object) -> dict:

@@ -29,7 +29,7 @@ from core.schema import Schema
 from orchestration import processes
 from simulation.generator import SCENARIOS, generate
 from simulation.traffic import send_traffic
-from tests.conftest import home_env
+from tests.conftest import home_env, set_up_store
 
 ROOT = Path(__file__).resolve().parent.parent
 GRAFANA = ROOT / "monitoring" / "grafana"
@@ -257,6 +257,7 @@ def test_every_panel_query_returns_data_from_a_real_prometheus(
     prometheus_url = f"http://127.0.0.1:{prometheus_port}"
     started: list[subprocess.Popen] = []
     try:
+        set_up_store(postgres_url)
         # All three start at once: the model load and Evidently's import overlap.
         predictor = processes.start_predictor(predictor_port, home_env(
             trained_home, PREDICTION_STORE_URL=postgres_url,

@@ -54,7 +54,7 @@ def log_scored(store_url: str, model: registry.LoadedModel, frame: pd.DataFrame,
     schema = model.schema
     store = PredictionStore(store_url)
     try:
-        store.create_schema()
+        store.migrate()
         probs = model.predict_proba(model_frame(schema, frame))
         records = [PredictionRecord(str(uuid.uuid4()), model.name, model.version, rec,
                                     float(p), int(p >= model.threshold),

@@ -38,6 +38,7 @@ MANIFEST_KINDS = {
     "drift-exporter.yaml": [("apps/v1", "Deployment"), ("v1", "Service")],
     "deploy-job.yaml": [("batch/v1", "Job")],
     "bootstrap-job.yaml": [("batch/v1", "Job")],
+    "migrate-job.yaml": [("batch/v1", "Job")],
 }
 # Which compose service each workload of the manifests runs.
 WORKLOADS = {("Deployment", "predictor"): "predictor",
@@ -538,3 +539,23 @@ def test_alertmanager_reads_the_rendered_config_secret() -> None:
     readme = (K8S / "README.md").read_text()
     assert f"create secret generic {spec['configSecret']}" in readme
     assert "monitoring.alertmanager.render --out -" in readme
+
+
+def test_a_job_migrates_the_prediction_log_as_compose_setup_does() -> None:
+    """No service migrates the tables itself (they stop saying to run the migrations): on
+    Kubernetes that is a Job, with the monitoring database's settings and password."""
+    job = find("Job", "onebox-migrate")
+    container = only_container(job)
+    assert container["image"] == ONEBOX_IMAGE
+    assert container["command"] == ["python", "-m", "core.migrations", "upgrade"]
+    assert container["envFrom"] == [{"configMapRef": {"name": "onebox-env"}}]
+    config = find("ConfigMap", "onebox-env")["data"]
+    assert {"MONITORING_DB_HOST", "MONITORING_DB_NAME", "MONITORING_DB_USER"} <= set(config)
+    [password] = [e for e in container["env"] if e["name"] == "MONITORING_DB_PASSWORD"]
+    assert password["valueFrom"]["secretKeyRef"] == {"name": "onebox-db-monitoring",
+                                                     "key": "password"}
+    assert pod_spec(job)["securityContext"]["runAsUser"] == IMAGE_UID
+    assert (memory_bytes(container["resources"]["limits"]["memory"])
+            == compose_memory_limit("setup"))
+    readme = (K8S / "README.md").read_text()
+    assert readme.index("migrate-job.yaml") < readme.index("predictor.yaml \\")

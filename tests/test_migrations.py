@@ -198,7 +198,7 @@ def test_a_released_log_with_data_upgrades_keeping_every_row(
     before = snapshot(engine)
     assert shape(engine)["indexes"][OLD_INDEX] == ["model_version"]
 
-    store.create_schema()
+    store.migrate()
 
     assert_at_head(engine)
     assert snapshot(engine) == before
@@ -248,7 +248,7 @@ def test_a_table_made_by_create_all_is_stamped_and_upgraded(
         assert migrations.current(conn) is None
         assert migrations.legacy_shape(conn) == detected
 
-    store.create_schema()
+    store.migrate()
 
     assert_at_head(engine)
     assert snapshot(engine) == before
@@ -260,7 +260,7 @@ def test_a_table_no_release_made_is_refused_untouched(store: PredictionStore) ->
         conn.execute(text("CREATE TABLE predictions (prediction_id VARCHAR(36) PRIMARY KEY, "
                           "created_at TIMESTAMP, model_version VARCHAR(50))"))
     with pytest.raises(migrations.UnknownSchemaError, match="lacks the columns"):
-        store.create_schema()
+        store.migrate()
     assert set(inspect(engine).get_table_names()) == {"predictions"}
 
 
@@ -273,7 +273,7 @@ def test_a_uuid_table_with_the_old_index_is_refused(pg_store: PredictionStore) -
         conn.execute(text(f"DROP INDEX {NEW_INDEX}"))
         conn.execute(text(f"CREATE INDEX {OLD_INDEX} ON predictions (model_version)"))
     with pytest.raises(migrations.UnknownSchemaError, match="neither"):
-        pg_store.create_schema()
+        pg_store.migrate()
     assert migrations.VERSION_TABLE not in inspect(engine).get_table_names()
 
 
@@ -283,7 +283,7 @@ def test_a_fresh_database_gets_what_metadata_describes(store: PredictionStore) -
     migrations.upgrade(engine, "0002")
     assert differences(engine, released_table("0002").metadata) == []
     assert {d[0] for d in differences(engine)} == {"add_column"}
-    store.create_schema()
+    store.migrate()
     assert_at_head(engine)
     assert set(inspect(engine).get_table_names()) == {"predictions", migrations.VERSION_TABLE}
 
@@ -296,10 +296,10 @@ def test_running_twice_changes_nothing(store: PredictionStore, start: str) -> No
         table.metadata.create_all(engine)
         with engine.begin() as conn:
             conn.execute(table.insert(), old_rows(3))
-    store.create_schema()
+    store.migrate()
     first, rows = shape(engine), snapshot(engine)
 
-    statements = statements_during(engine, store.create_schema)
+    statements = statements_during(engine, store.migrate)
 
     assert shape(engine) == first and snapshot(engine) == rows
     # At head already: one look at the version table, no lock, nothing written.
@@ -314,7 +314,7 @@ def test_running_twice_changes_nothing(store: PredictionStore, start: str) -> No
 
 def test_downgrade_to_0001_and_back_keeps_the_rows(store: PredictionStore) -> None:
     engine = store.engine
-    store.create_schema()
+    store.migrate()
     table = released_table("0001")
     rows = old_rows()
     with engine.begin() as conn:
@@ -352,7 +352,7 @@ store = PredictionStore(sys.argv[1])
 store.ping()
 print("ready", flush=True)
 sys.stdin.readline()
-store.create_schema()
+store.migrate()
 print("done", flush=True)
 """
 
@@ -413,7 +413,7 @@ def test_threads_starting_at_once_all_succeed(store: PredictionStore, tmp_path: 
     def start_one(other: PredictionStore) -> None:
         barrier.wait()
         try:
-            other.create_schema()
+            other.migrate()
         except BaseException as exc:
             failures.append(exc)
 
@@ -435,12 +435,12 @@ def test_a_database_a_newer_version_migrated_is_left_alone(
 ) -> None:
     """Older code started on a newer schema (an image rolled back) does not fail."""
     engine = store.engine
-    store.create_schema()
+    store.migrate()
     with engine.begin() as conn:
         conn.execute(text(f"UPDATE {migrations.VERSION_TABLE} SET version_num = '9999'"))
     before = shape(engine)
     with caplog.at_level("WARNING", logger="core.migrations"):
-        store.create_schema()
+        store.migrate()
     assert shape(engine) == before and before["revision"] == "9999"
     assert "revision 9999, which this version does not know" in caplog.text
 
@@ -456,3 +456,41 @@ def test_by_hand_from_the_command_line(store: PredictionStore,
     migrations_cli(["--url", store.url, "downgrade", "0001"])
     assert capsys.readouterr().out.strip() == "0001 (head: 0003)"
     assert differences(store.engine, released_table("0001").metadata) == []
+
+
+# --- readers only read: migrations run where a stack is set up ------------------------------
+
+@pytest.mark.parametrize("made_by", ["migration 0002", "create_all 0001"])
+def test_a_reader_on_an_old_schema_stops_saying_to_run_the_migrations_and_changes_nothing(
+    store: PredictionStore, made_by: str,
+) -> None:
+    engine = store.engine
+    if made_by == "migration 0002":
+        migrations.upgrade(engine, "0002")
+    else:
+        released_table("0001").metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(released_table("0001").insert(), old_rows(3))
+    before, rows = shape(engine), snapshot(engine)
+    reader = PredictionStore(store.url)
+    try:
+        for read in (lambda: reader.recent(10), lambda: reader.labelled(10), reader.count):
+            with pytest.raises(migrations.NotMigrated) as refused:
+                read()
+            assert "python -m core.migrations upgrade" in str(refused.value)
+            assert not refused.value.empty
+    finally:
+        reader.dispose()
+    assert shape(engine) == before and snapshot(engine) == rows
+    shown = "revision 0002" if made_by == "migration 0002" else "from before migrations"
+    assert shown in str(refused.value) and "revision 0003" in str(refused.value)
+
+
+def test_a_reader_on_an_empty_database_reads_nothing_and_creates_nothing(
+    store: PredictionStore,
+) -> None:
+    assert store.recent(10).empty and store.labelled(10).empty and store.count() == 0
+    assert inspect(store.engine).get_table_names() == []
+    store.migrate()  # what setup does: then the same reads work on the tables
+    store.log([new_record(40)])
+    assert store.count() == 1 and len(store.recent(10)) == 1

@@ -95,7 +95,7 @@ def log_labelled_predictions(home: Path, schema: Schema) -> None:
     settings = settings_for(home)
     frame = generate(PRODUCTION_ROWS, 77, schema=schema)
     store = PredictionStore(settings.prediction_store_url.get_secret_value())
-    store.create_schema()
+    store.migrate()
     records = [PredictionRecord(str(uuid.uuid4()), settings.model_name, "1", record, 0.5, 1,
                                 PRODUCTION_START + timedelta(minutes=i))
                for i, record in enumerate(records_from_frame(frame, schema))]
@@ -145,7 +145,8 @@ def test_the_card_figures_are_those_of_the_registered_model(trained: dict,
 
     # Recomputed here from the registered model and the same split the flow made.
     split = split_data.fn(load_dataset(settings.data_path, schema), schema, settings.seed)
-    loaded = registry.load_version(settings.model_name, "1", settings.model_cache_dir)
+    loaded = registry.load_version(registry.connect(settings), settings.model_name, "1",
+                                   settings.model_cache_dir)
     y = split.holdout[schema.target].to_numpy()
     proba = loaded.predict_proba(model_frame(schema, split.holdout))
     assert summary["holdout_auc"] == pytest.approx(roc_auc_score(y, proba), abs=1e-9)
@@ -229,7 +230,8 @@ def test_the_card_states_the_calibration_error_before_and_after_platt_scaling(
 ) -> None:
     settings = settings_for(trained["home"])
     summary = card_summary(trained, "1")
-    loaded = registry.load_version(settings.model_name, "1", settings.model_cache_dir)
+    loaded = registry.load_version(registry.connect(settings), settings.model_name, "1",
+                                   settings.model_cache_dir)
     split = split_data.fn(load_dataset(settings.data_path, schema), schema, settings.seed)
     y = split.holdout[schema.target].to_numpy()
     frame = model_frame(schema, split.holdout)
@@ -338,7 +340,8 @@ def test_text_from_the_schema_and_data_is_escaped(trained: dict, schema: Schema,
     settings = settings_for(trained["home"])
     summary = card_summary(trained, "1")
     split = split_data.fn(load_dataset(settings.data_path, schema), schema, settings.seed)
-    loaded = registry.load_version(settings.model_name, "1", settings.model_cache_dir)
+    loaded = registry.load_version(registry.connect(settings), settings.model_name, "1",
+                                   settings.model_cache_dir)
     hostile = Schema(schema.name, schema.target, schema.features,
                      description='<script>alert("x")</script> & co')
     from core import gate

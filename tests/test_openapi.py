@@ -54,7 +54,7 @@ class Served:
 def _seed_predictions(store_url: str) -> list[str]:
     """Predictions already in the store, so generated feedback can also be accepted (200, 409)."""
     store = PredictionStore(store_url)
-    store.create_schema()
+    store.migrate()
     ids = [str(uuid.UUID(int=i + 1)) for i in range(KNOWN_PREDICTIONS)]
     store.log([PredictionRecord(i, "churn-classifier", "1", valid_record(), 0.5, 1) for i in ids])
     store.dispose()

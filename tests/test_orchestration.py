@@ -153,7 +153,7 @@ def log_predictions(home: Path, frame, schema: Schema, start: datetime) -> None:
     champion = registry.load_champion(registry.connect(settings), settings)
     frame = frame.assign(**{PREDICTION_COLUMN: champion.predict_proba(model_frame(schema, frame))})
     store = PredictionStore(settings.prediction_store_url.get_secret_value())
-    store.create_schema()
+    store.migrate()
     store.log([PredictionRecord(str(uuid.uuid4()), settings.model_name, champion.version, rec,
                                 float(p), int(p >= champion.threshold),
                                 start + timedelta(milliseconds=i))
@@ -215,7 +215,7 @@ def test_report_right_after_a_promotion_completes_without_a_report(stack: dict) 
     champion = registry.load_champion(client, settings)
     store = PredictionStore(settings.prediction_store_url.get_secret_value())
     try:
-        store.create_schema()
+        store.migrate()
         assert read_window(store, champion, 500).empty
     finally:
         store.dispose()

@@ -53,7 +53,7 @@ def records(n: int) -> list[PredictionRecord]:
 
 def test_a_slow_store_spools_past_the_backlog_cap_and_loses_nothing(tmp_path: Path) -> None:
     store = StalledStore(f"sqlite:///{tmp_path / 'predictions.db'}")
-    store.create_schema()
+    store.migrate()
     logger = PredictionLogger(store, Spool(tmp_path / "spool"), batch_size=100,
                               flush_interval=0.01, replay_interval=0.1, max_backlog=300,
                               max_wait=0.3)
@@ -88,7 +88,7 @@ def test_a_store_slower_than_the_traffic_slows_requests_instead_of_spooling(
     """Past the cap a request waits for the writer to make room: the backlog stays
     bounded and, the store still moving, nothing costs a trip through the spool."""
     store = SlowStore(f"sqlite:///{tmp_path / 'predictions.db'}", delay=0.02)
-    store.create_schema()
+    store.migrate()
     logger = PredictionLogger(store, Spool(tmp_path / "spool"), batch_size=100,
                               flush_interval=0.01, replay_interval=0.1, max_backlog=300,
                               max_wait=5.0)
@@ -260,7 +260,7 @@ def test_a_worker_killed_outright_loses_no_answered_prediction(tmp_path: Path) -
     child, answered = start_worker(tmp_path, "kill")
     assert child.wait(timeout=30) == -9
     store = PredictionStore(f"sqlite:///{tmp_path / 'predictions.db'}")
-    store.create_schema()
+    store.migrate()
     assert logged(store, answered) == (0, 0)  # nothing reached the store
     assert list((tmp_path / "spool").glob("journal-*.jsonl"))
     survivor = PredictionLogger(store, Spool(tmp_path / "spool"), flush_interval=0.01,
@@ -282,7 +282,7 @@ def test_a_live_workers_journal_is_left_to_it_and_gone_after_its_graceful_stop(
 ) -> None:
     child, answered = start_worker(tmp_path, "live")
     store = PredictionStore(f"sqlite:///{tmp_path / 'predictions.db'}")
-    store.create_schema()
+    store.migrate()
     neighbour = PredictionLogger(store, Spool(tmp_path / "spool"), flush_interval=0.01,
                                  replay_interval=0.05)
     try:
@@ -343,7 +343,7 @@ def test_an_unreadable_spool_file_is_set_aside_and_the_rest_replayed(tmp_path: P
     from server.journal import encode
 
     store = PredictionStore(f"sqlite:///{tmp_path / 'predictions.db'}")
-    store.create_schema()
+    store.migrate()
     spool = Spool(tmp_path / "spool")
     good = records(4)
     spool.write(good)
@@ -362,3 +362,37 @@ def test_an_unreadable_spool_file_is_set_aside_and_the_rest_replayed(tmp_path: P
     finally:
         logger.close()
         store.dispose()
+
+
+def test_tables_older_than_the_code_spool_every_row_until_the_migrations_run(
+    tmp_path: Path,
+) -> None:
+    """The predictor never migrates (the stack's setup step does): on tables of an older
+    revision its rows wait in the spool, /health's `store_error` says to run the
+    migrations, and once they have run the rows are written, each once."""
+    from core import migrations
+
+    store = PredictionStore(f"sqlite:///{tmp_path / 'predictions.db'}")
+    migrations.upgrade(store.engine, "0002")
+    logger = PredictionLogger(store, Spool(tmp_path / "spool"), batch_size=50,
+                              flush_interval=0.01, replay_interval=0.1)
+    sent = [records(25) for _ in range(4)]
+    try:
+        assert not logger.store_available
+        assert "python -m core.migrations upgrade" in logger.store_error
+        for request in sent:
+            logger.submit(request)
+        assert logger.flush(timeout=30)
+        assert logger.spooled_rows == 100
+        with store.engine.connect() as conn:
+            assert migrations.current(conn) == "0002"  # untouched by the predictor
+        PredictionStore(store.url).migrate()  # the setup step, from another process
+        for _ in range(100):
+            if logger.spooled_rows == 0 and logger.store_available:
+                break
+            threading.Event().wait(0.1)
+        assert logger.store_error is None
+    finally:
+        logger.close()
+    assert sorted(store.ids()) == sorted(r.prediction_id for request in sent for r in request)
+    store.dispose()

@@ -13,7 +13,7 @@ from core import registry
 from core.schema import Schema, model_frame
 from core.store import PredictionStore
 from orchestration import processes
-from tests.conftest import home_env
+from tests.conftest import home_env, set_up_store
 from tests.factories import valid_record
 
 pytestmark = pytest.mark.slow
@@ -45,6 +45,7 @@ def start(trained_home: Path, tmp_path: Path, **env: str) -> Iterator[Predictor]
         MAX_BODY_BYTES=str(MAX_BODY),
         **env,
     )
+    set_up_store(store_url)
     process = processes.start_predictor(port, full_env, tmp_path / "predictor.log")
     url = f"http://127.0.0.1:{port}"
     try:

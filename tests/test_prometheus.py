@@ -18,7 +18,7 @@ import yaml
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from orchestration import processes
-from tests.conftest import home_env
+from tests.conftest import home_env, set_up_store
 from tests.factories import valid_record
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -214,6 +214,7 @@ def test_prometheus_scrapes_the_services_and_loads_every_rule(
                      "--bind", f"127.0.0.1:{exporter_port}", "--interval", "5"]
     api = f"http://127.0.0.1:{prometheus_port}/api/v1"
 
+    set_up_store(store_url)
     predictor = processes.start_predictor(predictor_port, env, tmp_path / "predictor.log")
     try:
         with (running_alertmanager(alertmanager_config, tmp_path, alertmanager_port),

@@ -155,7 +155,7 @@ def test_labelled_window_gets_a_classification_quality_report(
     start = datetime.now(UTC) - timedelta(hours=1)
     ids = [str(uuid.uuid4()) for _ in range(len(frame))]
     store = PredictionStore(store_url)
-    store.create_schema()
+    store.migrate()
     store.log([
         PredictionRecord(pid, "churn-classifier", "1", rec, float(p),
                          int(p >= champion.threshold), start + timedelta(seconds=i))

@@ -67,7 +67,7 @@ def test_a_password_full_of_url_characters_reaches_postgres_intact() -> None:
             "MONITORING_DB_USER": db.user, "MONITORING_DB_NAME": db.name,
             "MONITORING_DB_PASSWORD": db.password})
         store = PredictionStore(settings.prediction_store_url.get_secret_value())
-        store.create_schema()
+        store.migrate()
         assert store.count() == 0
         store.dispose()
     finally:

@@ -22,8 +22,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Prediction
         url = request.getfixturevalue("postgres_url").replace(
             "postgresql://", "postgresql+psycopg2://")
     store = PredictionStore(url)
-    store.create_schema()
-    store.create_schema()  # idempotent
+    store.migrate()
+    store.migrate()  # idempotent
     yield store
     store.dispose()
 
@@ -161,7 +161,7 @@ def test_a_table_from_before_senders_were_recorded_gains_the_columns(
         conn.execute(text("ALTER TABLE predictions DROP COLUMN feedback_by"))
         conn.execute(text("ALTER TABLE predictions DROP COLUMN feedback_trusted"))
         conn.execute(text(f"DROP TABLE {VERSION_TABLE}"))
-    store.create_schema()
+    store.migrate()
     assert store.count() == 2 and store.labelled(10).empty
     with store.engine.begin() as conn:
         conn.execute(text("UPDATE predictions SET actual = NULL WHERE prediction_id = :id"),

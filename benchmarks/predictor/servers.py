@@ -24,6 +24,7 @@ import psycopg2
 import requests
 from psycopg2 import sql
 
+from core.store import PredictionStore
 from orchestration.processes import free_port
 from server.process import GUNICORN_CONFIG, predictor_argv
 
@@ -212,7 +213,8 @@ def answered_predictions(url: str) -> int:
 
 @contextmanager
 def temporary_database(admin_dsn: str) -> Iterator[str]:
-    """A new PostgreSQL database on `admin_dsn`'s server, dropped afterwards; yields its DSN."""
+    """A new PostgreSQL database on `admin_dsn`'s server with the prediction log's tables
+    (migrated, as the stack's setup step does), dropped afterwards; yields its DSN."""
     name = f"onebox_bench_{uuid.uuid4().hex[:12]}"
     admin = psycopg2.connect(admin_dsn)
     admin.autocommit = True
@@ -220,7 +222,11 @@ def temporary_database(admin_dsn: str) -> Iterator[str]:
         with admin.cursor() as cur:
             cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         try:
-            yield f"{admin_dsn.rsplit('/', 1)[0]}/{name}"
+            dsn = f"{admin_dsn.rsplit('/', 1)[0]}/{name}"
+            store = PredictionStore(dsn)
+            store.migrate()
+            store.dispose()
+            yield dsn
         finally:
             with admin.cursor() as cur:
                 cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")

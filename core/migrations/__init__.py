@@ -1,8 +1,11 @@
 """The prediction log's schema under Alembic: revisions in versions/, run from code.
 
 No alembic.ini: `config()` points Alembic at this folder and hands env.py the
-connection to use.  `upgrade()` is what PredictionStore.create_schema runs on every
-start; `python -m core.migrations` does the same by hand (and current / downgrade).
+connection to use.  `upgrade()` runs where a stack is set up, and nowhere else: the
+stack's `setup` step (compose, Swarm; the Kubernetes migrate job), the start of `make
+serve` and of `make demo`, and `python -m core.migrations upgrade` by hand.  Everything
+else -- the predictor, the exporter, the flows -- only checks (`require_head`) and, on
+tables older than this code, stops with a message that says to run them.
 
 Before these migrations the table was made by `metadata.create_all` (and, from
 51dddc1 on, the two feedback columns were added by ALTER TABLE to tables of any
@@ -57,6 +60,21 @@ class UnknownSchemaError(RuntimeError):
     """The database holds a `predictions` table no released version of onebox made."""
 
 
+class NotMigrated(RuntimeError):
+    """The prediction log's tables are not at this code's revision: the migrations have
+    not run there.  `empty`: the database has no tables of ours at all (nothing was ever
+    logged there), as opposed to tables of an older revision."""
+
+    def __init__(self, message: str, *, empty: bool):
+        super().__init__(message)
+        self.empty = empty
+
+
+HOW_TO_MIGRATE = ("run the migrations: `python -m core.migrations upgrade` (the stack's "
+                  "`setup` step runs them on every `make up`; `make serve` and `make demo` "
+                  "at their start)")
+
+
 def config(connection: Connection | None = None) -> Config:
     """An Alembic configuration for this folder, running on `connection` when given."""
     cfg = Config()
@@ -82,6 +100,25 @@ def current(connection: Connection) -> str | None:
     """The revision the database is stamped with (None: no version table, or empty)."""
     context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
     return context.get_current_revision()
+
+
+def require_head(engine: Engine) -> None:
+    """Raise NotMigrated, saying what to run, unless the tables are at this code's head
+    (or at a revision a newer onebox made: left to it, as `upgrade` leaves it).  One look
+    at the version table; it changes nothing."""
+    with engine.connect() as conn:
+        stamped = current(conn)
+        if stamped == head() or (stamped is not None and stamped not in known_revisions()):
+            return
+        empty = stamped is None and not inspect(conn).has_table(TABLE)
+    shown = engine.url.render_as_string(hide_password=True)
+    if empty:
+        raise NotMigrated(f"the prediction log at {shown} has no tables yet; "
+                          f"{HOW_TO_MIGRATE}", empty=True)
+    raise NotMigrated(f"the prediction log at {shown} is at revision "
+                      f"{stamped or 'none (a table from before migrations)'} and this "
+                      f"version of onebox reads and writes revision {head()}; "
+                      f"{HOW_TO_MIGRATE}", empty=False)
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
