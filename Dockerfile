@@ -51,6 +51,7 @@ COPY simulation simulation
 COPY monitoring monitoring
 COPY reporting reporting
 COPY orchestration orchestration
+COPY operations operations
 COPY mlflow/start-mlflow.sh /usr/local/bin/start-mlflow
 COPY docker-entrypoint.sh /usr/local/bin/onebox-entrypoint
 
@@ -68,6 +69,6 @@ ENV ONEBOX_RELEASE=${ONEBOX_RELEASE}
 USER onebox
 # Secrets given as files (Docker Swarm) become environment variables: docker-entrypoint.sh.
 ENTRYPOINT ["onebox-entrypoint"]
-# The predictor by default; compose gives every other service its own command.
-# The same command line as server.process.predictor_argv (a test holds them together).
-CMD ["python", "-m", "gunicorn", "-c", "server/gunicorn.conf.py", "server.app:create_app()"]
+# The predictor by default (server/process.py: the one place its start command is written,
+# gunicorn with its config and app); compose gives every other service its own command.
+CMD ["python", "-m", "server.process"]

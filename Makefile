@@ -86,7 +86,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP) home
-	$(BIN)/python -m orchestration.demo
+	$(BIN)/python -m operations.demo
 
 data: $(STAMP) home
 	$(BIN)/python -m simulation.generator
@@ -140,7 +140,7 @@ soak: $(STAMP)
 	$(BIN)/python -m benchmarks.soak $(SOAK_ARGS)
 
 rollback: $(STAMP) home
-	$(BIN)/python -m orchestration.rollback
+	$(BIN)/python -m operations.rollback
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -204,7 +204,7 @@ COMPOSE := docker compose --env-file .env $(COMPOSE_FILES)
 OFFLINE := -f tests/stack/compose.offline.yml
 
 env-file:
-	@test -f .env || $(PYTHON) -m orchestration.generate_env --template $(TEMPLATE) --out .env
+	@test -f .env || $(PYTHON) -m operations.generate_env --template $(TEMPLATE) --out .env
 
 up: env-file
 	$(COMPOSE) up -d --build --wait --wait-timeout 900

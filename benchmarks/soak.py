@@ -33,7 +33,7 @@ from pathlib import Path
 
 from benchmarks.predictor.wrk import require_wrk, run_wrk
 from benchmarks.stack import EXAMPLE, memory
-from tests.compose_stack import ComposeStack, build_standins, require_engine, wait_for
+from testkit.stacks import ComposeStack, build_standins, require_engine, wait_for
 
 say = partial(print, flush=True)
 CONNECTIONS = 16

@@ -36,7 +36,7 @@ import urllib3
 
 from benchmarks.predictor import servers
 from benchmarks.predictor.wrk import require_wrk, run_wrk
-from tests.compose_stack import ROOT, ComposeStack, build_standins, require_engine, wait_for
+from testkit.stacks import ROOT, ComposeStack, build_standins, require_engine, wait_for
 
 say = partial(print, flush=True)
 STANDIN_IMAGE = "onebox-python:standin"
@@ -44,7 +44,7 @@ STANDIN_BASE = "onebox-standin/python:3.11"
 # The build context as .dockerignore lets it in (what a code-only rebuild sends).
 CONTEXT_FILES = ("Dockerfile", ".dockerignore", "constraints.txt", "pyproject.toml")
 CONTEXT_FOLDERS = ("core", "server", "simulation", "monitoring", "reporting", "orchestration",
-                   "mlflow")
+                   "operations", "mlflow")
 GOALS = {"memory_total_mib": 2.5 * 1024, "image_gb": 1.5, "code_rebuild_s": 30.0,
          "first_predict_s": 180.0}
 EXAMPLE = {"customer_age": 45, "gender": "M", "dependent_count": 3, "education_level": 3,

@@ -1,7 +1,7 @@
 """`make bench-swarm`: /predict req/s on Docker Swarm through the front door with 1, 2 and 3
 predictor replicas, beside one replica's own port.
 
-The stack is deployed as the swarm test deploys it (tests/swarm_stack.py: stand-in images,
+The stack is deployed as the swarm test deploys it (testkit/stacks.py: stand-in images,
 a single-node swarm made for the run when the engine has none, removed at the end).  wrk
 sends single records over 16 connections:
 
@@ -27,9 +27,8 @@ from pathlib import Path
 
 from benchmarks.predictor.wrk import require_wrk, run_wrk
 from benchmarks.stack import EXAMPLE
-from orchestration.processes import free_port
-from tests.compose_stack import build_standins, require_engine
-from tests.swarm_stack import SwarmStack, swarm_state
+from operations.processes import free_port
+from testkit.stacks import SwarmStack, build_standins, require_engine, swarm_state
 
 say = partial(print, flush=True)
 

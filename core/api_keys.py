@@ -9,7 +9,7 @@ Scopes: `predict` (POST /predict, GET /model, /openapi.json) and `feedback` (POS
 /feedback).  Labels sent with a key marked `trusted` are the only ones training, the
 gate and live quality use.
 
-Standard library only: `python3 -m orchestration.generate_env` makes keys on a machine
+Standard library only: `python3 -m operations.generate_env` makes keys on a machine
 without the project's virtualenv.
 """
 

@@ -1,1 +1,2 @@
-"""Prefect flows: training with search, registration and the promotion gate; the demo."""
+"""Prefect flows: `train` (search, register, promote through the gate), `report` and
+`drift-check`; one module per flow (operations/deploy.py registers them)."""

@@ -58,7 +58,7 @@ def pytest_configure(config: pytest.Config) -> None:
     why = _postgres_answers(ADMIN_DSN)
     if why is None:
         return
-    from orchestration.processes import free_port
+    from operations.processes import free_port
     from tests.pg_cluster import PgCluster
 
     _throwaway_cluster = PgCluster(free_port())

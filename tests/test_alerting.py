@@ -34,7 +34,7 @@ from core import registry
 from core.schema import Schema
 from monitoring.alertmanager import render
 from monitoring.alertmanager.render import ReceiverConfigError, Receivers
-from orchestration import processes
+from operations import processes
 from simulation.generator import SCENARIOS, generate
 from tests.test_exporter import computed, log_scored, running_exporter, scrape
 from tests.test_prometheus import (

@@ -26,7 +26,7 @@ import requests
 import yaml
 
 from core.schema import Schema
-from orchestration import processes
+from operations import processes
 from simulation.generator import SCENARIOS, generate
 from simulation.traffic import send_traffic
 from tests.conftest import home_env, set_up_store

@@ -22,7 +22,7 @@ from core import registry
 from core.schema import Schema, model_frame
 from core.store import PredictionRecord, PredictionStore
 from monitoring.window import estimate_from_served
-from orchestration import processes
+from operations import processes
 from simulation.generator import SCENARIOS, generate
 from simulation.traffic import records_from_frame
 from tests.conftest import home_env, run_train_flow, settings_for
@@ -236,7 +236,7 @@ def test_the_drift_check_flow_decides_on_the_window_the_exporter_shows(
     """Same rows (the champion's newest DRIFT_WINDOW_ROWS, not another version's), same
     figures, same decision: the flow cannot retrain on what the dashboard calls fine."""
     from monitoring.drift import DriftPolicy
-    from orchestration.flows import measure_window
+    from orchestration.drift_check import measure_window
 
     store_url = f"sqlite:///{tmp_path / 'predictions.db'}"
     start = datetime.now(UTC) - timedelta(hours=1)

@@ -94,7 +94,7 @@ class TestGateOnARealRegistry:
 
 @pytest.mark.slow
 def test_rollback_swaps_champion_and_previous(tmp_path: Path, schema: Schema) -> None:
-    from orchestration.rollback import rollback
+    from operations.rollback import rollback
 
     write_training_csv(settings_for(tmp_path).data_path, schema, rows=2000)
     run_train_flow(tmp_path, trials=1)

@@ -21,8 +21,8 @@ from core import registry
 from core.api_keys import new_key
 from core.registry import PREDICTION_COLUMN
 from core.schema import Schema, model_frame
-from orchestration import processes
-from orchestration.check_config import prepare_gateway
+from operations import processes
+from operations.check_config import prepare_gateway
 from reporting.report import write_report
 from simulation.generator import SCENARIOS, generate
 from tests import browser

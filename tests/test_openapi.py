@@ -25,7 +25,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from core.schema import Schema
 from core.settings import Settings
 from core.store import PredictionRecord, PredictionStore
-from orchestration import processes
+from operations import processes
 from server.openapi import OpenApiDocuments, build_document
 from tests.conftest import home_env
 from tests.factories import valid_record

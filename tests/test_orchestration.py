@@ -20,7 +20,7 @@ from core.registry import PREDICTION_COLUMN
 from core.schema import Schema, model_frame
 from core.store import PredictionRecord, PredictionStore
 from monitoring.window import read_window
-from orchestration import processes
+from operations import processes
 from simulation.generator import SCENARIOS, generate
 from simulation.traffic import records_from_frame
 from tests.conftest import home_env, run_train_flow, settings_for
@@ -78,7 +78,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, schema: Schema) -> Iterator[
 
 
 def register(stack: dict) -> list[str]:
-    out = subprocess.run([sys.executable, "-m", "orchestration.deploy"], cwd=REPO_ROOT,
+    out = subprocess.run([sys.executable, "-m", "operations.deploy"], cwd=REPO_ROOT,
                          env={**os.environ, **stack["env"]}, capture_output=True, text=True,
                          check=True, timeout=180)
     return out.stdout.splitlines()
@@ -96,7 +96,7 @@ def unresponsive_automations() -> list:
 
     from prefect.client.orchestration import get_client
 
-    from orchestration.deploy import UNRESPONSIVE_AUTOMATION
+    from operations.deploy import UNRESPONSIVE_AUTOMATION
 
     async def read() -> list:
         async with get_client() as client:

@@ -169,7 +169,7 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
 def test_with_the_store_away_and_the_spool_disk_full_requests_go_on_and_drops_are_counted(
     tiny_disk: Path,
 ) -> None:
-    from orchestration.processes import free_port
+    from operations.processes import free_port
 
     # A real PostgreSQL store that is away (nothing listens there), and a spool on a disk
     # that fills after a few hundred rows.

@@ -12,7 +12,7 @@ import requests
 from core import registry
 from core.schema import Schema, model_frame
 from core.store import PredictionStore
-from orchestration import processes
+from operations import processes
 from tests.conftest import home_env, set_up_store
 from tests.factories import valid_record
 

@@ -4,10 +4,8 @@ PostgreSQL server the test owns."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
@@ -19,9 +17,10 @@ from core import registry
 from core.calibration import Calibration
 from core.schema import Schema, model_frame
 from core.store import PredictionStore
-from orchestration import processes
+from operations import processes
 from simulation.generator import generate
 from simulation.traffic import records_from_frame
+from testkit.load import SteadyLoad
 from tests.conftest import run_train_flow, settings_for
 from tests.factories import valid_record, write_training_csv
 from tests.pg_cluster import PgCluster
@@ -30,62 +29,12 @@ from tests.test_predictor import start
 pytestmark = pytest.mark.slow
 
 
-@dataclass
-class Load:
-    """Single-record requests from a few threads until stopped (bounded in time)."""
-
-    url: str
-    threads: int = 3
-    max_seconds: float = 120.0
-    answers: list[tuple[float, int, str, str]] = field(default_factory=list)  # t, status, v, id
-    failures: list[str] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _workers: list[threading.Thread] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def _run(self, seed: int) -> None:
-        session = requests.Session()
-        deadline = time.monotonic() + self.max_seconds
-        age = 20 + seed
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            age = 20 + (age + 7) % 60
-            try:
-                resp = session.post(f"{self.url}/predict", json=valid_record(customer_age=age),
-                                    timeout=10)
-            except requests.RequestException as exc:
-                with self._lock:
-                    self.failures.append(repr(exc))
-                continue
-            with self._lock:
-                if resp.status_code != 200:
-                    self.failures.append(f"{resp.status_code} {resp.text[:200]}")
-                else:
-                    body = resp.json()
-                    self.answers.append((time.monotonic(), 200, body["model"]["version"],
-                                         body["prediction_id"]))
-
-    def __enter__(self) -> Load:
-        for i in range(self.threads):
-            worker = threading.Thread(target=self._run, args=(i,), daemon=True)
-            worker.start()
-            self._workers.append(worker)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for worker in self._workers:
-            worker.join(timeout=30)
-
-    def count(self) -> int:
-        with self._lock:
-            return len(self.answers)
-
-    def wait_for(self, more: int, timeout: float = 30.0) -> None:
-        target = self.count() + more
-        deadline = time.monotonic() + timeout
-        while self.count() < target and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert self.count() >= target, f"load stalled at {self.count()} answers"
+def load_on(predictor: object) -> SteadyLoad:
+    """Three clients sending single records as fast as they are answered (bounded in
+    time), customers of every age from 20 to 79."""
+    return SteadyLoad(f"{predictor.url}/predict", threads=3, rate_per_thread=None,
+                      max_seconds=120, records=[valid_record(customer_age=20 + i)
+                                                for i in range(60)])
 
 
 @pytest.fixture(scope="module")
@@ -104,23 +53,23 @@ def test_every_worker_follows_the_alias_without_a_failed_request(
     settings = settings_for(two_versions_home)
     client = registry.connect(settings)
     for predictor in start(two_versions_home, tmp_path, MODEL_POLL_SECONDS="1"):
-        with Load(predictor.url) as load:
+        with load_on(predictor) as load:
             load.wait_for(200)
             client.set_registered_model_alias(settings.model_name, registry.CHAMPION, "2")
             moved_at = time.monotonic()
             # Within the poll interval (+ loading time) every answer comes from v2.
             deadline = moved_at + 30
             while time.monotonic() < deadline:
-                recent = [v for t, _, v, _ in load.answers[-60:] if t > moved_at + 0.5]
+                recent = [a.version for a in load.answers[-60:] if a.at > moved_at + 0.5]
                 if len(recent) >= 60 and set(recent) == {"2"}:
                     break
                 time.sleep(0.2)
             load.wait_for(200)
         assert load.failures == []
-        versions = [v for _, _, v, _ in load.answers]
+        versions = [a.version for a in load.answers]
         assert versions[0] == "1" and set(versions) == {"1", "2"}
-        first_v2 = next(t for t, _, v, _ in load.answers if v == "2")
-        last_v1 = max(t for t, _, v, _ in load.answers if v == "1")
+        first_v2 = next(a.at for a in load.answers if a.version == "2")
+        last_v1 = max(a.at for a in load.answers if a.version == "1")
         assert first_v2 - moved_at < 15 and last_v1 - moved_at < 15
         model = requests.get(predictor.url + "/model", timeout=5).json()
         assert model["version"] == "2" and model["fast_path"] is True
@@ -141,7 +90,7 @@ def test_no_prediction_is_lost_or_doubled_when_postgres_dies_under_load(
 ) -> None:
     for predictor in start(trained_home, tmp_path, PREDICTION_STORE_URL=owned_postgres.url,
                            SPOOL_DIR=str(tmp_path / "spool")):
-        with Load(predictor.url) as load:
+        with load_on(predictor) as load:
             load.wait_for(300)
             owned_postgres.kill()
             killed_at = load.count()
@@ -153,7 +102,7 @@ def test_no_prediction_is_lost_or_doubled_when_postgres_dies_under_load(
                 if health["prediction_log"]["spooled_rows"] > 0:
                     break
                 time.sleep(0.2)
-            feedback = predictor.post("/feedback", {"prediction_id": load.answers[0][3],
+            feedback = predictor.post("/feedback", {"prediction_id": load.answers[0].prediction_id,
                                                     "churn": 1})
             owned_postgres.start()
             load.wait_for(300)
@@ -166,7 +115,7 @@ def test_no_prediction_is_lost_or_doubled_when_postgres_dies_under_load(
                                                        "postgresql+psycopg2://"))
     logged = store.ids()
     store.dispose()
-    answered = [pid for _, _, _, pid in load.answers]
+    answered = load.answered
     assert len(logged) == len(set(logged))          # exactly once ...
     assert sorted(logged) == sorted(answered)        # ... every answered prediction
     assert not list((tmp_path / "spool").glob("spool-*"))
@@ -178,14 +127,17 @@ def test_probabilities_match_the_logged_mlflow_model(
     frame = generate(100, seed=5, schema=schema)
     records = records_from_frame(frame, schema)
     settings = settings_for(trained_home)
-    registry.connect(settings)
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{settings.model_name}@{registry.CHAMPION}")
+    client = registry.connect(settings)
+    champion = registry.version_by_alias(client, settings.model_name, registry.CHAMPION)
+    logged = mlflow.artifacts.download_artifacts(
+        f"models:/{settings.model_name}/{champion.version}", dst_path=str(tmp_path / "model"),
+        tracking_uri=client.tracking_uri, registry_uri=client.tracking_uri)
+    pyfunc = mlflow.pyfunc.load_model(logged)
     # The logged model's own probability, through the calibration stored with the version
     # (MLflow's pyfunc knows nothing of it: `mlflow models serve` answers uncalibrated).
     raw = np.asarray(pyfunc.predict(model_frame(schema, records)))[:, 1]
-    model_info = mlflow.models.get_model_info(
-        f"models:/{settings.model_name}@{registry.CHAMPION}")
-    calibration = Calibration.from_json(model_info.metadata[registry.CALIBRATION_KEY])
+    metadata = mlflow.models.Model.load(f"{logged}/MLmodel").metadata
+    calibration = Calibration.from_json(metadata[registry.CALIBRATION_KEY])
     assert not calibration.is_identity
     expected = calibration.apply(raw)
     for predictor in start(trained_home, tmp_path):

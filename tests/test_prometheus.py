@@ -17,7 +17,7 @@ import requests
 import yaml
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
 
-from orchestration import processes
+from operations import processes
 from tests.conftest import home_env, set_up_store
 from tests.factories import valid_record
 

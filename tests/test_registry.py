@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from core import registry
-from orchestration import processes
+from operations import processes
 from tests.conftest import settings_for
 
 

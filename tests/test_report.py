@@ -28,7 +28,7 @@ from core.registry import PREDICTION_COLUMN
 from core.schema import Schema, model_frame
 from core.store import PredictionRecord, PredictionStore
 from monitoring.window import estimate_from_served
-from orchestration import processes
+from operations import processes
 from reporting.model_card import card_path, card_summary_path
 from reporting.report import (
     EmptyWindow,

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from core.api_keys import parse_keys, token_digest, token_key_id
-from orchestration import check_config
-from orchestration.generate_env import SECRETS, fill
-from orchestration.generate_env import main as generate_main
-from tests.compose_stack import read_env_file
+from operations import check_config
+from operations.generate_env import SECRETS, fill
+from operations.generate_env import main as generate_main
+from testkit.stacks import read_env_file
 
 ROOT = Path(__file__).resolve().parent.parent
 

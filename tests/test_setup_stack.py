@@ -9,7 +9,7 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from orchestration.setup_stack import ServiceDatabase, databases_from_env, ensure_database
+from operations.setup_stack import ServiceDatabase, databases_from_env, ensure_database
 from tests.conftest import ADMIN_DSN
 
 pytestmark = pytest.mark.postgres

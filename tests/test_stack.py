@@ -28,13 +28,14 @@ import pytest
 import requests
 import yaml
 
+from testkit.stacks import ROOT, ComposeStack, send_traffic, start_stack, wait_for
 from tests import browser
-from tests.compose_stack import ROOT, ComposeStack, send_traffic, start_stack, wait_for
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(2400)]
 
 MODEL = "churn-classifier"
-SERVICE_PACKAGES = {"core", "server", "simulation", "monitoring", "reporting", "orchestration"}
+SERVICE_PACKAGES = {"core", "server", "simulation", "monitoring", "reporting", "orchestration",
+                    "operations"}
 # Every long-running service `up --wait` must bring to healthy (all but Grafana).
 LONG_RUNNING = {"postgres", "mlflow", "prefect-server", "prefect-worker", "predictor",
                 "drift-exporter", "prometheus", "alertmanager", "gateway"}
@@ -546,7 +547,7 @@ def test_a_placeholder_secret_stops_the_stack_before_any_database_exists(
 def test_no_secret_appears_in_any_log(stack: ComposeStack) -> None:
     """Every service's output, start to now: no password, key or token in it (the
     people's user name, the key ids and the URLs are fine)."""
-    from orchestration.generate_env import SECRETS
+    from operations.generate_env import SECRETS
 
     logs = stack.compose("logs", "--no-color", timeout=120).stdout
     assert len(logs) > 10_000  # the services did say things

@@ -14,20 +14,18 @@ import json
 import os
 import shlex
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import requests
 
 from core.schema import Schema
 from simulation.generator import generate
 from simulation.traffic import records_from_frame
-from tests.compose_stack import ROOT, ComposeStack, send_traffic, start_stack, wait_for
+from testkit.load import SteadyLoad
+from testkit.stacks import ROOT, ComposeStack, send_traffic, start_stack, wait_for
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(2400)]
 
@@ -77,77 +75,6 @@ def start_healthy(stack: ComposeStack, service: str) -> None:
     stack.compose("up", "-d", "--no-deps", "--wait", service, timeout=600)
 
 
-# --- steady traffic through the front door, every answer kept --------------------------------
-
-@dataclass
-class SteadyLoad:
-    """`threads` clients, each sending one record to /predict every `1 / rate_per_thread`
-    seconds through the front door (kept-alive connections), until stopped.  Every answered
-    prediction id is kept, and every failure with its time."""
-
-    stack: ComposeStack
-    threads: int = 4
-    rate_per_thread: float = 10.0
-    answered: list[str] = field(default_factory=list)
-    answered_at: list[float] = field(default_factory=list)
-    failures: list[tuple[float, str]] = field(default_factory=list)
-    sent: int = 0
-
-    def __post_init__(self) -> None:
-        schema = Schema.load()
-        self.records = records_from_frame(generate(200, 5, schema=schema), schema)
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._workers = [threading.Thread(target=self._client, args=(i,), daemon=True)
-                         for i in range(self.threads)]
-
-    def __enter__(self) -> SteadyLoad:
-        for worker in self._workers:
-            worker.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for worker in self._workers:
-            worker.join(timeout=60)
-
-    def _session(self) -> requests.Session:
-        session = requests.Session()
-        session.headers.update(self.stack.key("predict"))
-        return session
-
-    def _client(self, index: int) -> None:
-        session = self._session()
-        url, ca = self.stack.url("predictor", "/predict"), str(self.stack.ca_file)
-        interval = 1 / self.rate_per_thread
-        n = index
-        while not self._stop.is_set():
-            started = time.monotonic()
-            record = self.records[n % len(self.records)]
-            n += self.threads
-            prediction_id, error = None, None
-            try:
-                answer = session.post(url, json=record, verify=ca, timeout=30)
-                if answer.status_code == 200:
-                    prediction_id = answer.json()["prediction_id"]
-                else:
-                    error = f"HTTP {answer.status_code}: {answer.text[:200]}"
-            except (requests.RequestException, ValueError, KeyError) as exc:
-                error = f"{type(exc).__name__}: {exc}"[:300]
-                session = self._session()  # a broken connection is not reused
-            with self._lock:
-                self.sent += 1
-                if prediction_id is not None:
-                    self.answered.append(prediction_id)
-                    self.answered_at.append(time.monotonic())
-                else:
-                    self.failures.append((time.monotonic(), str(error)))
-            self._stop.wait(max(0.0, interval - (time.monotonic() - started)))
-
-    def summary(self) -> str:
-        return f"sent {self.sent}, answered {len(self.answered)}, failed {len(self.failures)}"
-
-
 def health(stack: ComposeStack) -> dict:
     return stack.get("predictor", "/health").json()
 
@@ -189,7 +116,7 @@ def assert_every_answer_logged_once(stack: ComposeStack, load: SteadyLoad, what:
 def test_postgres_stopped_30_s_under_load_fails_no_request_and_loses_no_row(
     stack: ComposeStack,
 ) -> None:
-    with SteadyLoad(stack) as load:
+    with SteadyLoad.through_front_door(stack) as load:
         time.sleep(5)
         stack.compose("stop", "postgres")
         time.sleep(30)
@@ -204,7 +131,7 @@ def test_postgres_stopped_30_s_under_load_fails_no_request_and_loses_no_row(
 def test_the_predictor_recreated_while_rows_are_spooled_loses_none(stack: ComposeStack) -> None:
     stack.compose("stop", "postgres")
     try:
-        with SteadyLoad(stack) as load:
+        with SteadyLoad.through_front_door(stack) as load:
             time.sleep(10)
         spooled = health(stack)["prediction_log"]["spooled_rows"]
         # A new container (the old one removed): the spool is on a volume, so it outlives it.
@@ -248,7 +175,7 @@ def test_mlflow_stopped_the_predictor_serves_and_a_restarted_one_serves_its_loca
         else None), timeout=120)
     stack.compose("stop", "mlflow")
     try:
-        with SteadyLoad(stack) as load:
+        with SteadyLoad.through_front_door(stack) as load:
             time.sleep(POLL_SECONDS * 3)  # several champion checks fail meanwhile
         assert not load.failures, load.failures[:5]
         # The exporter cannot reach the champion: it keeps its last figures and says so.
@@ -264,7 +191,7 @@ def test_mlflow_stopped_the_predictor_serves_and_a_restarted_one_serves_its_loca
         assert restarted["model_source"] == "local-cache", restarted
         assert restarted["model"]["version"] == champion
         assert restarted["registry_error"], restarted
-        with SteadyLoad(stack) as served_from_cache:
+        with SteadyLoad.through_front_door(stack) as served_from_cache:
             time.sleep(5)
         assert not served_from_cache.failures, served_from_cache.failures[:5]
     finally:
@@ -515,7 +442,7 @@ def test_the_predictor_killed_under_load_is_restarted_and_its_failures_are_bound
     journals on the spool volume, which the new workers replay (server/journal.py)."""
     container = container_id(stack, "predictor")
     restarts = int(inspect(container, "{{.RestartCount}}"))
-    with SteadyLoad(stack) as load:
+    with SteadyLoad.through_front_door(stack) as load:
         time.sleep(5)
         killed_at = time.monotonic()
         subprocess.run(["kill", "-KILL", inspect(container, "{{.State.Pid}}")], check=True)
@@ -523,7 +450,7 @@ def test_the_predictor_killed_under_load_is_restarted_and_its_failures_are_bound
         def answering_again() -> float | None:
             # The first answer after the last failure: the new process serving.
             last_failure = max((t for t, _ in load.failures), default=killed_at)
-            later = [t for t in load.answered_at if t > last_failure]
+            later = [a.at for a in load.answers if a.at > last_failure]
             return later[0] if later and time.monotonic() - later[0] > 3 else None
 
         back_at = wait_for("answers from the restarted predictor", answering_again,

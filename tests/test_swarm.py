@@ -21,9 +21,9 @@ import pytest
 import yaml
 
 from swarm import deploy as swarm
-from tests.compose_stack import ROOT, build_standins, require_engine, wait_for
+from testkit.load import SteadyLoad
+from testkit.stacks import ROOT, SwarmStack, build_standins, require_engine, swarm_state, wait_for
 from tests.factories import valid_record
-from tests.swarm_stack import SwarmStack, swarm_state
 from tests.test_stack import (  # the users' paths, run here against the swarm  # noqa: F401
     test_a_report_quick_run_puts_a_report_on_the_front_doors_index,
     test_a_train_quick_run_registers_a_version_with_its_gate_decision_and_the_predictor_follows,
@@ -37,7 +37,7 @@ from tests.test_stack import (  # the users' paths, run here against the swarm  
     test_the_uis_work_in_a_browser_through_the_front_door,
     test_tls_is_checked_against_the_certificate_the_stack_made,
 )
-from tests.test_stack_faults import SteadyLoad, log_settled, rows_for
+from tests.test_stack_faults import log_settled, rows_for
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(2400)]
 
@@ -140,7 +140,7 @@ def test_the_one_shot_jobs_run_again_change_nothing(stack: SwarmStack) -> None:
 def test_no_secret_is_in_any_service_spec_or_log(stack: SwarmStack) -> None:
     """Secrets reach the services as Swarm secrets (files in /run/secrets), never in a
     service's spec, which any swarm manager shows (`docker service inspect`)."""
-    from orchestration.generate_env import SECRETS
+    from operations.generate_env import SECRETS
 
     services = [stack.service(name) for name in swarm.service_states(stack.project)]
     specs = subprocess.run(["docker", "service", "inspect", *services], capture_output=True,
@@ -165,7 +165,7 @@ def test_scaling_the_predictor_1_to_3_under_load_fails_nothing_and_spreads_the_r
     stack: SwarmStack,
 ) -> None:
     stack.scale("predictor", 1)
-    with SteadyLoad(stack) as load:
+    with SteadyLoad.through_front_door(stack) as load:
         time.sleep(5)
         took = stack.scale("predictor", 3)
         before = stack.replica_metric("onebox_http_requests_total", PREDICT)
@@ -199,7 +199,7 @@ def test_rolling_the_predictor_to_a_new_image_under_load_fails_nothing(
                    check=True, capture_output=True, timeout=1200)
     old = served_releases(stack)
     assert release not in old
-    with SteadyLoad(stack) as load:
+    with SteadyLoad.through_front_door(stack) as load:
         time.sleep(3)
         took = stack.update("predictor", "--image", image)
         time.sleep(5)  # the front door forgets the old replicas' addresses (every 3 s)
@@ -219,7 +219,7 @@ def test_a_killed_replica_is_replaced_and_its_failures_are_bounded(stack: SwarmS
     in its journal on the node's spool volume, which the other replicas replay."""
     stack.scale("predictor", REPLICAS)
     victim = stack.tasks("predictor")[0]
-    with SteadyLoad(stack) as load:
+    with SteadyLoad.through_front_door(stack) as load:
         time.sleep(5)
         subprocess.run(["docker", "kill", victim], check=True, capture_output=True)
         killed_at = time.monotonic()

@@ -1,9 +1,9 @@
 """The servers the benchmark compares, each on a free loopback port, always stopped.
 
 The predictor starts from the same command line as everywhere else
-(`server.process.predictor_argv`).  Servers here are stopped by process group
+(`server.process.start_command`).  Servers here are stopped by process group
 (`mlflow models serve` leaves a uvicorn child behind its leader), unlike
-orchestration/processes.py's single-process stop.
+operations/processes.py's single-process stop.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ import requests
 from psycopg2 import sql
 
 from core.store import PredictionStore
-from orchestration.processes import free_port
-from server.process import GUNICORN_CONFIG, predictor_argv
+from operations.processes import free_port
+from server.process import GUNICORN_CONFIG, start_command
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CEILING_APP = "benchmarks.predictor.ceiling:create_app()"
@@ -175,7 +175,7 @@ def ceiling(env: Mapping[str, str], log_path: Path) -> AbstractContextManager[Se
 def onebox(env: Mapping[str, str], log_path: Path) -> AbstractContextManager[Server]:
     """The predictor, from the command line the container and `make serve` use."""
     port = free_port()
-    return serving(predictor_argv(bind=f"127.0.0.1:{port}"), port, "/health", env, log_path,
+    return serving(start_command(bind=f"127.0.0.1:{port}"), port, "/health", env, log_path,
                    "the onebox predictor", timeout=120)
 
 

@@ -55,10 +55,10 @@ def deployment_specs(env: Mapping[str, str]) -> tuple[DeploymentSpec, ...]:
         DeploymentSpec("train", "orchestration/train.py:train",
                        env.get("TRAIN_CRON", "0 3 * * *"),
                        "Search, register, and promote through the gate."),
-        DeploymentSpec("report", "orchestration/flows.py:report",
+        DeploymentSpec("report", "orchestration/report.py:report",
                        env.get("REPORT_CRON", "0 */3 * * *"),
                        "Drift report of the newest window, for the reports site."),
-        DeploymentSpec("drift-check", "orchestration/flows.py:drift_check",
+        DeploymentSpec("drift-check", "orchestration/drift_check.py:drift_check",
                        env.get("DRIFT_CHECK_CRON", "0 * * * *"),
                        "Start a train run when drift or live quality crosses its threshold."),
     )

@@ -3,7 +3,7 @@ template leaves empty gets a random value, the predictor gets two API keys.
 
 `make up` runs it when there is no `.env` yet (and never overwrites one):
 
-    python3 -m orchestration.generate_env --template .env.local --out .env
+    python3 -m operations.generate_env --template .env.local --out .env
 
 Standard library only (and core.api_keys, which is too), so it runs before any
 virtualenv exists.  The file is written with mode 0600; `.env` is in .gitignore and
@@ -64,7 +64,7 @@ def fill(template: str, overrides: Mapping[str, str] | None = None) -> str:
     if missing:
         raise SystemExit(f"the template lacks {', '.join(missing)}: it is not a onebox template")
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    header = (f"# Generated {stamp} by orchestration/generate_env.py: random passwords and keys.\n"
+    header = (f"# Generated {stamp} by operations/generate_env.py: random passwords and keys.\n"
               "# Keep it secret; never commit it (.gitignore has it).  Delete it and run\n"
               "# `make up` again to start over with new secrets (and empty volumes).\n")
     return header + "\n".join(lines) + "\n"

@@ -6,7 +6,7 @@ Compose runs it before anything else: PostgreSQL (which sets its admin password 
 start) waits for it to succeed, and everything else waits for PostgreSQL or for it.  So a
 placeholder stops the stack before a database or a role exists.
 
-    python -m orchestration.check_config   (exit 1 with one line per problem)
+    python -m operations.check_config   (exit 1 with one line per problem)
 """
 
 from __future__ import annotations

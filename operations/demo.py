@@ -19,7 +19,7 @@ from core import registry
 from core.schema import Schema
 from core.settings import Settings
 from core.store import PredictionStore
-from orchestration import processes
+from operations import processes
 from orchestration.train import train
 from reporting.report import window_from_log, write_report
 from simulation.generator import SCENARIOS, Drift, generate

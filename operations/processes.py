@@ -12,7 +12,7 @@ from pathlib import Path
 import requests
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
 
-from server.process import predictor_argv
+from server.process import start_command
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,7 +65,7 @@ def start_predictor(port: int, env: Mapping[str, str], log_path: Path) -> subpro
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         return subprocess.Popen(
-            predictor_argv(bind=f"127.0.0.1:{port}"),
+            start_command(bind=f"127.0.0.1:{port}"),
             env={**os.environ, **env}, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )

@@ -1,10 +1,10 @@
-"""The scheduled flows besides `train`: the drift report and the drift check.
+"""The `drift-check` flow.
 
-`drift-check` assesses the window the drift exporter assesses (monitoring.window)
-and takes the same decision (monitoring.drift `drift_alarm`: a feature or the
-predicted probability drifted, or the live AUC fell below its floor): when the
-alarm rises it starts a run of the `train` deployment (and says why, in its
-logs, in its return value and on the training run); otherwise it does nothing.
+It assesses the window the drift exporter assesses (monitoring.window) and takes the
+same decision (monitoring.drift `drift_alarm`: a feature or the predicted probability
+drifted, or the live AUC fell below its floor): when the alarm rises it starts a run of
+the `train` deployment (and says why, in its logs, in its return value and on the
+training run); otherwise it does nothing.
 """
 
 from __future__ import annotations
@@ -18,30 +18,8 @@ from prefect.deployments import run_deployment
 from core.settings import Settings
 from monitoring.drift import DriftPolicy
 from monitoring.window import assess, read_champion_window
-from reporting.report import EmptyWindow, report_latest_window
 
 TRAIN_DEPLOYMENT = "train/train"
-
-
-@flow(name="report")
-def report(window_rows: int = 1000) -> dict[str, Any]:
-    """Write the drift report of the newest `window_rows` predictions and rebuild the index.
-
-    A champion that has served nothing yet (just promoted, or a new stack) has no window:
-    the run completes and says so, as drift-check does, instead of failing on schedule.
-    """
-    logger = get_run_logger()
-    try:
-        files = report_latest_window(Settings.from_env(), window_rows)
-    except EmptyWindow as empty:
-        logger.info("nothing to report: %s", empty)
-        return {"decision": "no-data", "reason": str(empty)}
-    logger.info("report %s: drift share %.2f, drifted %s", files.html,
-                files.summary_data["drift_share"],
-                files.summary_data["drifted_features"] or "none")
-    return {"decision": "reported", "report": str(files.html), "index": str(files.index),
-            "drift_share": files.summary_data["drift_share"],
-            "drifted_features": files.summary_data["drifted_features"]}
 
 
 @task(cache_policy=NO_CACHE, retries=3, retry_delay_seconds=10)
