@@ -23,7 +23,7 @@ from monitoring.window import read_window
 from operations import processes
 from simulation.generator import SCENARIOS, generate
 from simulation.traffic import records_from_frame
-from tests.conftest import home_env, run_train_flow, settings_for
+from tests.conftest import home_env, run_train_flow, set_up_store, settings_for
 from tests.factories import write_training_csv
 
 pytestmark = pytest.mark.slow
@@ -44,6 +44,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, schema: Schema) -> Iterator[
     home = root / "home"
     write_training_csv(settings_for(home).data_path, schema, rows=3000)
     assert run_train_flow(home, trials=2)["promoted"]
+    set_up_store(settings_for(home).prediction_store_url.get_secret_value())
 
     port = processes.free_port()
     api_url = f"http://127.0.0.1:{port}/api"
@@ -148,12 +149,27 @@ def flow_run_logs(flow_run_id) -> list[str]:
     return asyncio.run(read())
 
 
+def wait_for_log_line(flow_run_id, text: str, timeout: float = 60.0) -> str:
+    """The run's log line holding `text`, once it has reached the API.  A run's state is
+    Completed before its last lines arrive: the flow's process sends its logs in batches
+    (PREFECT_LOGGING_TO_API_BATCH_INTERVAL, 2 s) and sends what is left as it exits, after
+    it has reported the final state.  So a test that reads the logs the moment the run is
+    Completed can miss the last line; it waits for the line instead."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = [message for message in flow_run_logs(flow_run_id) if text in message]
+        if lines:
+            return lines[0]
+        assert time.monotonic() < deadline, (
+            f"no log line with {text!r} within {timeout:.0f} s: {flow_run_logs(flow_run_id)}")
+        time.sleep(0.5)
+
+
 def log_predictions(home: Path, frame, schema: Schema, start: datetime) -> None:
     settings = settings_for(home)
     champion = registry.load_champion(registry.connect(settings), settings)
     frame = frame.assign(**{PREDICTION_COLUMN: champion.predict_proba(model_frame(schema, frame))})
     store = PredictionStore(settings.prediction_store_url.get_secret_value())
-    store.migrate()
     store.log([PredictionRecord(str(uuid.uuid4()), settings.model_name, champion.version, rec,
                                 float(p), int(p >= champion.threshold),
                                 start + timedelta(milliseconds=i))
@@ -181,6 +197,37 @@ def test_registering_twice_changes_nothing(stack: dict) -> None:
     [automation] = automations
     assert automation.enabled and automation.trigger.within.total_seconds() == 90
     assert automation.actions[0].state.value == "CRASHED"
+
+
+def test_the_deploy_step_moves_a_stored_deployment_to_its_flows_new_module(stack: dict) -> None:
+    """A stack made by an older image keeps its deployments (their ids, runs and
+    schedules) when a flow's module moves -- the report and drift-check flows left
+    orchestration/flows.py: the deploy step, run on every `up`, updates the stored
+    entrypoint, and the worker runs the flow from its new module."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import DeploymentUpdate
+
+    before = deployments()
+    old = {"report": "orchestration/flows.py:report",
+           "drift-check": "orchestration/flows.py:drift_check"}
+
+    async def store_the_old_entrypoints() -> None:
+        async with get_client() as client:
+            for name, entrypoint in old.items():
+                await client.update_deployment(before[name].id,
+                                               DeploymentUpdate(entrypoint=entrypoint))
+
+    asyncio.run(store_the_old_entrypoints())
+    assert {n: deployments()[n].entrypoint for n in old} == old
+    register(stack)
+    after = deployments()
+    assert {n: d.id for n, d in after.items()} == {n: d.id for n, d in before.items()}
+    assert after["report"].entrypoint == "orchestration/report.py:report"
+    assert after["drift-check"].entrypoint == "orchestration/drift_check.py:drift_check"
+    run = quick_run("report/report", window_rows=10)  # the worker loads the new module
+    assert run.deployment_id == before["report"].id
 
 
 def test_train_quick_run_registers_a_version_with_its_gate_decision(stack: dict) -> None:
@@ -215,7 +262,6 @@ def test_report_right_after_a_promotion_completes_without_a_report(stack: dict) 
     champion = registry.load_champion(client, settings)
     store = PredictionStore(settings.prediction_store_url.get_secret_value())
     try:
-        store.migrate()
         assert read_window(store, champion, 500).empty
     finally:
         store.dispose()
@@ -223,8 +269,8 @@ def test_report_right_after_a_promotion_completes_without_a_report(stack: dict) 
     before = sorted(reports.glob("drift-*.html"))
     run = quick_run("report/report", window_rows=500)  # asserts the run completed
     assert sorted(reports.glob("drift-*.html")) == before
-    assert any(f"nothing to report: no predictions of {champion.name} v{champion.version}"
-               in message for message in flow_run_logs(run.id))
+    wait_for_log_line(run.id, f"nothing to report: no predictions of {champion.name} "
+                              f"v{champion.version}")
 
 
 def test_drift_check_starts_training_on_drift_and_not_on_clean_traffic(
@@ -234,7 +280,7 @@ def test_drift_check_starts_training_on_drift_and_not_on_clean_traffic(
     log_predictions(stack["home"], generate(1200, 41, schema=schema), schema,
                     datetime.now(UTC) - timedelta(hours=2))
     quick_run("drift-check/drift-check", window_rows=1000)
-    time.sleep(3)
+    # A retrain would be created (through the API) before the drift-check run completes.
     assert flow_runs_tagged(tag) == []
 
     log_predictions(stack["home"], generate(1200, 42, SCENARIOS["economic_shift"], schema),
