@@ -37,7 +37,9 @@ def test_leaking_and_unused_columns_are_dropped(tmp_path: Path, schema: Schema) 
 
 def test_loaded_rows_are_valid_requests(tmp_path: Path, schema: Schema) -> None:
     frame = load_bankchurners(write_kaggle_csv(tmp_path / "b.csv"), schema)
-    for record in records_from_frame(frame, schema):
+    records = records_from_frame(frame, schema)
+    assert len(records) == len(KAGGLE_ROWS) == 7  # an empty load would pass the loop below
+    for record in records:
         schema.validate_record(record)
 
 
