@@ -136,11 +136,13 @@ def download_version(client: MlflowClient, name: str, version: str, cache_dir: P
     # where a later start would take it for a complete one.
     staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=target.parent))
     try:
-        # The tracking store is also the registry (connect): one URI for both.
-        mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{name}/{version}", dst_path=str(staging),
-            tracking_uri=client.tracking_uri, registry_uri=client.tracking_uri)
-        staging.rename(target)
+        # Where the version's files are, asked of this client's registry: MLflow resolves a
+        # `models:/` URI through its process-wide registry URI, whatever client asks.
+        source = client.get_model_version_download_uri(name, str(version))
+        downloaded = mlflow.artifacts.download_artifacts(
+            artifact_uri=source, dst_path=str(staging), tracking_uri=client.tracking_uri)
+        Path(downloaded).rename(target)
+        shutil.rmtree(staging, ignore_errors=True)
     except OSError:
         # Another process (a sibling gunicorn worker) finished the same download first.
         shutil.rmtree(staging, ignore_errors=True)

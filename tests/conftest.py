@@ -24,6 +24,9 @@ from core.schema import Schema
 from core.settings import Settings
 from tests.factories import write_training_csv
 
+# What each test module cost, printed at the end of every run (tests/ledger.py).
+pytest_plugins = ["tests.ledger"]
+
 # Quiet, offline, and no stray state in the user's home.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
