@@ -72,6 +72,22 @@ def pytest_configure(config: pytest.Config) -> None:
           f"the tests use a throwaway cluster at {ADMIN_DSN}")
 
 
+# `make test` runs on several workers (pytest-xdist, --dist loadgroup): each module whole on
+# one worker (its module-scoped servers start once), and every test that drives containers
+# -- the compose stack, its faults, the swarm -- on one worker, one after the other, first:
+# they share the one Docker engine (a fault test restarts it), and their long waits on
+# containers overlap the CPU-bound tests the other workers run meanwhile.
+CONTAINERS = "containers"
+
+
+@pytest.hookimpl(tryfirst=True)  # after pytest-randomly's shuffle, before xdist's grouping
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        group = CONTAINERS if item.get_closest_marker("stack") else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: item.get_closest_marker("stack") is None)  # stable
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _throwaway_cluster is not None:
         _throwaway_cluster.remove()
@@ -117,12 +133,22 @@ def trained_home(tmp_path_factory: pytest.TempPathFactory, schema: Schema) -> Pa
     """A home with a generated dataset and a trained, promoted champion (v1).
 
     Shared read-only by the tests that need a model; tests that change the
-    registry train in a home of their own.
+    registry train in a home of their own.  Trained once per run: under pytest-xdist the
+    first worker to need it trains it while holding a lock in the run's own temp folder,
+    and the others wait for it and then read it.
     """
-    home = tmp_path_factory.mktemp("trained-home")
-    write_training_csv(settings_for(home).data_path, schema, rows=4000)
-    result = run_train_flow(home, trials=3)
-    assert result["promoted"] and result["version"] == "1"
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the run's folder: each worker's basetemp is a child of it
+    home = shared / "trained-home"
+    with FileLock(str(shared / "trained-home.lock")):
+        if not (home / ".trained").exists():
+            write_training_csv(settings_for(home).data_path, schema, rows=4000)
+            result = run_train_flow(home, trials=3)
+            assert result["promoted"] and result["version"] == "1"
+            (home / ".trained").write_text(result["run_id"])
     return home
 
 

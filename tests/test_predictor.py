@@ -41,6 +41,8 @@ def start(trained_home: Path, tmp_path: Path, **env: str) -> Iterator[Predictor]
         trained_home,
         PREDICTION_STORE_URL=store_url,
         MODEL_CACHE_DIR=str(tmp_path / "model-cache"),
+        # Its own spool (and journal): the home is shared by predictors of other tests.
+        SPOOL_DIR=env.pop("SPOOL_DIR", str(tmp_path / "spool")),
         MAX_BATCH_RECORDS=str(MAX_BATCH),
         MAX_BODY_BYTES=str(MAX_BODY),
         **env,

@@ -191,7 +191,7 @@ def test_prometheus_scrapes_the_services_and_loads_every_rule(
     prometheus_bin = tool("prometheus")
     store_url = f"sqlite:///{tmp_path / 'predictions.db'}"
     env = home_env(trained_home, PREDICTION_STORE_URL=store_url,
-                   MODEL_CACHE_DIR=str(tmp_path / "model-cache"))
+                   MODEL_CACHE_DIR=str(tmp_path / "model-cache"), SPOOL_DIR=str(tmp_path / "spool"))
     predictor_port, exporter_port, prometheus_port = (processes.free_port() for _ in range(3))
     # Alertmanager with no receiver: here it is only a scrape target (test_alerting
     # delivers through it).
