@@ -117,12 +117,16 @@ def test_postgres_stopped_30_s_under_load_fails_no_request_and_loses_no_row(
     stack: ComposeStack,
 ) -> None:
     with SteadyLoad.through_front_door(stack) as load:
-        time.sleep(5)
+        load.wait_for(100)  # the traffic flowing, then the fault
         stack.compose("stop", "postgres")
-        time.sleep(30)
+        time.sleep(30)  # the outage itself
         away = health(stack)["prediction_log"]
         start_healthy(stack, "postgres")
-        time.sleep(10)
+        # Still under load while the predictor finds the store again and replays.
+        wait_for("the predictor writing to PostgreSQL again", lambda: True if all(
+            health(stack)["prediction_log"]["store_available"] for _ in range(6)) else None,
+            timeout=120, interval=1)
+        load.wait_for(100)
     assert not load.failures, load.failures[:5]
     assert not away["store_available"] and away["spooled_rows"] > 0, away
     assert_every_answer_logged_once(stack, load, "PostgreSQL stopped 30 s")
@@ -132,7 +136,7 @@ def test_the_predictor_recreated_while_rows_are_spooled_loses_none(stack: Compos
     stack.compose("stop", "postgres")
     try:
         with SteadyLoad.through_front_door(stack) as load:
-            time.sleep(10)
+            load.wait_for(300)  # answered with the store away: spooled
         spooled = health(stack)["prediction_log"]["spooled_rows"]
         # A new container (the old one removed): the spool is on a volume, so it outlives it.
         stack.compose("up", "-d", "--no-deps", "--force-recreate", "--wait", "predictor",
@@ -192,7 +196,7 @@ def test_mlflow_stopped_the_predictor_serves_and_a_restarted_one_serves_its_loca
         assert restarted["model"]["version"] == champion
         assert restarted["registry_error"], restarted
         with SteadyLoad.through_front_door(stack) as served_from_cache:
-            time.sleep(5)
+            served_from_cache.wait_for(100)
         assert not served_from_cache.failures, served_from_cache.failures[:5]
     finally:
         start_healthy(stack, "mlflow")
@@ -443,7 +447,7 @@ def test_the_predictor_killed_under_load_is_restarted_and_its_failures_are_bound
     container = container_id(stack, "predictor")
     restarts = int(inspect(container, "{{.RestartCount}}"))
     with SteadyLoad.through_front_door(stack) as load:
-        time.sleep(5)
+        load.wait_for(100)
         killed_at = time.monotonic()
         subprocess.run(["kill", "-KILL", inspect(container, "{{.State.Pid}}")], check=True)
 
@@ -455,7 +459,7 @@ def test_the_predictor_killed_under_load_is_restarted_and_its_failures_are_bound
 
         back_at = wait_for("answers from the restarted predictor", answering_again,
                            timeout=180, interval=0.5)
-        time.sleep(3)
+        load.wait_for(100)
     assert int(inspect(container, "{{.RestartCount}}")) == restarts + 1
     outage = back_at - killed_at
     assert all(killed_at <= t <= back_at for t, _ in load.failures), load.failures[:5]

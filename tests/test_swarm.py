@@ -166,7 +166,7 @@ def test_scaling_the_predictor_1_to_3_under_load_fails_nothing_and_spreads_the_r
 ) -> None:
     stack.scale("predictor", 1)
     with SteadyLoad.through_front_door(stack) as load:
-        time.sleep(5)
+        load.wait_for(100)
         took = stack.scale("predictor", 3)
         before = stack.replica_metric("onebox_http_requests_total", PREDICT)
         # The front door re-resolves the name every 3 s (its resolver's `valid`).
@@ -200,10 +200,13 @@ def test_rolling_the_predictor_to_a_new_image_under_load_fails_nothing(
     old = served_releases(stack)
     assert release not in old
     with SteadyLoad.through_front_door(stack) as load:
-        time.sleep(3)
+        load.wait_for(60)
         took = stack.update("predictor", "--image", image)
-        time.sleep(5)  # the front door forgets the old replicas' addresses (every 3 s)
-        after = served_releases(stack)
+        # The front door forgets the old replicas' addresses (its resolver's 3 s), still
+        # under load.
+        after = wait_for("every answer from the new release", lambda: (
+            releases if (releases := served_releases(stack)) == {release} else None),
+            timeout=60, interval=1)
     print(f"\n[swarm] rolled {REPLICAS} replicas {old} -> {release} in {took:.0f} s under "
           f"load: {load.summary()}")
     assert not load.failures, load.failures[:5]
@@ -220,7 +223,7 @@ def test_a_killed_replica_is_replaced_and_its_failures_are_bounded(stack: SwarmS
     stack.scale("predictor", REPLICAS)
     victim = stack.tasks("predictor")[0]
     with SteadyLoad.through_front_door(stack) as load:
-        time.sleep(5)
+        load.wait_for(100)
         subprocess.run(["docker", "kill", victim], check=True, capture_output=True)
         killed_at = time.monotonic()
         wait_for("a new replica in its place", lambda: True if (
@@ -228,7 +231,7 @@ def test_a_killed_replica_is_replaced_and_its_failures_are_bounded(stack: SwarmS
             else None, timeout=180, interval=1)
         stack.converge("predictor")
         replaced = time.monotonic() - killed_at
-        time.sleep(5)
+        load.wait_for(100)  # and the traffic goes on after the replacement
     log_settled(stack)
     rows, logged = rows_for(stack, load.answered)
     print(f"\n[swarm] one of {REPLICAS} replicas killed: {load.summary()}; replaced in "
