@@ -29,7 +29,7 @@ help:
 	@echo "make data      generate the demo training table (DATA_PATH)"
 	@echo "make train     run the train flow (search, register, gate)"
 	@echo "make serve     the predictor on :9696 against the embedded MLflow store"
-	@echo "make traffic   send simulated requests to `make serve`'s predictor"
+	@echo "make traffic   send simulated requests to the predictor of make serve"
 	@echo "make report    write a drift report of the latest window"
 	@echo "make rollback  move @champion back to @previous (the predictor follows)"
 	@echo "make bench     predictor vs a constant-answer ceiling and mlflow models serve (needs wrk, PostgreSQL)"
@@ -142,8 +142,13 @@ soak: $(STAMP)
 rollback: $(STAMP) home
 	$(BIN)/python -m operations.rollback
 
+# Workers of `make test` (pytest-xdist): the container suites run on one of them, one after
+# the other, while the others run everything else, module by module (tests/conftest.py).
+# TEST_WORKERS=0 runs it all in this process, in one line.
+TEST_WORKERS ?= 3
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder \
+	  $(PYTEST_ARGS)
 
 # The README's pictures of the pages, taken by the pages' own browser tests (chromium).
 screenshots: $(STAMP)
@@ -197,7 +202,7 @@ COMPOSE_FILES := -f docker-compose.yml
 ifneq ($(filter 1 yes on true,$(debug)),)
 COMPOSE_FILES += -f docker-compose.debug.yml
 else ifneq ($(debug),)
-$(error debug must be 1 or empty, got '$(debug)')
+$(error debug must be 1 (or yes, on, true) or empty, got '$(debug)')
 endif
 COMPOSE := docker compose --env-file .env $(COMPOSE_FILES)
 # Stand-ins for the upstream images, on a machine that cannot pull them (tests/stack/).

@@ -247,7 +247,9 @@ class PredictionStore:
     def record_feedback(self, prediction_id: str, actual: int, *, sent_by: str = "",
                         trusted: bool = True) -> FeedbackResult:
         """Store the real outcome next to its prediction, with who sent it and whether that
-        sender is trusted; repeating the same outcome is a no-op."""
+        sender is trusted; repeating the same outcome is a no-op.  NotMigrated when the
+        tables are not at this code's revision."""
+        self.require_tables()
         with self.engine.begin() as conn:
             current = conn.execute(
                 select(predictions.c.actual).where(predictions.c.prediction_id == prediction_id)

@@ -18,11 +18,13 @@ from prefect.deployments import run_deployment
 from core.settings import Settings
 from monitoring.drift import DriftPolicy
 from monitoring.window import assess, read_champion_window
+from orchestration.retries import unless_not_migrated
 
 TRAIN_DEPLOYMENT = "train/train"
 
 
-@task(cache_policy=NO_CACHE, retries=3, retry_delay_seconds=10)
+@task(cache_policy=NO_CACHE, retries=3, retry_delay_seconds=10,
+      retry_condition_fn=unless_not_migrated)
 def measure_window(window_rows: int, policy: DriftPolicy) -> dict[str, Any]:
     """The exporter's assessment of the newest window (monitoring.window): the same rows
     (the champion's newest `window_rows` predictions), the same decision."""

@@ -32,7 +32,6 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from core import gate, registry
 from core.calibration import expected_calibration_error, fit_platt, reliability_bins
-from core.migrations import NotMigrated
 from core.registry import CHAMPION, PREDICTION_COLUMN, REFERENCE_FILE
 from core.schema import Schema, model_frame
 from core.settings import Settings
@@ -44,6 +43,7 @@ from orchestration.model import (
     evaluate,
     suggest_params,
 )
+from orchestration.retries import unless_not_migrated
 from reporting import model_card, report
 from simulation.loader import load_dataset
 
@@ -110,20 +110,8 @@ def load_training_data(data_path: Path, schema: Schema) -> pd.DataFrame:
     return frame
 
 
-def _unless_not_migrated(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry a store that does not answer, not one whose tables need the migrations: that
-    needs someone to run them, and the message says so at once."""
-    try:
-        state.result()
-    except NotMigrated:
-        return False
-    except Exception:
-        return True
-    return True
-
-
 @task(cache_policy=NO_CACHE, retries=3, retry_delay_seconds=10,
-      retry_condition_fn=_unless_not_migrated)
+      retry_condition_fn=unless_not_migrated)
 def load_production_rows(store_url: SecretStr, schema: Schema, limit: int) -> ProductionRows:
     """The newest labelled production rows: logged predictions joined with their feedback
     from trusted senders (untrusted labels never reach training or the gate)."""

@@ -272,9 +272,10 @@ class PredictionLogger:
                 continue
             try:
                 self.store.log(records)
-            except Exception:
+            except Exception as exc:
                 self.spool.release(claimed)
                 self.store_available = False
+                self.store_error = f"unavailable: {type(exc).__name__}"
                 break
             self.spool.done(claimed)
             self._written += len(records)
@@ -305,7 +306,7 @@ class PredictionLogger:
             self.store_error = str(exc)
             return False
         except Exception as exc:
-            self.store_error = f"unreachable: {type(exc).__name__}"
+            self.store_error = f"unavailable: {type(exc).__name__}"
             return False
         self.store_error = None
         return True

@@ -25,6 +25,7 @@ from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
+from core.migrations import NotMigrated
 from core.schema import FieldProblem, RecordInvalid
 from core.store import FeedbackResult
 from server import csv_rows, pages
@@ -103,6 +104,14 @@ def _store_unavailable(exc: SQLAlchemyError) -> tuple[Response, int]:
     log.warning("prediction store error: %s", exc)
     return jsonify(error="the prediction store is unavailable; retry later",
                    problems=[{"field": "request", "problem": "prediction store unavailable"}]), 503
+
+
+@api.app_errorhandler(NotMigrated)
+def _store_not_migrated(exc: NotMigrated) -> tuple[Response, int]:
+    # The operator's to fix (the setup step), not the client's: a 503 that says what.
+    return jsonify(error=f"the prediction store is unavailable: {exc}",
+                   problems=[{"field": "request", "problem": "prediction store not migrated"}]
+                   ), 503
 
 
 # --- the API ---------------------------------------------------------------------------------

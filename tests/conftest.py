@@ -82,10 +82,23 @@ CONTAINERS = "containers"
 
 @pytest.hookimpl(tryfirst=True)  # after pytest-randomly's shuffle, before xdist's grouping
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Each module a group of its own, the container suites one group together; the
+    container group first, then the modules with slow tests, then the rest (the longest
+    work first keeps the workers' ends close; pytest-randomly's order within each)."""
+    slow_modules = set()
     for item in items:
-        group = CONTAINERS if item.get_closest_marker("stack") else item.nodeid.split("::")[0]
+        module = item.nodeid.split("::")[0]
+        group = CONTAINERS if item.get_closest_marker("stack") else module
         item.add_marker(pytest.mark.xdist_group(group))
-    items.sort(key=lambda item: item.get_closest_marker("stack") is None)  # stable
+        if item.get_closest_marker("slow"):
+            slow_modules.add(module)
+
+    def rank(item: pytest.Item) -> int:
+        if item.get_closest_marker("stack"):
+            return 0
+        return 1 if item.nodeid.split("::")[0] in slow_modules else 2
+
+    items.sort(key=rank)  # stable
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

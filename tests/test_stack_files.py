@@ -397,6 +397,9 @@ def test_debug_ports_are_asked_for_by_name_and_bound_to_loopback(tmp_path: Path)
     refused = subprocess.run(["make", "-n", "-C", str(ROOT), "up", "debug=maybe"],
                              capture_output=True, text=True, check=False)
     assert refused.returncode != 0 and "debug must be 1" in refused.stderr
+    help_text = subprocess.run(["make", "-s", "-C", str(ROOT), "help"], capture_output=True,
+                               text=True, check=True, timeout=30).stdout
+    assert "debug=1" in help_text
 
 
 def test_every_named_volume_is_declared() -> None:
@@ -440,7 +443,7 @@ def test_the_readme_names_each_front_door_command_and_the_makefile_has_it(target
 
 def test_ci_runs_the_readme_commands_from_a_fresh_machine() -> None:
     ci = (ROOT / ".ci/run").read_text()
-    assert "make test-prereqs" in ci and re.search(r"^make test\b(?!-)", ci, re.M)
+    assert "make test-prereqs" in ci and re.search(r"^\s*make test\b(?!-)", ci, re.M)
 
 
 @pytest.mark.parametrize("name", sorted(SERVICES))

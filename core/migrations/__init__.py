@@ -4,8 +4,9 @@ No alembic.ini: `config()` points Alembic at this folder and hands env.py the
 connection to use.  `upgrade()` runs where a stack is set up, and nowhere else: the
 stack's `setup` step (compose, Swarm; the Kubernetes migrate job), the start of `make
 serve` and of `make demo`, and `python -m core.migrations upgrade` by hand.  Everything
-else -- the predictor, the exporter, the flows -- only checks (`require_head`) and, on
-tables older than this code, stops with a message that says to run them.
+else -- the predictor, the exporter, the flows -- only checks (`require_head`): on tables
+older than this code the readers stop with a message that says to run them, and the
+predictor keeps answering, spools its rows and says the same on /health.
 
 Before these migrations the table was made by `metadata.create_all` (and, from
 51dddc1 on, the two feedback columns were added by ALTER TABLE to tables of any
