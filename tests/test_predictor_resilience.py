@@ -129,10 +129,9 @@ def test_probabilities_match_the_logged_mlflow_model(
     settings = settings_for(trained_home)
     client = registry.connect(settings)
     champion = registry.version_by_alias(client, settings.model_name, registry.CHAMPION)
-    logged = mlflow.artifacts.download_artifacts(
-        f"models:/{settings.model_name}/{champion.version}", dst_path=str(tmp_path / "model"),
-        tracking_uri=client.tracking_uri, registry_uri=client.tracking_uri)
-    pyfunc = mlflow.pyfunc.load_model(logged)
+    logged = registry.download_version(client, settings.model_name, str(champion.version),
+                                       tmp_path / "model")
+    pyfunc = mlflow.pyfunc.load_model(str(logged))
     # The logged model's own probability, through the calibration stored with the version
     # (MLflow's pyfunc knows nothing of it: `mlflow models serve` answers uncalibrated).
     raw = np.asarray(pyfunc.predict(model_frame(schema, records)))[:, 1]
