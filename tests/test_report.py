@@ -40,7 +40,7 @@ from reporting.report import (
 from simulation.generator import SCENARIOS, Drift, generate
 from simulation.traffic import records_from_frame
 from tests import browser
-from tests.conftest import settings_for
+from tests.conftest import set_up_store, settings_for
 from tests.test_prometheus import NotYet, eventually, running, tool
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -114,7 +114,7 @@ def test_drifted_window_names_the_drifted_features_and_clean_one_none(
 def test_report_of_the_latest_logged_window(trained_home: Path, tmp_path: Path,
                                             schema: Schema,
                                             champion: registry.LoadedModel) -> None:
-    store_url = f"sqlite:///{tmp_path / 'predictions.db'}"
+    store_url = set_up_store(f"sqlite:///{tmp_path / 'predictions.db'}")
     settings = settings_for(trained_home, PREDICTION_STORE_URL=store_url,
                             REPORTS_DIR=str(tmp_path / "reports"),
                             MODEL_CACHE_DIR=str(tmp_path / "cache"))
