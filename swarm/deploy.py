@@ -262,10 +262,16 @@ def remove(stack: str, *, volumes: bool, timeout: float = 180) -> None:
     else:
         raise DeployError(f"{stack}'s containers still there after {timeout:.0f} s")
     # Except the exited containers of the jobs' tasks (engine 20.10 keeps them), which
-    # would hold their volumes.
-    exited = docker("ps", "--all", "--quiet", "--filter", f"label={STACK_LABEL}={stack}").split()
-    if exited:
-        docker("rm", "--force", *exited)
+    # would hold their volumes.  Swarm may be removing some of them itself meanwhile ("removal
+    # already in progress"): each is asked to go, and the stack is gone when none is left.
+    while exited := docker("ps", "--all", "--quiet", "--filter",
+                           f"label={STACK_LABEL}={stack}").split():
+        if time.monotonic() > deadline:
+            raise DeployError(f"{stack}'s exited containers still there after {timeout:.0f} s: "
+                              f"{exited}")
+        for container in exited:
+            docker("rm", "--force", container, check=False)
+        time.sleep(1)
     if volumes:
         for kind in ("volume", "secret"):
             ids = docker(kind, "ls", "--quiet", "--filter",
