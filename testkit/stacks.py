@@ -16,13 +16,17 @@ only through the front door, over TLS checked against the certificate the stack 
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -301,19 +305,62 @@ class ComposeStack:
         return run
 
 
+# Machine-wide, beside any run's own folders: suites in other processes (pytest-xdist
+# workers, a benchmark) share the engine and its images.
+IMAGES_LOCK = Path(tempfile.gettempdir()) / "onebox-test-images.lock"
+ENGINE_LOCK = Path(tempfile.gettempdir()) / "onebox-test-engine.lock"
+
+
 def build_standins() -> None:
     """The stand-in images (kept when already built: seconds)."""
     subprocess.run(["bash", str(STANDINS)], check=True, timeout=1800)
 
 
+def build_images() -> None:
+    """The stand-in images and the onebox image on them (tests/stack/compose.offline.yml),
+    built once: suites starting side by side wait for one build instead of each making its
+    own (~6 minutes from nothing), then find everything built (seconds)."""
+    from filelock import FileLock
+
+    with FileLock(str(IMAGES_LOCK)), tempfile.TemporaryDirectory() as workdir:
+        build_standins()
+        ComposeStack.create(Path(workdir)).compose("build", timeout=1800)
+
+
+@contextmanager
+def engine_shared() -> Iterator[None]:
+    """Held by a suite whose stack must not have the engine restarted under it, for the
+    suite's whole life; suites share it with each other."""
+    with _engine_lock(fcntl.LOCK_SH):
+        yield
+
+
+@contextmanager
+def engine_exclusive() -> Iterator[None]:
+    """Held by the one test that stops and starts the Docker engine (every container stops
+    with it): it waits until no suite holds `engine_shared`."""
+    with _engine_lock(fcntl.LOCK_EX):
+        yield
+
+
+@contextmanager
+def _engine_lock(kind: int) -> Iterator[None]:
+    fd = os.open(ENGINE_LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, kind)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def start_stack(workdir: Path, **overrides: str) -> ComposeStack:
     """A new stack's settings (nothing started yet): the engine checked (a failure, never a
-    skip), the stand-in images built."""
+    skip), the images built."""
     try:
         require_engine()
     except RuntimeError as exc:
         pytest.fail(str(exc))
-    build_standins()
+    build_images()
     return ComposeStack.create(workdir, **overrides)
 
 

@@ -73,30 +73,30 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 # `make test` runs on several workers (pytest-xdist, --dist loadgroup): each module whole on
-# one worker (its module-scoped servers start once), and every test that drives containers
-# -- the compose stack, its faults, the swarm -- on one worker, one after the other, first:
-# they share the one Docker engine (a fault test restarts it), and their long waits on
-# containers overlap the CPU-bound tests the other workers run meanwhile.
-CONTAINERS = "containers"
+# one worker, so its module-scoped servers and stacks start once.  The container suites --
+# the compose stack, its faults, the swarm -- go first, each on a worker of its own: their
+# long waits on containers overlap each other and the CPU-bound tests the other workers run
+# meanwhile.  They share the one Docker engine: its images are built once
+# (testkit.stacks.build_images), and the fault test that restarts the engine runs last in
+# its module and waits until no other suite's stack is up (testkit.stacks.engine_shared).
 
 
 @pytest.hookimpl(tryfirst=True)  # after pytest-randomly's shuffle, before xdist's grouping
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Each module a group of its own, the container suites one group together; the
-    container group first, then the modules with slow tests, then the rest (the longest
-    work first keeps the workers' ends close; pytest-randomly's order within each)."""
+    """Each module a group of its own; the container suites first, then the modules with
+    slow tests, then the rest (the longest work first keeps the workers' ends close), in
+    pytest-randomly's order otherwise; the engine restart last in its module."""
     slow_modules = set()
     for item in items:
         module = item.nodeid.split("::")[0]
-        group = CONTAINERS if item.get_closest_marker("stack") else module
-        item.add_marker(pytest.mark.xdist_group(group))
+        item.add_marker(pytest.mark.xdist_group(module))
         if item.get_closest_marker("slow"):
             slow_modules.add(module)
 
-    def rank(item: pytest.Item) -> int:
-        if item.get_closest_marker("stack"):
-            return 0
-        return 1 if item.nodeid.split("::")[0] in slow_modules else 2
+    def rank(item: pytest.Item) -> tuple[int, bool]:
+        module = item.nodeid.split("::")[0]
+        kind = (0 if item.get_closest_marker("stack") else 1 if module in slow_modules else 2)
+        return kind, item.get_closest_marker("engine_restart") is not None
 
     items.sort(key=rank)  # stable
 

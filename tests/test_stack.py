@@ -28,7 +28,14 @@ import pytest
 import requests
 import yaml
 
-from testkit.stacks import ROOT, ComposeStack, send_traffic, start_stack, wait_for
+from testkit.stacks import (
+    ROOT,
+    ComposeStack,
+    engine_shared,
+    send_traffic,
+    start_stack,
+    wait_for,
+)
 from tests import browser
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(2400)]
@@ -43,6 +50,14 @@ ONE_OFF = {"config-check", "setup", "bootstrap", "deploy", "alertmanager-config"
 POLL_SECONDS = 3
 # What answers without any credential on the published port: the health checks.
 PUBLIC = {("GET", "/health"), ("GET", "/healthz")}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _engine_kept_running() -> Iterator[None]:
+    """From this module's first test to its stack's removal, the Docker engine is not
+    restarted under it: the fault test that restarts the engine waits (testkit.stacks)."""
+    with engine_shared():
+        yield
 
 
 @pytest.fixture(scope="module")

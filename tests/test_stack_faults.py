@@ -25,7 +25,14 @@ from core.schema import Schema
 from simulation.generator import generate
 from simulation.traffic import records_from_frame
 from testkit.load import SteadyLoad
-from testkit.stacks import ROOT, ComposeStack, send_traffic, start_stack, wait_for
+from testkit.stacks import (
+    ROOT,
+    ComposeStack,
+    engine_exclusive,
+    send_traffic,
+    start_stack,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(2400)]
 
@@ -334,6 +341,7 @@ def restart_docker_daemon() -> float:
     return time.monotonic() - stopped_at
 
 
+@pytest.mark.engine_restart
 def test_a_stop_and_start_of_the_docker_daemon_loses_nothing(stack: ComposeStack) -> None:
     """The engine stopped (a host reboot, an engine upgrade): every container stops with it,
     and its restart policy brings the stack back when the engine starts -- nobody runs
@@ -341,7 +349,8 @@ def test_a_stop_and_start_of_the_docker_daemon_loses_nothing(stack: ComposeStack
     send_traffic(stack, 200, seed=71, feedback=True)
     before, cutoff = snapshot(stack)
     samples = prometheus_samples(stack)
-    away = restart_docker_daemon()
+    with engine_exclusive():  # no other suite's stack is up meanwhile (testkit.stacks)
+        away = restart_docker_daemon()
     started = time.monotonic()
 
     wait_for("every service back and healthy by its restart policy",

@@ -22,7 +22,15 @@ import yaml
 
 from swarm import deploy as swarm
 from testkit.load import SteadyLoad
-from testkit.stacks import ROOT, SwarmStack, build_standins, require_engine, swarm_state, wait_for
+from testkit.stacks import (
+    ROOT,
+    SwarmStack,
+    build_images,
+    engine_shared,
+    require_engine,
+    swarm_state,
+    wait_for,
+)
 from tests.factories import valid_record
 from tests.test_stack import (  # the users' paths, run here against the swarm  # noqa: F401
     test_a_report_quick_run_puts_a_report_on_the_front_doors_index,
@@ -47,13 +55,21 @@ ONE_SHOT = {"config-check", "setup", "bootstrap", "deploy", "alertmanager-config
 PREDICT = 'endpoint="/predict"'
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _engine_kept_running() -> Iterator[None]:
+    """From this module's first test to its stack's removal, the Docker engine is not
+    restarted under it: the fault test that restarts the engine waits (testkit.stacks)."""
+    with engine_shared():
+        yield
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SwarmStack]:
     try:
         require_engine()
     except RuntimeError as exc:
         pytest.fail(str(exc))
-    build_standins()
+    build_images()
     made_swarm = swarm_state() == "inactive"
     stack = SwarmStack.create(
         tmp_path_factory.mktemp("swarm"),
