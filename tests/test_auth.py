@@ -51,6 +51,8 @@ def test_records_round_trip_and_bad_ones_are_named() -> None:
             parse_keys(bad)
 
 
+# Ids of our own: the keys are made afresh at import, and pytest-xdist's workers must all
+# collect the same test names.
 @pytest.mark.parametrize(("header", "scope", "status", "words"), [
     (None, "predict", 401, "an API key is required"),
     ("Basic dXNlcjpwYXNz", "predict", 401, "must be 'Bearer <key>'"),
@@ -61,7 +63,8 @@ def test_records_round_trip_and_bad_ones_are_named() -> None:
     (f"Bearer {OLD}", "predict", 401, f"expired on {YESTERDAY.isoformat()}"),
     (f"Bearer {CLIENT}", "feedback", 403, "'crm' may not feedback"),
     (f"Bearer {LABELS}", "predict", 403, "'billing' may not predict"),
-])
+], ids=["no-header", "basic-auth", "empty-bearer", "forged-secret", "unknown-key-id",
+        "not-a-key", "expired", "predict-key-on-feedback", "feedback-key-on-predict"])
 def test_refusals_say_what_is_wrong(header: str | None, scope: str, status: int,
                                     words: str) -> None:
     with pytest.raises(AuthError, match=words) as refused:
