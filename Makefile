@@ -142,12 +142,12 @@ soak: $(STAMP)
 rollback: $(STAMP) home
 	$(BIN)/python -m operations.rollback
 
-# Workers of `make test` (pytest-xdist): the container suites run on one of them, one after
-# the other, while the others run everything else, module by module (tests/conftest.py).
-# TEST_WORKERS=0 runs it all in this process, in one line.
-TEST_WORKERS ?= 3
+# Workers of `make test` (pytest-xdist), each running whole modules in the order
+# tests/conftest.py sets: the container suites first, one worker each, side by side, while
+# the other workers run everything else.  TEST_WORKERS=0 runs it all in this process.
+TEST_WORKERS ?= 5
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder \
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder \
 	  $(PYTEST_ARGS)
 
 # The README's pictures of the pages, taken by the pages' own browser tests (chromium).

@@ -72,26 +72,24 @@ def pytest_configure(config: pytest.Config) -> None:
           f"the tests use a throwaway cluster at {ADMIN_DSN}")
 
 
-# `make test` runs on several workers (pytest-xdist, --dist loadgroup): each module whole on
-# one worker, so its module-scoped servers and stacks start once.  The container suites --
-# the compose stack, its faults, the swarm -- go first, each on a worker of its own: their
-# long waits on containers overlap each other and the CPU-bound tests the other workers run
-# meanwhile.  They share the one Docker engine: its images are built once
-# (testkit.stacks.build_images), and the fault test that restarts the engine runs last in
-# its module and waits until no other suite's stack is up (testkit.stacks.engine_shared).
+# `make test` runs on several workers (pytest-xdist, --dist loadfile): each module whole on
+# one worker, so its module-scoped servers and stacks start once.  (Not `loadgroup`: under
+# pytest 9 it groups nothing, the node id being kept apart from the `_nodeid` xdist 3.8
+# rewrites.)  The container suites -- the compose stack, its faults, the swarm -- go first,
+# each on a worker of its own: their long waits on containers overlap each other and the
+# CPU-bound tests the other workers run meanwhile.  They share the one Docker engine: its
+# images are built once (testkit.stacks.build_images), and the fault test that restarts
+# the engine runs last in its module and waits until no other suite's stack is up
+# (testkit.stacks.engine_shared).
 
 
-@pytest.hookimpl(tryfirst=True)  # after pytest-randomly's shuffle, before xdist's grouping
+@pytest.hookimpl(trylast=True)  # after pytest-randomly's shuffle
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Each module a group of its own; the container suites first, then the modules with
-    slow tests, then the rest (the longest work first keeps the workers' ends close), in
-    pytest-randomly's order otherwise; the engine restart last in its module."""
-    slow_modules = set()
-    for item in items:
-        module = item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(module))
-        if item.get_closest_marker("slow"):
-            slow_modules.add(module)
+    """The container suites first, then the modules with slow tests, then the rest (the
+    longest work first keeps the workers' ends close), in pytest-randomly's order
+    otherwise; the engine restart last in its module."""
+    slow_modules = {item.nodeid.split("::")[0] for item in items
+                    if item.get_closest_marker("slow")}
 
     def rank(item: pytest.Item) -> tuple[int, bool]:
         module = item.nodeid.split("::")[0]
