@@ -32,6 +32,10 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# Prefect's temporary server (a flow run without PREFECT_API_URL) gets 20 s to start by
+# default; with the workers and the stacks starting side by side on 2 cores it needed more
+# (as under `make`, which sets the same).
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 # Prefect's temporary server keeps its database under PREFECT_HOME: one per test session,
 # never the user's ~/.prefect.  Set before anything imports prefect.
 _PREFECT_HOME = tempfile.mkdtemp(prefix="onebox-test-prefect-")
