@@ -22,6 +22,7 @@ from psycopg2 import sql
 from core import registry
 from core.schema import Schema
 from core.settings import Settings
+from testkit.stacks import EngineLease
 from tests.factories import write_training_csv
 
 # What each test module cost, printed at the end of every run (tests/ledger.py).
@@ -83,8 +84,8 @@ def pytest_configure(config: pytest.Config) -> None:
 # each on a worker of its own: their long waits on containers overlap each other and the
 # CPU-bound tests the other workers run meanwhile.  They share the one Docker engine: its
 # images are built once (testkit.stacks.build_images), and the fault test that restarts
-# the engine runs last in its module and waits until no other suite's stack is up
-# (testkit.stacks.engine_shared).
+# the engine runs last in its module and waits until no other suite's stack is up, as does
+# the swarm suite's leaving the swarm (testkit.stacks.EngineLease).
 
 
 @pytest.hookimpl(trylast=True)  # after pytest-randomly's shuffle
@@ -174,6 +175,17 @@ def champion(trained_home: Path) -> registry.LoadedModel:
     model = registry.load_champion(registry.connect(settings), settings)
     assert model is not None
     return model
+
+
+@pytest.fixture(scope="module")
+def engine_lease() -> Iterator[EngineLease]:
+    """A container suite's share of the Docker engine for the module's life (its
+    `exclusive()` for what disturbs every stack on the engine)."""
+    lease = EngineLease()
+    try:
+        yield lease
+    finally:
+        lease.release()
 
 
 @pytest.fixture

@@ -31,14 +31,15 @@ import yaml
 from testkit.stacks import (
     ROOT,
     ComposeStack,
-    engine_shared,
+    EngineLease,
     send_traffic,
     start_stack,
     wait_for,
 )
 from tests import browser
 
-pytestmark = [pytest.mark.stack, pytest.mark.timeout(2400)]
+pytestmark = [pytest.mark.stack, pytest.mark.timeout(2400),
+              pytest.mark.usefixtures("engine_lease")]
 
 MODEL = "churn-classifier"
 SERVICE_PACKAGES = {"core", "server", "simulation", "monitoring", "reporting", "orchestration",
@@ -52,16 +53,9 @@ POLL_SECONDS = 3
 PUBLIC = {("GET", "/health"), ("GET", "/healthz")}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _engine_kept_running() -> Iterator[None]:
-    """From this module's first test to its stack's removal, the Docker engine is not
-    restarted under it: the fault test that restarts the engine waits (testkit.stacks)."""
-    with engine_shared():
-        yield
-
-
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeStack]:
+def stack(tmp_path_factory: pytest.TempPathFactory,
+          engine_lease: EngineLease) -> Iterator[ComposeStack]:
     stack = start_stack(
         tmp_path_factory.mktemp("stack"),
         # URL-special characters: setup, MLflow, Prefect and the prediction log must all

@@ -28,20 +28,22 @@ from testkit.load import SteadyLoad
 from testkit.stacks import (
     ROOT,
     ComposeStack,
-    engine_exclusive,
+    EngineLease,
     send_traffic,
     start_stack,
     wait_for,
 )
 
-pytestmark = [pytest.mark.stack, pytest.mark.timeout(2400)]
+pytestmark = [pytest.mark.stack, pytest.mark.timeout(2400),
+              pytest.mark.usefixtures("engine_lease")]
 
 MODEL = "churn-classifier"
 POLL_SECONDS = 3
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeStack]:
+def stack(tmp_path_factory: pytest.TempPathFactory,
+          engine_lease: EngineLease) -> Iterator[ComposeStack]:
     stack = start_stack(tmp_path_factory.mktemp("faults"), N_TRIALS="3",
                         MODEL_POLL_SECONDS=str(POLL_SECONDS), DRIFT_INTERVAL_SECONDS="5",
                         DRIFT_WINDOW_ROWS="1000", TRAIN_REGISTRY_RETRIES="12",
@@ -342,14 +344,15 @@ def restart_docker_daemon() -> float:
 
 
 @pytest.mark.engine_restart
-def test_a_stop_and_start_of_the_docker_daemon_loses_nothing(stack: ComposeStack) -> None:
+def test_a_stop_and_start_of_the_docker_daemon_loses_nothing(stack: ComposeStack,
+                                                            engine_lease: EngineLease) -> None:
     """The engine stopped (a host reboot, an engine upgrade): every container stops with it,
     and its restart policy brings the stack back when the engine starts -- nobody runs
     `up` -- with everything it had."""
     send_traffic(stack, 200, seed=71, feedback=True)
     before, cutoff = snapshot(stack)
     samples = prometheus_samples(stack)
-    with engine_exclusive():  # no other suite's stack is up meanwhile (testkit.stacks)
+    with engine_lease.exclusive():  # no other suite's stack is up meanwhile
         away = restart_docker_daemon()
     started = time.monotonic()
 

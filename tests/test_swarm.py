@@ -24,9 +24,9 @@ from swarm import deploy as swarm
 from testkit.load import SteadyLoad
 from testkit.stacks import (
     ROOT,
+    EngineLease,
     SwarmStack,
     build_images,
-    engine_shared,
     require_engine,
     swarm_state,
     wait_for,
@@ -47,7 +47,8 @@ from tests.test_stack import (  # the users' paths, run here against the swarm  
 )
 from tests.test_stack_faults import log_settled, rows_for
 
-pytestmark = [pytest.mark.stack, pytest.mark.timeout(2400)]
+pytestmark = [pytest.mark.stack, pytest.mark.timeout(2400),
+              pytest.mark.usefixtures("engine_lease")]
 
 MODEL = "churn-classifier"
 REPLICAS = 2
@@ -55,16 +56,9 @@ ONE_SHOT = {"config-check", "setup", "bootstrap", "deploy", "alertmanager-config
 PREDICT = 'endpoint="/predict"'
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _engine_kept_running() -> Iterator[None]:
-    """From this module's first test to its stack's removal, the Docker engine is not
-    restarted under it: the fault test that restarts the engine waits (testkit.stacks)."""
-    with engine_shared():
-        yield
-
-
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SwarmStack]:
+def stack(tmp_path_factory: pytest.TempPathFactory,
+          engine_lease: EngineLease) -> Iterator[SwarmStack]:
     try:
         require_engine()
     except RuntimeError as exc:
@@ -87,8 +81,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SwarmStack]:
                                f"label={swarm.STACK_LABEL}={stack.project}"],
                               capture_output=True, text=True, check=True).stdout.split()
         if made_swarm:
-            subprocess.run(["docker", "swarm", "leave", "--force"], check=True,
-                           capture_output=True)
+            with engine_lease.exclusive():  # leaving breaks other stacks' networks
+                subprocess.run(["docker", "swarm", "leave", "--force"], check=True,
+                               capture_output=True)
         assert not left, f"the stack's volumes are still there: {left}"
 
 
