@@ -143,9 +143,9 @@ rollback: $(STAMP) home
 	$(BIN)/python -m operations.rollback
 
 # Workers of `make test` (pytest-xdist), each running whole modules in the order
-# tests/conftest.py sets: the container suites first, one worker each, side by side, while
+# tests/conftest.py sets: the container suites first, on two tracks side by side, while
 # the other workers run everything else.  TEST_WORKERS=0 runs it all in this process.
-TEST_WORKERS ?= 5
+TEST_WORKERS ?= 4
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder \
 	  $(PYTEST_ARGS)

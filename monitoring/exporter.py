@@ -6,7 +6,10 @@ It follows the champion: each cycle resolves @champion, and a new version brings
 its own reference sample.  Its cost is bounded by a cap: the window is the newest
 DRIFT_WINDOW_ROWS predictions (default 3,000), never more, however much traffic
 arrives; the reference is the model's fixed sample (`python -m
-benchmarks.exporter` measures the cost by window size).
+benchmarks.exporter` measures the cost by window size).  A window it has already
+assessed -- the same version, the same predictions, the same outcomes: nothing served or
+labelled since -- is not assessed again: its figures stand, confirmed at this cycle (an
+idle stack's exporter reads the window and does nothing else).
 
 `onebox_drift_detected` is the alarm (monitoring.drift): 1 when a feature or the
 predicted probability drifted at the DRIFT_FALSE_ALARM_RATE budget, or the live
@@ -48,8 +51,9 @@ class Snapshot:
     model_version: str = ""
     window_rows: int = 0
     assessment: Assessment | None = None
-    computed_at: float = 0.0
+    computed_at: float = 0.0      # when the figures were last computed or confirmed
     duration_seconds: float = 0.0
+    window_key: int | None = None  # the assessed window: its version, ids and outcomes
     errors_total: int = 0
     last_error: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -87,6 +91,15 @@ class DriftExporter:
             if model is None:
                 raise RuntimeError(f"no @{registry.CHAMPION} for {self.settings.model_name}")
             window = read_window(self.store, model, self.window_rows)
+            key = window_key(model, window)
+            with self.snapshot.lock:
+                unchanged = (key == self.snapshot.window_key
+                             and self.snapshot.assessment is not None)
+            if unchanged:
+                with self.snapshot.lock:
+                    self.snapshot.computed_at = time.time()
+                    self.snapshot.last_error = None
+                return
             assessment = assess(model, window, self.policy, self.settings.estimated_auc_margin)
         except Exception as exc:  # keep serving the last good numbers; count and say why
             with self.snapshot.lock:
@@ -102,6 +115,7 @@ class DriftExporter:
             self.snapshot.computed_at = time.time()
             self.snapshot.duration_seconds = time.perf_counter() - started
             self.snapshot.last_error = None
+            self.snapshot.window_key = key
 
     def run_forever(self) -> None:
         while not self._stop.is_set():
@@ -110,6 +124,14 @@ class DriftExporter:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+def window_key(model: LoadedModel, window: Any) -> int:
+    """What the assessment of a window depends on and can change between cycles: the
+    version (its reference), the predictions in it and the outcomes known for them."""
+    ids = tuple(window["prediction_id"].astype(str)) if "prediction_id" in window else ()
+    outcomes = tuple(window["actual"].fillna(-1).astype(int)) if "actual" in window else ()
+    return hash((model.name, model.version, ids, outcomes))
 
 
 class SnapshotCollector(Collector):

@@ -13,6 +13,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import psycopg2
@@ -78,14 +79,32 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 # `make test` runs on several workers (pytest-xdist, --dist loadfile): each module whole on
-# one worker, so its module-scoped servers and stacks start once.  (Not `loadgroup`: under
-# pytest 9 it groups nothing, the node id being kept apart from the `_nodeid` xdist 3.8
-# rewrites.)  The container suites -- the compose stack, its faults, the swarm -- go first,
-# each on a worker of its own: their long waits on containers overlap each other and the
-# CPU-bound tests the other workers run meanwhile.  They share the one Docker engine: its
-# images are built once (testkit.stacks.build_images), and the fault test that restarts
-# the engine runs last in its module and waits until no other suite's stack is up, as does
-# the swarm suite's leaving the swarm (testkit.stacks.EngineLease).
+# one worker, so its module-scoped servers and stacks start once.  The container suites go
+# first, on two tracks side by side -- the compose walk-through then the swarm on one, the
+# faults on the other -- while the other workers run the rest: their waits on containers
+# overlap the CPU-bound tests.  (Two tracks, not three: with three stacks and the other
+# tests at once, 2 cores ran at a load of 15-22 and the stacks failed to come up.)  They
+# share the one Docker engine: its images are built once (testkit.stacks.build_images), and
+# the fault test that restarts the engine runs last in its module and, like the swarm
+# suite's leaving the swarm, waits until no other suite's stack is up
+# (testkit.stacks.EngineLease).  (xdist's `loadgroup` cannot express the tracks: under
+# pytest 9 it groups nothing, the node id being kept apart from the `_nodeid` it rewrites.)
+TRACKS = {"tests/test_stack.py": "compose walk-through, then swarm",
+          "tests/test_swarm.py": "compose walk-through, then swarm"}
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """--dist loadfile, with the modules of a track as one unit of work."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class TrackScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = super()._split_scope(nodeid)
+            return TRACKS.get(module, module)
+
+    return TrackScheduling(config, log)
 
 
 @pytest.hookimpl(trylast=True)  # after pytest-randomly's shuffle

@@ -324,3 +324,43 @@ def test_exporter_that_cannot_compute_is_unhealthy_and_says_why(
         assert "not-a-folder" in answer.json()["last_error"]
     finally:
         processes.stop(process)
+
+
+def test_a_window_already_assessed_is_not_assessed_again_until_a_row_or_a_label_arrives(
+    trained_home: Path, tmp_path: Path, schema: Schema, champion: registry.LoadedModel,
+) -> None:
+    """An idle stack's exporter reads its window every interval and assesses it only when
+    something changed: its figures stand (confirmed, fresh on /health) meanwhile, and a new
+    prediction or a new outcome brings a new assessment."""
+    from monitoring.exporter import DriftExporter
+
+    store_url = f"sqlite:///{tmp_path / 'predictions.db'}"
+    frame = generate(400, 71, schema=schema)
+    log_scored(store_url, champion, frame, datetime.now(UTC) - timedelta(minutes=5))
+    exporter = DriftExporter(settings_for(trained_home, PREDICTION_STORE_URL=store_url,
+                                          MODEL_CACHE_DIR=str(tmp_path / "cache")),
+                             window_rows=1000, interval_seconds=60)
+    try:
+        exporter.compute_once()
+        first = exporter.snapshot.assessment
+        assert first is not None and first.rows == 400
+        confirmed_at = exporter.snapshot.computed_at
+        time.sleep(0.01)
+        exporter.compute_once()  # nothing served or labelled since
+        assert exporter.snapshot.assessment is first
+        assert exporter.snapshot.computed_at > confirmed_at and not exporter.snapshot.last_error
+
+        store = PredictionStore(store_url)
+        newest = store.recent(1)["prediction_id"].iloc[0]
+        store.record_feedback(newest, 1)  # an outcome arrives
+        store.dispose()
+        exporter.compute_once()
+        labelled = exporter.snapshot.assessment
+        assert labelled is not first and labelled.quality.labels == 1
+
+        log_scored(store_url, champion, frame.head(10), datetime.now(UTC))  # new rows
+        exporter.compute_once()
+        assert exporter.snapshot.assessment is not labelled
+        assert exporter.snapshot.assessment.rows == 410
+    finally:
+        exporter.store.dispose()
