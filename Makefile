@@ -21,7 +21,7 @@ export PYTHONDONTWRITEBYTECODE ?= 1
 
 PYTEST_ARGS ?=
 
-.PHONY: screenshots help venv home demo data train serve traffic report rollback bench bench-train bench-fidelity bench-false-alarms bench-estimation bench-exporter bench-stack bench-swarm bench-journal soak test test-fast test-stack test-prereqs lint audit compose-check clean up down logs ps backup restore up-offline down-offline standins env-file swarm-up swarm-down swarm-up-offline swarm-render traffic-stack
+.PHONY: screenshots help venv home demo data train serve traffic report rollback bench bench-train bench-fidelity bench-false-alarms bench-estimation bench-exporter bench-stack bench-swarm bench-journal soak test test-fast test-stack test-prereqs lint audit compose-check clean up down logs ps backup restore up-offline down-offline standins test-images env-file swarm-up swarm-down swarm-up-offline swarm-render traffic-stack
 
 help:
 	@echo "make demo      the whole loop on embedded defaults (data, train, serve, traffic, report)"
@@ -143,9 +143,10 @@ rollback: $(STAMP) home
 	$(BIN)/python -m operations.rollback
 
 # Workers of `make test` (pytest-xdist), each running whole modules in the order
-# tests/conftest.py sets: the container suites first, on two tracks side by side, while
-# the other workers run everything else.  TEST_WORKERS=0 runs it all in this process.
-TEST_WORKERS ?= 4
+# tests/conftest.py sets: the container suites first, on two tracks (their stacks start
+# one at a time), while the third runs everything else.  TEST_WORKERS=0 runs it all in
+# this process.
+TEST_WORKERS ?= 3
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder \
 	  $(PYTEST_ARGS)
@@ -249,6 +250,16 @@ restore:
 
 standins:
 	tests/stack/standins/build.sh
+
+# The images the container tests run -- the stand-ins and the onebox image built on them --
+# built ahead (.ci/run builds them while the venv installs); the tests find them built
+# (testkit.stacks.build_images: seconds).  Needs no venv: an env file of throwaway secrets
+# only lets compose read the files.
+test-images: standins
+	@env_file=$$(mktemp -u /tmp/onebox-images-env.XXXXXX) \
+	  && $(PYTHON) -m operations.generate_env --template .env.local --out "$$env_file" >/dev/null \
+	  && docker compose --env-file "$$env_file" -p onebox-test-images -f docker-compose.yml \
+	     $(OFFLINE) build; status=$$?; rm -f "$$env_file"; exit $$status
 
 up-offline: env-file standins
 	$(COMPOSE) $(OFFLINE) up -d --build --wait --wait-timeout 900
