@@ -19,6 +19,7 @@ import pytest
 
 _seconds: dict[str, float] = defaultdict(float)
 _passed: dict[str, int] = defaultdict(int)
+_worker_seconds: dict[str, float] = defaultdict(float)  # the balance of the workers
 _started = time.monotonic()
 
 
@@ -30,6 +31,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     # On the controller this sees every worker's reports (pytest-xdist sends them).
     module = module_of(report.nodeid)
     _seconds[module] += report.duration
+    node = getattr(report, "node", None)  # pytest-xdist's worker, on the controller
+    _worker_seconds[node.gateway.id if node is not None else "main"] += report.duration
     if report.when == "call" and report.passed:
         _passed[module] += 1
 
@@ -47,9 +50,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     total = sum(_seconds.values())
     terminalreporter.write_line(f"{'all modules':<{width}}  {total:8.1f} s  "
                                 f"{sum(_passed.values()):4d} passed; wall {wall:.0f} s")
+    terminalreporter.write_line("busy per worker: " + ", ".join(
+        f"{worker} {seconds:.0f} s" for worker, seconds in sorted(_worker_seconds.items())))
     out = os.environ.get("ONEBOX_LEDGER")
     if out:
         Path(out).write_text(json.dumps({
             "wall_seconds": round(wall, 1),
+            "worker_seconds": {worker: round(seconds, 1)
+                               for worker, seconds in sorted(_worker_seconds.items())},
             "modules": {module: {"seconds": round(seconds, 1), "passed": _passed[module]}
                         for module, seconds in rows}}, indent=1))
