@@ -143,10 +143,10 @@ rollback: $(STAMP) home
 	$(BIN)/python -m operations.rollback
 
 # Workers of `make test` (pytest-xdist), each running whole modules in the order
-# tests/conftest.py sets: the container suites first, on two tracks (their stacks start
-# one at a time), while the third runs everything else.  TEST_WORKERS=0 runs it all in
-# this process.
-TEST_WORKERS ?= 3
+# tests/conftest.py sets: the container suites on one, one stack at a time, while the
+# other runs everything else (more overloaded 2 cores: see tests/conftest.py).
+# TEST_WORKERS=0 runs it all in this process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder \
 	  $(PYTEST_ARGS)

@@ -78,19 +78,26 @@ def pytest_configure(config: pytest.Config) -> None:
           f"the tests use a throwaway cluster at {ADMIN_DSN}")
 
 
-# `make test` runs on several workers (pytest-xdist, --dist loadfile): each module whole on
-# one worker, so its module-scoped servers and stacks start once.  The container suites go
-# first, on two tracks side by side -- the compose walk-through then the swarm on one, the
-# faults on the other -- while the other workers run the rest: their waits on containers
-# overlap the CPU-bound tests.  (Two tracks, not three: with three stacks and the other
-# tests at once, 2 cores ran at a load of 15-22 and the stacks failed to come up.)  They
-# share the one Docker engine: its images are built once (testkit.stacks.build_images), and
-# the fault test that restarts the engine runs last in its module and, like the swarm
-# suite's leaving the swarm, waits until no other suite's stack is up
-# (testkit.stacks.EngineLease).  (xdist's `loadgroup` cannot express the tracks: under
-# pytest 9 it groups nothing, the node id being kept apart from the `_nodeid` it rewrites.)
-TRACKS = {"tests/test_stack.py": "compose walk-through, then swarm",
-          "tests/test_swarm.py": "compose walk-through, then swarm"}
+# `make test` runs on two workers (pytest-xdist, --dist loadfile): each module whole on one
+# worker, so its module-scoped servers and stacks start once.  The container suites -- the
+# compose walk-through, its faults, the swarm -- are one unit of work, on one worker, one
+# stack at a time, while the other worker runs the rest: the containers' waits overlap the
+# CPU-bound tests.  Measured on 2 cores: one track took 2,420 s (the faults 1,514 s of
+# it; the other worker was done at about 1,300 s), the machine busy 1.48 cores on average,
+# 3,751 core-seconds in all -- the floor of any layout is about 1,900 s.  Two tracks (two
+# stacks up at once) beside the rest ran the machine at a load of 10-16, both cores busy
+# throughout, and got through fewer tests in 20 minutes than one track did; with their
+# starts at the same time, a swarm's health checks timed out and Swarm restarted its
+# services for ten minutes.  With more workers (TEST_WORKERS) the suites split by module,
+# and then the stacks start one at a time (testkit.stacks.one_start_at_a_time), the images
+# are built once (testkit.stacks.build_images; .ci/run builds them beforehand), and the
+# fault test that restarts the engine, like the swarm suite's leaving the swarm, waits
+# until no other suite's stack is up (testkit.stacks.EngineLease).  (xdist's `loadgroup`
+# cannot express the track: under pytest 9 it groups nothing, the node id being kept apart
+# from the `_nodeid` it rewrites.)
+CONTAINER_TRACK = "the container suites, one stack at a time"
+TRACKS = {module: CONTAINER_TRACK for module in
+          ("tests/test_stack.py", "tests/test_stack_faults.py", "tests/test_swarm.py")}
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
