@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -114,11 +115,28 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return TrackScheduling(config, log)
 
 
+def give_generated_tests_ids_of_their_own(items: list[pytest.Item]) -> None:
+    """schemathesis 4.32.5 names each operation's test (`...[POST /predict]`) but, under
+    pytest 9.2, leaves them one node id (it sets `_nodeid`, which pytest no longer reads).
+    pytest-xdist keys the tests it hands out by node id: seven tests of one id ran as one,
+    and six operations went unfuzzed on a worker (1,501 requests instead of 2,785).  Each
+    gets its name as its id, as pytest would give it."""
+    from _pytest.nodes import coerce_node_id
+
+    seen = Counter(item.nodeid for item in items)
+    for item in items:
+        if seen[item.nodeid] > 1:
+            item._id = coerce_node_id(f"{item.nodeid.rsplit('::', 1)[0]}::{item.name}")
+    again = [nodeid for nodeid, n in Counter(item.nodeid for item in items).items() if n > 1]
+    assert not again, f"tests sharing a node id (pytest-xdist would run one): {again}"
+
+
 @pytest.hookimpl(trylast=True)  # after pytest-randomly's shuffle
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The container suites first, then the modules with slow tests, then the rest (the
     longest work first keeps the workers' ends close), in pytest-randomly's order
     otherwise; the engine restart last in its module."""
+    give_generated_tests_ids_of_their_own(items)
     slow_modules = {item.nodeid.split("::")[0] for item in items
                     if item.get_closest_marker("slow")}
 
