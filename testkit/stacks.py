@@ -155,10 +155,9 @@ class ComposeStack:
     def up(self, timeout: float = 1200) -> float:
         """`up -d --wait` (building what changed); returns the seconds it took.  Then the
         front door's certificate is fetched, to check its TLS against."""
-        with one_start_at_a_time():
-            started = time.monotonic()
-            done = self.compose("up", "-d", "--build", "--wait", "--wait-timeout",
-                                str(int(timeout)), timeout=timeout + 60, check=False)
+        started = time.monotonic()
+        done = self.compose("up", "-d", "--build", "--wait", "--wait-timeout", str(int(timeout)),
+                            timeout=timeout + 60, check=False)
         if done.returncode != 0:
             raise AssertionError(f"`up --wait` failed ({done.returncode}):\n"
                                  f"{done.stderr[-3000:]}\n--- logs ---\n{self.logs()}")
@@ -310,36 +309,20 @@ class ComposeStack:
 # workers, a benchmark) share the engine and its images.
 IMAGES_LOCK = Path(tempfile.gettempdir()) / "onebox-test-images.lock"
 ENGINE_LOCK = Path(tempfile.gettempdir()) / "onebox-test-engine.lock"
-START_LOCK = Path(tempfile.gettempdir()) / "onebox-test-start.lock"
-
-
-@contextmanager
-def one_start_at_a_time() -> Iterator[None]:
-    """A whole stack's start (compose `up`, a swarm deploy) while no other suite's is under
-    way.  A start is the costliest minute a stack has -- every Python service importing
-    MLflow or Prefect, the bootstrap training -- and two at once beside the other tests ran
-    2 cores at a load of 15: a swarm's health checks timed out and Swarm restarted its
-    services for ten minutes.  Once up, a stack costs little (0.22 cores, idle)."""
-    from filelock import FileLock
-
-    with FileLock(str(START_LOCK)):
-        yield
-
-
 def build_standins() -> None:
     """The stand-in images (kept when already built: seconds)."""
     subprocess.run(["bash", str(STANDINS)], check=True, timeout=1800)
 
 
 def build_images() -> None:
-    """The stand-in images and the onebox image on them (tests/stack/compose.offline.yml),
-    built once: suites starting side by side wait for one build instead of each making its
-    own (~6 minutes from nothing), then find everything built (seconds)."""
+    """The stand-in images and the onebox image on them (`make test-images`, the one
+    recipe), built once: suites starting side by side wait for one build instead of each
+    making its own (~5 minutes from nothing), then find everything built (seconds)."""
     from filelock import FileLock
 
-    with FileLock(str(IMAGES_LOCK)), tempfile.TemporaryDirectory() as workdir:
-        build_standins()
-        ComposeStack.create(Path(workdir)).compose("build", timeout=1800)
+    with FileLock(str(IMAGES_LOCK)):
+        subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), "test-images"],
+                       check=True, timeout=1800)
 
 
 class EngineLease:
@@ -417,9 +400,8 @@ class SwarmStack(ComposeStack):
     PUBLISH_ADDRESS = None  # host mode: every node's port
 
     def deploy(self, timeout: float = 1200) -> float:
-        with one_start_at_a_time():
-            took = swarm.deploy(self.project, self.env_file, offline=True, timeout=timeout,
-                                advertise_addr="127.0.0.1")
+        took = swarm.deploy(self.project, self.env_file, offline=True, timeout=timeout,
+                            advertise_addr="127.0.0.1")
         self.fetch_ca()
         return took
 

@@ -89,11 +89,11 @@ def pytest_configure(config: pytest.Config) -> None:
 # stacks up at once) beside the rest ran the machine at a load of 10-16, both cores busy
 # throughout, and got through fewer tests in 20 minutes than one track did; with their
 # starts at the same time, a swarm's health checks timed out and Swarm restarted its
-# services for ten minutes.  With more workers (TEST_WORKERS) the suites split by module,
-# and then the stacks start one at a time (testkit.stacks.one_start_at_a_time), the images
+# services for ten minutes.  More workers (TEST_WORKERS) only spread the rest.  The images
 # are built once (testkit.stacks.build_images; .ci/run builds them beforehand), and the
 # fault test that restarts the engine, like the swarm suite's leaving the swarm, waits
-# until no other suite's stack is up (testkit.stacks.EngineLease).  (xdist's `loadgroup`
+# until no other suite's stack is up (testkit.stacks.EngineLease: a benchmark's or a
+# second run's stack on the same engine).  (xdist's `loadgroup`
 # cannot express the track: under pytest 9 it groups nothing, the node id being kept apart
 # from the `_nodeid` it rewrites.)
 CONTAINER_TRACK = "the container suites, one stack at a time"
