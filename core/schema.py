@@ -22,6 +22,13 @@ DEFAULT_SCHEMA_PATH = Path(__file__).parent / "schemas" / "churn.yaml"
 
 NUMERIC_KINDS = ("integer", "float")
 KINDS = (*NUMERIC_KINDS, "ordinal", "categorical")
+# What a model predicts: the probability of a 0/1 target, or a number.  What differs by
+# task is decided in core.task; the schema only declares it.
+TASKS = ("binary", "regression")
+# The error a regression search minimises (the target's `metric`).
+REGRESSION_METRICS = ("rmse", "mae")
+TARGET_KEYS = {"name", "description", "positive_label", "min", "max", "unit", "metric"}
+REGRESSION_ONLY_KEYS = ("min", "max", "unit", "metric")
 
 
 class SchemaError(ValueError):
@@ -161,11 +168,72 @@ class Feature:
 
 
 @dataclass(frozen=True)
+class TargetSpec:
+    """The target as declared: its task and, for a regression target, its range (either
+    end optional), unit and the error the search minimises."""
+
+    task: str = "binary"
+    min: float | None = None
+    max: float | None = None
+    unit: str = ""
+    metric: str = ""
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key in ("min", "max"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        for key in ("unit", "metric", "description"):
+            if getattr(self, key):
+                out[key] = getattr(self, key)
+        return out
+
+    @classmethod
+    def from_dict(cls, task: Any, raw: Mapping[str, Any]) -> TargetSpec:
+        """The target's declaration, or SchemaError naming the field and what is supported."""
+        if task not in TASKS:
+            raise SchemaError(f"task: {task!r} is not supported; supported: "
+                              f"{', '.join(TASKS)} (binary: a 0/1 target, its probability "
+                              "predicted; regression: a numeric target)")
+        unknown = sorted(set(raw) - TARGET_KEYS)
+        if unknown:
+            raise SchemaError(f"target: unknown keys {unknown}; allowed: {sorted(TARGET_KEYS)}")
+        if task == "binary":
+            given = [key for key in REGRESSION_ONLY_KEYS if raw.get(key) is not None]
+            if given:
+                raise SchemaError(f"target.{given[0]}: only a regression target has "
+                                  f"{', '.join(REGRESSION_ONLY_KEYS)} (this schema's task "
+                                  "is binary; declare `task: regression` for a number)")
+        bounds = {}
+        for key in ("min", "max"):
+            value = raw.get(key)
+            if value is not None and (isinstance(value, bool)
+                                      or not isinstance(value, int | float)
+                                      or not math.isfinite(value)):
+                raise SchemaError(f"target.{key}: must be a finite number, got {value!r}")
+            bounds[key] = None if value is None else float(value)
+        if None not in bounds.values() and bounds["min"] >= bounds["max"]:
+            raise SchemaError(f"target.min ({bounds['min']:g}) must be below target.max "
+                              f"({bounds['max']:g})")
+        metric = raw.get("metric")
+        if task == "regression":
+            metric = metric or REGRESSION_METRICS[0]
+            if metric not in REGRESSION_METRICS:
+                raise SchemaError(f"target.metric: {metric!r} is not supported; supported: "
+                                  f"{', '.join(REGRESSION_METRICS)}")
+        return cls(task=task, min=bounds["min"], max=bounds["max"],
+                   unit=str(raw.get("unit") or ""), metric=metric or "",
+                   description=str(raw.get("description") or ""))
+
+
+@dataclass(frozen=True)
 class Schema:
     name: str
     target: str
     features: tuple[Feature, ...]
     description: str = ""
+    target_spec: TargetSpec = TargetSpec()
     _by_name: dict[str, Feature] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -175,6 +243,12 @@ class Schema:
         if self.target in by_name:
             raise SchemaError(f"the target {self.target!r} is also listed as a feature")
         object.__setattr__(self, "_by_name", by_name)
+
+    @property
+    def task(self) -> str:
+        """"binary" or "regression" (a schema that says nothing is binary, as every
+        schema and model version was before the task was declared)."""
+        return self.target_spec.task
 
     @property
     def feature_names(self) -> list[str]:
@@ -263,7 +337,8 @@ class Schema:
         return {
             "name": self.name,
             "description": self.description,
-            "target": {"name": self.target},
+            "task": self.task,
+            "target": {"name": self.target, **self.target_spec.to_dict()},
             "features": [f.to_dict() for f in self.features],
         }
 
@@ -276,20 +351,27 @@ class Schema:
             raise SchemaError(f"schema needs `target.name` and a `features` list ({exc})") from exc
         if not features:
             raise SchemaError("schema has no features")
+        if not isinstance(raw["target"], Mapping):
+            raise SchemaError("target: must be a mapping with a `name`")
         return cls(
             name=str(raw.get("name", "dataset")),
             target=str(target),
             features=features,
             description=str(raw.get("description", "")),
+            target_spec=TargetSpec.from_dict(raw.get("task", "binary"), raw["target"]),
         )
 
     @classmethod
     def load(cls, path: str | Path = DEFAULT_SCHEMA_PATH) -> Schema:
+        """The schema file at `path`; SchemaError names the file and the field."""
         with open(path, encoding="utf-8") as fh:
             raw = yaml.safe_load(fh)
         if not isinstance(raw, Mapping):
             raise SchemaError(f"{path}: expected a mapping at the top level")
-        return cls.from_dict(raw)
+        try:
+            return cls.from_dict(raw)
+        except SchemaError as exc:
+            raise SchemaError(f"{path}: {exc}") from None
 
 
 # Below this many records a batch is cheaper to check record by record (numpy's per-call

@@ -14,12 +14,13 @@ from sklearn.compose import ColumnTransformer
 from sklearn.metrics import f1_score, roc_auc_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
-from xgboost import XGBClassifier
 
 from core.schema import Schema
+from core.task import task_of
 
 # skops (MLflow's default sklearn format) refuses unknown classes unless named.
-SKOPS_TRUSTED_TYPES = ["xgboost.core.Booster", "xgboost.sklearn.XGBClassifier"]
+SKOPS_TRUSTED_TYPES = ["xgboost.core.Booster", "xgboost.sklearn.XGBClassifier",
+                       "xgboost.sklearn.XGBRegressor"]
 
 
 def build_pipeline(schema: Schema, params: dict[str, Any], seed: int) -> Pipeline:
@@ -45,14 +46,9 @@ def build_pipeline(schema: Schema, params: dict[str, Any], seed: int) -> Pipelin
         ],
         verbose_feature_names_out=False,
     )
-    classifier = XGBClassifier(
-        tree_method="hist",
-        n_jobs=2,
-        random_state=seed,
-        eval_metric="auc",
-        **params,
-    )
-    return Pipeline([("preprocessing", preprocessing), ("classifier", classifier)])
+    task = task_of(schema)  # XGBClassifier or XGBRegressor, by the schema's task
+    return Pipeline([("preprocessing", preprocessing),
+                     (task.estimator_step, task.estimator(params, seed))])
 
 
 def suggest_params(trial: optuna.Trial) -> dict[str, Any]:

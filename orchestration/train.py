@@ -28,7 +28,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 from pydantic import SecretStr
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.model_selection import train_test_split
 
 from core import gate, registry
 from core.calibration import expected_calibration_error, fit_platt, reliability_bins
@@ -36,6 +36,7 @@ from core.registry import CHAMPION, PREDICTION_COLUMN, REFERENCE_FILE
 from core.schema import Schema, model_frame
 from core.settings import Settings
 from core.store import PredictionStore
+from core.task import task_of
 from orchestration.model import (
     SKOPS_TRUSTED_TYPES,
     best_f1_threshold,
@@ -173,12 +174,12 @@ def split_data(frame: pd.DataFrame, schema: Schema, seed: int) -> Split:
 
     The holdout is chosen by row (stable_holdout) and kept out of the search, the
     refit and the calibration: the gate compares the candidate and the champion on it.
-    Train and validation (stratified on the target) only serve the search.
+    Train and validation (stratified on a binary target) only serve the search.
     """
     in_holdout = stable_holdout(frame, schema)
     holdout, rest = frame[in_holdout], frame[~in_holdout]
     train, valid = train_test_split(rest, test_size=0.25, random_state=seed,
-                                    stratify=rest[schema.target])
+                                    stratify=task_of(schema).stratify(rest[schema.target]))
     return Split(train, valid, holdout)
 
 
@@ -187,8 +188,12 @@ def search_hyperparameters(
     split: Split, schema: Schema, n_trials: int, seed: int, client: MlflowClient,
     experiment_id: str, parent_run_id: str,
 ) -> dict[str, Any]:
-    """Optuna search on validation AUC; every trial is an MLflow run under the parent run."""
+    """Optuna search on the task's validation metric (AUC for a binary target, RMSE or MAE
+    for a number); every trial is an MLflow run under the parent run."""
     logger = _logger()
+    task = task_of(schema)
+    metric = task.search_metric
+    figure = f"valid_{metric.name}"
     x_train, y_train = model_frame(schema, split.train), split.train[schema.target].to_numpy()
     x_valid, y_valid = model_frame(schema, split.valid), split.valid[schema.target].to_numpy()
 
@@ -201,13 +206,13 @@ def search_hyperparameters(
         )
         try:
             pipeline = build_pipeline(schema, params, seed).fit(x_train, y_train)
-            auc = float(roc_auc_score(y_valid, pipeline.predict_proba(x_valid)[:, 1]))
+            score = metric.score(y_valid, task.predict(pipeline, x_valid))
             fit_seconds = time.perf_counter() - started
             client.log_batch(
                 run.info.run_id,
                 params=[mlflow.entities.Param(k, str(v)) for k, v in params.items()],
                 metrics=[
-                    mlflow.entities.Metric("valid_auc", auc, int(time.time() * 1000), 0),
+                    mlflow.entities.Metric(figure, score, int(time.time() * 1000), 0),
                     mlflow.entities.Metric("fit_seconds", fit_seconds,
                                            int(time.time() * 1000), 0),
                 ],
@@ -216,17 +221,17 @@ def search_hyperparameters(
         except BaseException:
             client.set_terminated(run.info.run_id, "FAILED")
             raise
-        logger.info("trial %d/%d: valid AUC %.4f (%.1fs)", trial.number + 1, n_trials, auc,
+        logger.info("trial %d/%d: %s %.4f (%.1fs)", trial.number + 1, n_trials, figure, score,
                     fit_seconds)
-        return auc
+        return score
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize",
+    study = optuna.create_study(direction=metric.direction,
                                 sampler=optuna.samplers.TPESampler(seed=seed))
     study.optimize(objective, n_trials=n_trials)
-    logger.info("best trial %d: valid AUC %.4f, params %s", study.best_trial.number,
+    logger.info("best trial %d: %s %.4f, params %s", study.best_trial.number, figure,
                 study.best_value, study.best_params)
-    return {"params": study.best_params, "valid_auc": study.best_value}
+    return {"params": study.best_params, figure: study.best_value}
 
 
 def reference_sample(fit_rows: pd.DataFrame, holdout: pd.DataFrame, holdout_proba: np.ndarray,
@@ -323,7 +328,7 @@ def cross_fit_predictions(schema: Schema, params: dict[str, Any], seed: int,
                           x: pd.DataFrame, y: np.ndarray) -> np.ndarray:
     """Raw probabilities of each row from a model fitted on the other folds."""
     out = np.empty(len(y), dtype=float)
-    folds = StratifiedKFold(n_splits=CROSS_FIT_FOLDS, shuffle=True, random_state=seed)
+    folds = task_of(schema).folds(seed, CROSS_FIT_FOLDS)
     for fit_at, score_at in folds.split(x, y):
         model = build_pipeline(schema, params, seed).fit(x.iloc[fit_at], y[fit_at])
         out[score_at] = model.predict_proba(x.iloc[score_at])[:, 1]
@@ -408,12 +413,13 @@ def train(
     `trigger_reason` (set by the drift check) is recorded on the MLflow run.
     """
     settings = Settings.from_env()
+    schema = Schema.load(settings.schema_path)
+    task_of(schema).check_trainable()
     # MLflow's log_model works only on the fluent API's active run, which reads the
     # process-wide tracking URI: set where this flow's process begins (a flow run, `make
     # train`, the bootstrap), the one place that needs it; everything else passes a client.
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.mlflow_tracking_uri)
-    schema = Schema.load(settings.schema_path)
     n_trials = n_trials or settings.n_trials
     margin = settings.promotion_margin if promotion_margin is None else promotion_margin
     check_registry.with_options(

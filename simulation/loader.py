@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from core.schema import Schema
+from core.task import task_of
 
 COLUMN_NAMES = {
     "Customer_Age": "customer_age",
@@ -104,9 +105,14 @@ def read_schema_csv(path: str | Path, schema: Schema) -> pd.DataFrame:
 
 
 def load_dataset(path: str | Path, schema: Schema | None = None) -> pd.DataFrame:
-    """Read a training table: the Kaggle BankChurners layout or the schema's own layout."""
+    """Read a training table: the Kaggle BankChurners layout or the schema's own layout.
+
+    Its target is checked against the schema's task here, where the file is known
+    (core.task.TargetInvalid names the file, the field and what is supported), so a table
+    the task cannot learn from never reaches the split or the search."""
     schema = schema or Schema.load()
     header = pd.read_csv(path, nrows=0).columns
-    if TARGET_COLUMN in header:
-        return load_bankchurners(path, schema)
-    return read_schema_csv(path, schema)
+    frame = (load_bankchurners(path, schema) if TARGET_COLUMN in header
+             else read_schema_csv(path, schema))
+    frame[schema.target] = task_of(schema).check_target(frame[schema.target], str(path))
+    return frame
