@@ -55,9 +55,13 @@ predictions = Table(
     Column("model_name", String(200), nullable=False),
     Column("model_version", String(50), nullable=False),
     Column("features", JSON, nullable=False),
-    Column("probability", Float, nullable=False),
-    Column("decision", Integer, nullable=False),
-    Column("actual", Integer, nullable=True),
+    # A binary model's calibrated probability and 0/1 decision; a regression model's
+    # predicted number in `value` (core.task decides which a model fills).
+    Column("probability", Float, nullable=True),
+    Column("decision", Integer, nullable=True),
+    Column("value", Float, nullable=True),
+    # The real outcome: 0 or 1, or the number.
+    Column("actual", Float, nullable=True),
     Column("feedback_at", DateTime(timezone=True), nullable=True),
     # Who sent the outcome (the API key's id; empty when the predictor asks no key) and
     # whether that key was trusted then: training, the gate and live quality use only
@@ -75,9 +79,10 @@ class PredictionRecord:
     model_name: str
     model_version: str
     features: dict[str, Any]
-    probability: float
-    decision: int
+    probability: float | None  # a binary model's (None for a number)
+    decision: int | None
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    value: float | None = None  # a regression model's predicted number
 
 
 @dataclass(frozen=True)
@@ -95,8 +100,16 @@ class PredictionBatch(Sequence[PredictionRecord]):
     created_at: datetime
     prediction_ids: list[str]
     features: list[dict[str, Any]]
-    probabilities: list[float]
-    decisions: list[int]
+    # The task's columns (core.task.Task.answers): probabilities and decisions of a binary
+    # model, or the values of a regression model; None: the column stays empty.
+    probabilities: list[float] | None = None
+    decisions: list[int] | None = None
+    values: list[float] | None = None
+
+    def column(self, name: str) -> list[Any]:
+        """`probabilities`, `decisions` or `values`, or a None per row if not given."""
+        given = getattr(self, name)
+        return [None] * len(self.prediction_ids) if given is None else given
 
     def __len__(self) -> int:
         return len(self.prediction_ids)
@@ -109,12 +122,17 @@ class PredictionBatch(Sequence[PredictionRecord]):
     def __getitem__(self, index: int | slice) -> PredictionRecord | list[PredictionRecord]:
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
-        return PredictionRecord(self.prediction_ids[index], self.model_name, self.model_version,
-                                self.features[index], self.probabilities[index],
-                                self.decisions[index], self.created_at)
+        return PredictionRecord(
+            self.prediction_ids[index], self.model_name, self.model_version,
+            self.features[index], _item(self.probabilities, index),
+            _item(self.decisions, index), self.created_at, _item(self.values, index))
 
     def __iter__(self) -> Iterator[PredictionRecord]:
         return (self[i] for i in range(len(self)))
+
+
+def _item(column: list[Any] | None, index: int) -> Any:
+    return None if column is None else column[index]
 
 
 class FeedbackResult(enum.Enum):
@@ -187,8 +205,9 @@ class PredictionStore:
                 "model_name": r.model_name,
                 "model_version": r.model_version,
                 "features": r.features,
-                "probability": float(r.probability),
-                "decision": int(r.decision),
+                "probability": _float_or_none(r.probability),
+                "decision": None if r.decision is None else int(r.decision),
+                "value": _float_or_none(r.value),
             }
             for chunk in chunks for r in chunk
         ]
@@ -246,7 +265,7 @@ class PredictionStore:
         return dialect_insert(predictions).on_conflict_do_nothing(
             index_elements=[predictions.c.prediction_id]).returning(predictions.c.prediction_id)
 
-    def record_feedback(self, prediction_id: str, actual: int, *, sent_by: str = "",
+    def record_feedback(self, prediction_id: str, actual: float, *, sent_by: str = "",
                         trusted: bool = True) -> FeedbackResult:
         """Store the real outcome next to its prediction, with who sent it and whether that
         sender is trusted; repeating the same outcome is a no-op.  NotMigrated when the
@@ -265,7 +284,7 @@ class PredictionStore:
             conn.execute(
                 update(predictions)
                 .where(predictions.c.prediction_id == prediction_id)
-                .values(actual=int(actual), feedback_at=datetime.now(UTC),
+                .values(actual=float(actual), feedback_at=datetime.now(UTC),
                         feedback_by=sent_by, feedback_trusted=trusted)
             )
         return FeedbackResult.RECORDED
@@ -298,8 +317,8 @@ class PredictionStore:
         """The newest `limit` predictions (oldest first), one column per feature.
 
         Columns: the feature names, then prediction_id, created_at, model_version,
-        probability, decision, actual (only outcomes from trusted senders: others read
-        as missing), feedback_by.
+        probability, decision, value, actual (only outcomes from trusted senders: others
+        read as missing), feedback_by.
         """
         query = select(predictions).order_by(predictions.c.created_at.desc()).limit(limit)
         if since is not None:
@@ -331,7 +350,7 @@ class PredictionStore:
 def _rows_to_frame(rows: Iterable[Any]) -> pd.DataFrame:
     rows = list(rows)
     meta_columns = ["prediction_id", "created_at", "model_version", "probability", "decision",
-                    "actual", "feedback_by"]
+                    "value", "actual", "feedback_by"]
     if not rows:
         return pd.DataFrame(columns=meta_columns)
     features = pd.DataFrame.from_records([row["features"] for row in rows])
@@ -346,7 +365,7 @@ def _rows_to_frame(rows: Iterable[Any]) -> pd.DataFrame:
 
 _STAGING_TABLE = "incoming_predictions"
 _COPIED_COLUMNS = ("prediction_id", "created_at", "model_name", "model_version", "features",
-                   "probability", "decision")
+                   "probability", "decision", "value")
 _UNIQUE_VIOLATION = "23505"
 
 
@@ -360,17 +379,31 @@ def _copy_text(chunks: Iterable[Sequence[PredictionRecord]]) -> str:
                               _copy_escape(chunk.model_version)))
             # A batch's ids are the predictor's own canonical UUIDs (hex and dashes): no
             # escape needed; records from elsewhere (spool, callers) get theirs below.
-            for prediction_id, features, probability, decision in zip(
-                    chunk.prediction_ids, chunk.features, chunk.probabilities, chunk.decisions,
-                    strict=True):
+            for prediction_id, features, probability, decision, value in zip(
+                    chunk.prediction_ids, chunk.features, chunk.column("probabilities"),
+                    chunk.column("decisions"), chunk.column("values"), strict=True):
                 add(f"{prediction_id}\t{head}\t{_features_json(features)}\t"
-                    f"{float(probability)!r}\t{int(decision)}\n")
+                    f"{_copy_number(probability)}\t{_copy_integer(decision)}\t"
+                    f"{_copy_number(value)}\n")
             continue
         for r in chunk:
             add(f"{_copy_escape(r.prediction_id)}\t{r.created_at.isoformat()}\t"
                 f"{_copy_escape(r.model_name)}\t{_copy_escape(r.model_version)}\t"
-                f"{_features_json(r.features)}\t{float(r.probability)!r}\t{int(r.decision)}\n")
+                f"{_features_json(r.features)}\t{_copy_number(r.probability)}\t"
+                f"{_copy_integer(r.decision)}\t{_copy_number(r.value)}\n")
     return "".join(lines)
+
+
+def _copy_number(value: float | None) -> str:
+    return "\\N" if value is None else repr(float(value))
+
+
+def _copy_integer(value: int | None) -> str:
+    return "\\N" if value is None else str(int(value))
+
+
+def _float_or_none(value: float | None) -> float | None:
+    return None if value is None else float(value)
 
 
 def _features_json(features: dict[str, Any]) -> str:

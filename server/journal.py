@@ -43,13 +43,14 @@ SEGMENT_GLOB = "journal-*.jsonl"
 
 
 def _line(prediction_id: str, model_name: str, model_version: str, features: dict,
-          probability: float, decision: int, created_at: str) -> bytes:
+          probability: float | None, decision: int | None, value: float | None,
+          created_at: str) -> bytes:
     # The spool's line format (server/spool.py reads both), written by orjson: a
     # journal write is on the request's path.
     return orjson.dumps({
         "prediction_id": prediction_id, "model_name": model_name,
         "model_version": model_version, "features": features, "probability": probability,
-        "decision": decision, "created_at": created_at,
+        "decision": decision, "value": value, "created_at": created_at,
     }, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
 
 
@@ -69,12 +70,12 @@ def _encode_fast(records: Sequence[PredictionRecord]) -> bytes:
         created = records.created_at.isoformat()
         return b"".join(
             _line(prediction_id, records.model_name, records.model_version, features,
-                  probability, decision, created)
-            for prediction_id, features, probability, decision in zip(
-                records.prediction_ids, records.features, records.probabilities,
-                records.decisions, strict=True))
+                  probability, decision, value, created)
+            for prediction_id, features, probability, decision, value in zip(
+                records.prediction_ids, records.features, records.column("probabilities"),
+                records.column("decisions"), records.column("values"), strict=True))
     return b"".join(_line(r.prediction_id, r.model_name, r.model_version, r.features,
-                          r.probability, r.decision, r.created_at.isoformat())
+                          r.probability, r.decision, r.value, r.created_at.isoformat())
                     for r in records)
 
 

@@ -44,11 +44,13 @@ def encode_line(record: PredictionRecord) -> str:
         "features": record.features,
         "probability": record.probability,
         "decision": record.decision,
+        "value": record.value,
         "created_at": record.created_at.isoformat(),
     }, separators=(",", ":"))
 
 
 def _decode(line: str) -> PredictionRecord:
+    # Lines spooled before regression rows carry no "value": the record's default.
     raw = json.loads(line)
     raw["created_at"] = datetime.fromisoformat(raw["created_at"])
     return PredictionRecord(**raw)

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -153,8 +154,8 @@ def id_column_type(engine: Engine) -> str:
 
 def assert_at_head(engine: Engine) -> None:
     now = shape(engine)
-    assert now["revision"] == migrations.head() == "0003"
-    assert {"feedback_by", "feedback_trusted"} <= now["columns"]
+    assert now["revision"] == migrations.head() == "0004"
+    assert {"feedback_by", "feedback_trusted", "value"} <= now["columns"]
     assert now["indexes"][NEW_INDEX] == ["model_version", "created_at"]
     assert OLD_INDEX not in now["indexes"]
     if engine.dialect.name == "postgresql":
@@ -224,6 +225,18 @@ def test_a_released_log_with_data_upgrades_keeping_every_row(
     assert taught["feedback_by"].tolist() == ["billing"]
     window = store.recent(10, model_version="2")
     assert window["prediction_id"].tolist()[-2:] == [r.prediction_id for r in fresh]
+    # A regression model's rows beside them: a number predicted, a number as the outcome.
+    priced = PredictionRecord(str(uuid.uuid4()), "flight-prices", "1", {"days_left": 3},
+                              probability=None, decision=None, value=5123.5)
+    assert store.log([priced]) == 1
+    assert store.record_feedback(priced.prediction_id, 4980.25, sent_by="billing") \
+        is FeedbackResult.RECORDED
+    assert store.record_feedback(priced.prediction_id, 4980.25, sent_by="billing") \
+        is FeedbackResult.UNCHANGED
+    assert store.record_feedback(priced.prediction_id, 4980.3) is FeedbackResult.CONFLICT
+    row = store.recent(1, model_version="1").iloc[0]
+    assert (row["value"], row["actual"]) == (5123.5, 4980.25)
+    assert row["probability"] is None or np.isnan(row["probability"])
 
 
 @pytest.mark.parametrize(("made_as", "detected"), [
@@ -280,9 +293,12 @@ def test_a_uuid_table_with_the_old_index_is_refused(pg_store: PredictionStore) -
 def test_a_fresh_database_gets_what_metadata_describes(store: PredictionStore) -> None:
     engine = store.engine
     # The comparison sees a difference where there is one.
-    migrations.upgrade(engine, "0002")
-    assert differences(engine, released_table("0002").metadata) == []
-    assert {d[0] for d in differences(engine)} == {"add_column"}
+    migrations.upgrade(engine, "0003")
+    assert differences(engine, released_table("0003").metadata) == []
+    # Alembic lists an added column as a tuple, a changed one as a list of tuples.
+    kinds = {change[0] for found in differences(engine)
+             for change in (found if isinstance(found, list) else [found])}
+    assert kinds == {"add_column", "modify_nullable", "modify_type"}
     store.migrate()
     assert_at_head(engine)
     assert set(inspect(engine).get_table_names()) == {"predictions", migrations.VERSION_TABLE}
@@ -448,13 +464,13 @@ def test_a_database_a_newer_version_migrated_is_left_alone(
 def test_by_hand_from_the_command_line(store: PredictionStore,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     migrations_cli(["--url", store.url, "current"])
-    assert capsys.readouterr().out.strip() == "none (head: 0003)"
+    assert capsys.readouterr().out.strip() == "none (head: 0004)"
     migrations_cli(["--url", store.url, "upgrade", "0002"])
-    assert capsys.readouterr().out.strip() == "0002 (head: 0003)"
+    assert capsys.readouterr().out.strip() == "0002 (head: 0004)"
     migrations_cli(["--url", store.url, "upgrade"])
-    assert capsys.readouterr().out.strip() == "0003 (head: 0003)"
+    assert capsys.readouterr().out.strip() == "0004 (head: 0004)"
     migrations_cli(["--url", store.url, "downgrade", "0001"])
-    assert capsys.readouterr().out.strip() == "0001 (head: 0003)"
+    assert capsys.readouterr().out.strip() == "0001 (head: 0004)"
     assert differences(store.engine, released_table("0001").metadata) == []
 
 
@@ -483,7 +499,7 @@ def test_a_reader_on_an_old_schema_stops_saying_to_run_the_migrations_and_change
         reader.dispose()
     assert shape(engine) == before and snapshot(engine) == rows
     shown = "revision 0002" if made_by == "migration 0002" else "from before migrations"
-    assert shown in str(refused.value) and "revision 0003" in str(refused.value)
+    assert shown in str(refused.value) and "revision 0004" in str(refused.value)
 
 
 def test_a_reader_on_an_empty_database_reads_nothing_and_creates_nothing(

@@ -10,7 +10,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from core.store import FeedbackResult, PredictionBatch, PredictionRecord, PredictionStore
+from core.store import (
+    FeedbackResult,
+    PredictionBatch,
+    PredictionRecord,
+    PredictionStore,
+    predictions,
+)
 from tests.factories import valid_record
 
 
@@ -151,16 +157,20 @@ def test_a_table_from_before_senders_were_recorded_gains_the_columns(
     keeps its rows; its old labels, sender unknown, no longer teach; new labels do."""
     from sqlalchemy import text
 
-    from core.migrations import VERSION_TABLE
+    from core import migrations
 
     old = record(40, datetime(2026, 1, 1, tzinfo=UTC))
     new = record(41, datetime(2026, 1, 2, tzinfo=UTC))
-    store.log([old, new])
+    # The table as 1d4cdf0 made it (revision 0002's shape, no version table), with rows.
+    migrations.downgrade(store.engine, "0002")
     with store.engine.begin() as conn:
-        conn.execute(text("UPDATE predictions SET actual = 1"))
-        conn.execute(text("ALTER TABLE predictions DROP COLUMN feedback_by"))
-        conn.execute(text("ALTER TABLE predictions DROP COLUMN feedback_trusted"))
-        conn.execute(text(f"DROP TABLE {VERSION_TABLE}"))
+        for r in (old, new):
+            conn.execute(predictions.insert().values(
+                prediction_id=r.prediction_id, created_at=r.created_at,
+                model_name=r.model_name, model_version=r.model_version,
+                features=r.features, probability=r.probability, decision=r.decision,
+                actual=1))
+        conn.execute(text(f"DROP TABLE {migrations.VERSION_TABLE}"))
     store.migrate()
     assert store.count() == 2 and store.labelled(10).empty
     with store.engine.begin() as conn:
