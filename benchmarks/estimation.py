@@ -48,7 +48,6 @@ import pandas as pd
 from sklearn.metrics import precision_score, recall_score, roc_auc_score
 
 from benchmarks.fidelity import champion_home, load, scored
-from core.calibration import fit_platt
 from core.registry import LoadedModel
 from core.schema import Schema, model_frame
 from monitoring.cbpe import EstimatedQuality, estimate_quality
@@ -242,16 +241,17 @@ def anchor_table(rows: int, seed: int, shift: str = "none") -> tuple[pd.DataFram
 
 def anchor(sizes: list[int], windows: list[int]) -> None:
     """Train on the anchor's table as the train flow trains, then estimate per window."""
+    from core.task import task_of
     from orchestration.model import build_pipeline
-    from orchestration.train import best_f1_threshold, cross_fit_predictions
+    from orchestration.train import cross_fit_predictions
 
     schema = anchor_schema()
     table, _ = anchor_table(ANCHOR_TRAINING_ROWS, 7)
     x, y = model_frame(schema, table), table["y"].to_numpy()
     out_of_fold = cross_fit_predictions(schema, ANCHOR_PARAMS, 7, x, y)
-    platt = fit_platt(y, out_of_fold)
-    calibration = platt.with_outcome_curve(y, platt.apply(out_of_fold))
-    threshold = best_f1_threshold(y, calibration.apply(out_of_fold))
+    # What the train flow fits on them: the calibration with its outcome curve, the threshold.
+    fitted = task_of(schema).fit_serving(y, out_of_fold)
+    calibration, threshold = fitted.calibration, fitted.threshold
     pipeline = build_pipeline(schema, ANCHOR_PARAMS, 7).fit(x, y)
     print(f"\nAnchor: synthetic table ({ANCHOR_TRAINING_ROWS:,} training rows, "
           f"{y.mean():.0%} positive), the train flow's model and calibration "

@@ -1,9 +1,10 @@
 """The promotion gate: a new version becomes @champion only if it beats the current
-champion on the same holdout by the configured margin.  The old champion keeps
-@previous, so a rollback is one alias move.  Every decision is written on the
-candidate version as tags, so the registry says why a version was or was not
-promoted.  The train flow decides and applies it, the model card shows the decision:
-it lives here, below both.
+champion on the same holdout by the configured margin, on the task's metric (AUC for a
+binary target, higher is better; RMSE or MAE for a number, lower is better; the margin in
+the metric's own units).  The old champion keeps @previous, so a rollback is one alias
+move.  Every decision is written on the candidate version as tags, so the registry says
+why a version was or was not promoted.  The train flow decides and applies it, the model
+card shows the decision: it lives here, below both.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import asdict, dataclass
 from mlflow import MlflowClient
 
 from core.registry import CHAMPION, PREVIOUS
+from core.task import Metric
 
 
 @dataclass(frozen=True)
@@ -20,10 +22,12 @@ class GateDecision:
     promoted: bool
     reason: str
     candidate_version: str
-    candidate_auc: float
+    candidate_score: float
     champion_version: str | None
-    champion_auc: float | None
+    champion_score: float | None
     margin: float
+    metric: str = "auc"
+    greater_is_better: bool = True
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -31,25 +35,26 @@ class GateDecision:
 
 def decide(
     *,
+    metric: Metric,
     candidate_version: str,
-    candidate_auc: float,
+    candidate_score: float,
     champion_version: str | None,
-    champion_auc: float | None,
+    champion_score: float | None,
     margin: float,
 ) -> GateDecision:
-    """Promote when there is no champion, or when the candidate's AUC beats it by `margin`."""
-    if champion_version is None or champion_auc is None:
+    """Promote when there is no champion, or when the candidate beats it by `margin` on
+    `metric` (and a champion whose figure could not be computed counts as none)."""
+    label = f"holdout {metric.label}"
+    if champion_version is None or champion_score is None:
         promoted, reason = True, "no champion yet"
-    elif candidate_auc >= champion_auc + margin:
-        promoted = True
-        reason = (f"holdout AUC {candidate_auc:.4f} beats champion v{champion_version} "
-                  f"({champion_auc:.4f}) by at least {margin}")
     else:
-        promoted = False
-        reason = (f"holdout AUC {candidate_auc:.4f} does not beat champion v{champion_version} "
-                  f"({champion_auc:.4f}) by {margin}")
-    return GateDecision(promoted, reason, candidate_version, candidate_auc, champion_version,
-                        champion_auc, margin)
+        promoted = metric.beats(candidate_score, champion_score, margin)
+        verb = "beats" if promoted else "does not beat"
+        reason = (f"{label} {candidate_score:.4f} {verb} champion v{champion_version} "
+                  f"({champion_score:.4f}) by {'at least ' if promoted else ''}{margin} "
+                  f"({'higher' if metric.greater_is_better else 'lower'} is better)")
+    return GateDecision(promoted, reason, candidate_version, candidate_score, champion_version,
+                        champion_score, margin, metric.name, metric.greater_is_better)
 
 
 def apply(client: MlflowClient, model_name: str, decision: GateDecision) -> None:
@@ -57,12 +62,14 @@ def apply(client: MlflowClient, model_name: str, decision: GateDecision) -> None
     tags = {
         "gate.decision": "promoted" if decision.promoted else "rejected",
         "gate.reason": decision.reason,
-        "gate.candidate_auc": f"{decision.candidate_auc:.6f}",
+        "gate.metric": decision.metric,
+        f"gate.candidate_{decision.metric}": f"{decision.candidate_score:.6f}",
         "gate.margin": str(decision.margin),
     }
     if decision.champion_version is not None:
         tags["gate.champion_version"] = decision.champion_version
-        tags["gate.champion_auc"] = f"{decision.champion_auc:.6f}"
+        if decision.champion_score is not None:
+            tags[f"gate.champion_{decision.metric}"] = f"{decision.champion_score:.6f}"
     for key, value in tags.items():
         client.set_model_version_tag(model_name, decision.candidate_version, key, value)
     if not decision.promoted:

@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from mlflow.models import Model
 from core.calibration import Calibration
 from core.schema import Schema
 from core.settings import Settings
+from core.task import Task, task_of
 
 CHAMPION = "champion"
 PREVIOUS = "previous"
@@ -36,6 +37,9 @@ THRESHOLD_KEY = "onebox_decision_threshold"
 CALIBRATION_KEY = "onebox_calibration"
 # The version's AUC on the gate's holdout: what the monitoring's estimate is held to.
 HOLDOUT_AUC_KEY = "onebox_holdout_auc"
+# Every holdout figure of the version (JSON: {"rmse": ..., "mae": ...}); absent on versions
+# from before regression, whose one figure is HOLDOUT_AUC_KEY.
+HOLDOUT_METRICS_KEY = "onebox_holdout_metrics"
 # How the reference sample's `prediction` column was scored: "holdout" (the served model
 # on the gate's holdout rows, the other rows' left empty), "out_of_fold" (versions trained
 # before that: each row by a fold model that did not train on it), or, absent, in-sample --
@@ -106,10 +110,21 @@ class LoadedModel:
     path: Path
     pipeline: Any
     schema: Schema
-    threshold: float
+    # A binary model's decision threshold (None: a regression model has none).
+    threshold: float | None
     calibration: Calibration = Calibration()
     holdout_auc: float | None = None
     reference_out_of_sample: bool = False
+    holdout_metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def task(self) -> Task:
+        return task_of(self.schema)
+
+    def predict(self, frame: pd.DataFrame) -> Any:
+        """The served prediction: the calibrated probability of a binary model, the number
+        of a regression model (its calibration is the identity)."""
+        return self.calibration.apply(self.task.predict(self.pipeline, frame))
 
     def predict_proba(self, frame: pd.DataFrame) -> Any:
         """The served probability: the pipeline's, calibrated (the decision threshold and
@@ -163,16 +178,20 @@ def load_local(path: Path, *, name: str, version: str) -> LoadedModel:
     schema = Schema.from_dict(json.loads(schema_raw) if isinstance(schema_raw, str)
                               else schema_raw)
     pipeline = mlflow.sklearn.load_model(str(path))
+    threshold = meta.get(THRESHOLD_KEY, task_of(schema).default_threshold)
+    metrics = meta.get(HOLDOUT_METRICS_KEY) or {}
     return LoadedModel(
         name=name,
         version=str(version),
         path=path,
         pipeline=pipeline,
         schema=schema,
-        threshold=float(meta.get(THRESHOLD_KEY, 0.5)),
+        threshold=None if threshold is None else float(threshold),
         calibration=Calibration.from_json(meta.get(CALIBRATION_KEY)),
         holdout_auc=float(meta[HOLDOUT_AUC_KEY]) if HOLDOUT_AUC_KEY in meta else None,
         reference_out_of_sample=meta.get(REFERENCE_PREDICTIONS_KEY) in (HOLDOUT, OUT_OF_FOLD),
+        holdout_metrics={k: float(v) for k, v in (json.loads(metrics) if isinstance(metrics, str)
+                                                  else metrics).items()},
     )
 
 

@@ -8,21 +8,33 @@ instead of branching on the task's name:
   file, the field and what is supported, never a library's traceback from a flow);
 - the estimator at the end of the pipeline (XGBClassifier or XGBRegressor) and its step;
 - the split's stratification (only with classes) and the cross-fitting folds;
-- the search's metric and which way is better.
+- the search's metric, the gate's, and which way is better;
+- what is fitted on the out-of-fold predictions and travels with the version (a binary
+  model's calibration and decision threshold; nothing yet for a number: issue 26's
+  interval slots in there), and the holdout's figures;
+- what the predictor answers and logs for a prediction, and what feedback carries.
 
-Built so far: these.  Registering, the gate, serving, the log, live quality and the pages
-for a regression target come next (issue 25's closing note says what is left).
+Not built yet for a regression target: live quality, the drift reports' quality part, the
+model card and the try-it page (the train flow says so, core.task.TaskNotBuilt).
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from core.calibration import (
+    Calibration,
+    expected_calibration_error,
+    fit_platt,
+    reliability_bins,
+)
 from core.schema import Schema, TargetSpec
 
 SUPPORTED = ("supported: task: binary (a target of 0 and 1) or task: regression "
@@ -58,6 +70,43 @@ class Metric:
         """Optuna's word for the way the search goes."""
         return "maximize" if self.greater_is_better else "minimize"
 
+    @property
+    def label(self) -> str:
+        return self.name.upper()
+
+    def beats(self, candidate: float, champion: float, margin: float) -> bool:
+        """Whether `candidate` is better than `champion` by at least `margin` (in the
+        metric's own units: AUC points, or the target's unit for an error)."""
+        if self.greater_is_better:
+            return candidate >= champion + margin
+        return candidate <= champion - margin
+
+
+@dataclass(frozen=True)
+class ServingFit:
+    """What the train flow fits on the out-of-fold predictions of the rows it trains on
+    (never the gate's holdout) and what travels with the version to everything that
+    scores it: a binary model's calibration and decision threshold; for a number, nothing
+    yet (the identity calibration, no threshold)."""
+
+    calibration: Calibration = Calibration()
+    threshold: float | None = None
+
+
+@dataclass(frozen=True)
+class HoldoutFigures:
+    """The candidate's figures on the gate's holdout: `metrics` go to MLflow as
+    `holdout_<name>` (the gate's metric among them); `documents` are logged as JSON files
+    beside them (a binary model's reliability table)."""
+
+    metrics: dict[str, float]
+    documents: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class OutcomeInvalid(ValueError):
+    """A real outcome sent to /feedback that the target cannot have (the message is the
+    problem, for the field named after the target)."""
+
 
 class Task(ABC):
     """What differs between a binary and a regression target."""
@@ -66,6 +115,15 @@ class Task(ABC):
     # The pipeline's last step, by name (a model version's pipeline keeps it).
     estimator_step: str
     search_metric: Metric
+    # What the gate compares on the holdout (and the monitoring holds the live figure to).
+    gate_metric: Metric
+    # The prediction log's column holding the served prediction.
+    logged_prediction: str
+    # The decision threshold of a version that carries none (binary versions from before
+    # thresholds were chosen: 0.5; a number has none).
+    default_threshold: float | None = None
+    # What MLflow's pyfunc flavour calls on the pipeline (`mlflow models serve` answers it).
+    pyfunc_predict_fn: str
 
     def __init__(self, target: str, spec: TargetSpec):
         self.target = target
@@ -96,6 +154,63 @@ class Task(ABC):
     def check_trainable(self) -> None:
         """Nothing, or TaskNotBuilt: the train flow asks before it loads anything."""
 
+    @abstractmethod
+    def fit_serving(self, y: np.ndarray, out_of_fold: np.ndarray) -> ServingFit:
+        """What travels with the version, fitted on out-of-fold predictions."""
+
+    @abstractmethod
+    def holdout_figures(self, y: np.ndarray, raw: np.ndarray, fit: ServingFit
+                        ) -> HoldoutFigures:
+        """The figures of the raw holdout predictions served through `fit`."""
+
+    @abstractmethod
+    def answers(self, ids: Sequence[str], predictions: list[float], threshold: float | None
+                ) -> tuple[list[dict[str, Any]], dict[str, list[Any]]]:
+        """The answers to a request's records (JSON-ready dicts, in order) and the
+        prediction log's columns for them (core.store.PredictionBatch's keyword names)."""
+
+    @property
+    @abstractmethod
+    def csv_answer_columns(self) -> tuple[str, ...]:
+        """The columns a scored CSV file gets, after the file's own."""
+
+    @abstractmethod
+    def csv_cells(self, answer: dict[str, Any]) -> list[str]:
+        """An answer's cells under csv_answer_columns."""
+
+    @abstractmethod
+    def outcome(self, value: Any) -> float:
+        """A real outcome as sent to /feedback, as the log keeps it; OutcomeInvalid saying
+        what the field must be."""
+
+    @abstractmethod
+    def answer_schema(self) -> dict[str, dict[str, Any]]:
+        """The OpenAPI (JSON Schema) properties an answer carries besides its id."""
+
+    @abstractmethod
+    def outcome_schema(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The OpenAPI schemas of the outcome as /feedback takes it and as it answers it."""
+
+    @abstractmethod
+    def answered_outcome(self, actual: float) -> Any:
+        """A recorded outcome as /feedback answers it (the type the field was sent as)."""
+
+    @property
+    @abstractmethod
+    def explanation_unit(self) -> str:
+        """The unit of an explanation's base, contributions and score."""
+
+    # How an explanation's score relates to the answer (the OpenAPI document says it).
+    score_meaning: str
+
+    @abstractmethod
+    def canonical(self, outcomes: pd.Series) -> pd.Series:
+        """Outcomes from the prediction log (a float column) in the target's dtype."""
+
+    @abstractmethod
+    def describe(self, y: pd.Series) -> str:
+        """A few words on a target column, for the flow's log ("16.1% positive")."""
+
     def _invalid(self, where: str, problem: str) -> TargetInvalid:
         return TargetInvalid(f"{where}: target {self.target!r} ({self.name}): {problem}; "
                              f"{SUPPORTED}")
@@ -105,6 +220,18 @@ class Binary(Task):
     name = "binary"
     estimator_step = "classifier"
     search_metric = Metric("auc", greater_is_better=True)
+    gate_metric = search_metric
+    logged_prediction = "probability"
+    explanation_unit = "log-odds"
+    score_meaning = "the probability is its logistic"
+    default_threshold = 0.5
+    pyfunc_predict_fn = "predict_proba"
+
+    def canonical(self, outcomes: pd.Series) -> pd.Series:
+        return outcomes.astype(int)
+
+    def describe(self, y: pd.Series) -> str:
+        return f"{100 * float(y.mean()):.1f}% positive"
 
     def check_target(self, column: pd.Series, where: str) -> pd.Series:
         present = column.dropna()
@@ -146,10 +273,96 @@ class Binary(Task):
     def predict(self, model: Any, x: pd.DataFrame) -> np.ndarray:
         return model.predict_proba(x)[:, 1]
 
+    def fit_serving(self, y: np.ndarray, out_of_fold: np.ndarray) -> ServingFit:
+        # Platt scaling and the outcome curve, then the threshold on the calibrated scores:
+        # sklearn's CalibratedClassifierCV(ensemble=False) fits on out-of-fold scores too.
+        platt = fit_platt(y, out_of_fold)
+        calibrated = platt.apply(out_of_fold)
+        return ServingFit(platt.with_outcome_curve(y, calibrated),
+                          best_f1_threshold(y, calibrated))
+
+    def holdout_figures(self, y: np.ndarray, raw: np.ndarray, fit: ServingFit
+                        ) -> HoldoutFigures:
+        from sklearn.metrics import f1_score, roc_auc_score
+
+        served = fit.calibration.apply(raw)
+        decision = served >= fit.threshold
+        metrics = {
+            "auc": float(roc_auc_score(y, served)),
+            "f1": float(f1_score(y, decision, zero_division=0)),
+            "positive_rate": float(decision.mean()),
+            "ece": expected_calibration_error(y, served),
+            "ece_uncalibrated": expected_calibration_error(y, raw)}
+        reliability = {
+            "bins": "equal-count", "rows": len(y),
+            "calibrated": [asdict(b) for b in reliability_bins(y, served)],
+            "uncalibrated": [asdict(b) for b in reliability_bins(y, raw)]}
+        return HoldoutFigures(metrics, {"calibration.json": {
+            "calibration": asdict(fit.calibration), "holdout_reliability": reliability}})
+
+    def answers(self, ids: Sequence[str], predictions: list[float], threshold: float | None
+                ) -> tuple[list[dict[str, Any]], dict[str, list[Any]]]:
+        cut = 0.5 if threshold is None else threshold
+        decisions = [p >= cut for p in predictions]
+        probability, target = f"{self.target}_probability", self.target
+        answers = [{"prediction_id": i, probability: p, target: d}
+                   for i, p, d in zip(ids, predictions, decisions, strict=True)]
+        return answers, {"probabilities": predictions,
+                         "decisions": [int(d) for d in decisions]}
+
+    @property
+    def csv_answer_columns(self) -> tuple[str, ...]:
+        return ("prediction_id", f"{self.target}_probability", f"{self.target}_predicted")
+
+    def csv_cells(self, answer: dict[str, Any]) -> list[str]:
+        return [answer["prediction_id"], f"{answer[f'{self.target}_probability']:.6f}",
+                str(int(answer[self.target]))]
+
+    def outcome(self, value: Any) -> float:
+        if isinstance(value, bool):
+            return float(value)
+        if isinstance(value, int) and value in (0, 1):
+            return float(value)
+        raise OutcomeInvalid("must be 0 or 1 (or false/true)")
+
+    def answered_outcome(self, actual: float) -> int:
+        return int(actual)
+
+    def answer_schema(self) -> dict[str, dict[str, Any]]:
+        probability = f"{self.target}_probability"
+        return {probability: {"type": "number", "minimum": 0, "maximum": 1},
+                self.target: {"type": "boolean",
+                              "description": f"{probability} >= the model's threshold."}}
+
+    def outcome_schema(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        return ({"oneOf": [{"type": "integer", "enum": [0, 1]}, {"type": "boolean"}],
+                 "description": "The real outcome: 1 (or true) for the positive class."},
+                {"type": "integer", "enum": [0, 1]})
+
+
+def best_f1_threshold(y_true: np.ndarray, proba: np.ndarray) -> float:
+    """The decision threshold with the best F1 on these labels (a grid of 0.05..0.95)."""
+    from sklearn.metrics import f1_score
+
+    grid = np.round(np.arange(0.05, 0.96, 0.01), 2)
+    scores = [f1_score(y_true, proba >= t, zero_division=0) for t in grid]
+    return float(grid[int(np.argmax(scores))])
+
 
 class Regression(Task):
     name = "regression"
     estimator_step = "regressor"
+    logged_prediction = "value"
+    score_meaning = "the score is the prediction itself"
+    pyfunc_predict_fn = "predict"
+
+    def canonical(self, outcomes: pd.Series) -> pd.Series:
+        return outcomes.astype(float)
+
+    def describe(self, y: pd.Series) -> str:
+        unit = f" {self.spec.unit}" if self.spec.unit else ""
+        return (f"{self.target} mean {float(y.mean()):.4g}{unit} "
+                f"(from {float(y.min()):.4g} to {float(y.max()):.4g})")
 
     # XGBoost's objective for each search metric: the loss the trees fit is the error
     # the search judges them on.
@@ -158,12 +371,18 @@ class Regression(Task):
     def __init__(self, target: str, spec: TargetSpec):
         super().__init__(target, spec)
         self.search_metric = Metric(spec.metric or "rmse", greater_is_better=False)
+        self.gate_metric = self.search_metric
+
+    @property
+    def explanation_unit(self) -> str:
+        return self.spec.unit or self.target
 
     def check_trainable(self) -> None:
         raise TaskNotBuilt(
-            "task: regression: the schema, the table's target, the split and the search "
-            "handle a numeric target; registering a regressor, the gate and serving it do "
-            "not yet, so the train flow stops here rather than fail midway")
+            "task: regression: training, the gate, registering and serving handle a numeric "
+            "target; live quality, the reports' quality part, the model card and the try-it "
+            "page do not yet, so the train flow stops here rather than register a model the "
+            "stack cannot watch")
 
     def check_target(self, column: pd.Series, where: str) -> pd.Series:
         present = column.dropna()
@@ -206,6 +425,104 @@ class Regression(Task):
 
     def predict(self, model: Any, x: pd.DataFrame) -> np.ndarray:
         return model.predict(x)
+
+    def fit_serving(self, y: np.ndarray, out_of_fold: np.ndarray) -> ServingFit:
+        return ServingFit()  # the number is served as the model gives it
+
+    def holdout_figures(self, y: np.ndarray, raw: np.ndarray, fit: ServingFit
+                        ) -> HoldoutFigures:
+        y, predicted = np.asarray(y, float), np.asarray(raw, float)
+        metrics = regression_metrics(y, predicted)
+        for name, (low, high) in bootstrap_intervals(y, predicted).items():
+            metrics[f"{name}_low"], metrics[f"{name}_high"] = low, high
+        return HoldoutFigures(metrics)
+
+    def answers(self, ids: Sequence[str], predictions: list[float], threshold: float | None
+                ) -> tuple[list[dict[str, Any]], dict[str, list[Any]]]:
+        target = self.target
+        return ([{"prediction_id": i, target: v} for i, v in zip(ids, predictions, strict=True)],
+                {"values": predictions})
+
+    @property
+    def csv_answer_columns(self) -> tuple[str, ...]:
+        return ("prediction_id", f"{self.target}_predicted")
+
+    def csv_cells(self, answer: dict[str, Any]) -> list[str]:
+        return [answer["prediction_id"], repr(float(answer[self.target]))]
+
+    def outcome(self, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise OutcomeInvalid(f"must be a number{self._range_words()}")
+        number = float(value)
+        if not math.isfinite(number):
+            raise OutcomeInvalid(f"must be a finite number{self._range_words()}")
+        if ((self.spec.min is not None and number < self.spec.min)
+                or (self.spec.max is not None and number > self.spec.max)):
+            raise OutcomeInvalid(f"{number:g} is outside the target's range"
+                                 f"{self._range_words()}")
+        return number
+
+    def answered_outcome(self, actual: float) -> float:
+        return actual
+
+    def _number_schema(self) -> dict[str, Any]:
+        number: dict[str, Any] = {"type": "number"}
+        if self.spec.min is not None:
+            number["minimum"] = self.spec.min
+        if self.spec.max is not None:
+            number["maximum"] = self.spec.max
+        return number
+
+    def answer_schema(self) -> dict[str, dict[str, Any]]:
+        unit = f" in {self.spec.unit}" if self.spec.unit else ""
+        # The model's number is not clipped to the declared range: a tree ensemble stays
+        # inside its training targets' range anyway, and a clipped answer would hide it.
+        return {self.target: {"type": "number",
+                              "description": f"The predicted {self.target}{unit}."}}
+
+    def outcome_schema(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        unit = f" in {self.spec.unit}" if self.spec.unit else ""
+        return ({**self._number_schema(),
+                 "description": f"The real {self.target}{unit}."}, self._number_schema())
+
+    def _range_words(self) -> str:
+        low, high = self.spec.min, self.spec.max
+        unit = f" {self.spec.unit}" if self.spec.unit else ""
+        if low is not None and high is not None:
+            return f" from {low:g} to {high:g}{unit}"
+        if low is not None:
+            return f" of at least {low:g}{unit}"
+        if high is not None:
+            return f" of at most {high:g}{unit}"
+        return f" (in{unit})" if unit else ""
+
+
+BOOTSTRAP_ROUNDS = 1000
+CONFIDENCE = 0.95
+
+
+def regression_metrics(y: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """RMSE, MAE and R² of `predicted` against `y`."""
+    error = predicted - y
+    total = float(((y - y.mean()) ** 2).sum())
+    return {"rmse": float(np.sqrt((error ** 2).mean())), "mae": float(np.abs(error).mean()),
+            "r2": 1.0 - float((error ** 2).sum()) / total if total > 0 else float("nan")}
+
+
+def bootstrap_intervals(y: np.ndarray, predicted: np.ndarray, rounds: int = BOOTSTRAP_ROUNDS,
+                        seed: int = 0) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap intervals (CONFIDENCE) of RMSE, MAE and R² over the rows."""
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(0, len(y), size=(rounds, len(y)))
+    ys, errors = y[rows], predicted[rows] - y[rows]
+    squared = (errors ** 2).sum(axis=1)
+    total = ((ys - ys.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        samples = {"rmse": np.sqrt(squared / len(y)), "mae": np.abs(errors).mean(axis=1),
+                   "r2": np.where(total > 0, 1.0 - squared / total, np.nan)}
+    tail = (1.0 - CONFIDENCE) / 2 * 100
+    return {name: (float(np.nanpercentile(v, tail)), float(np.nanpercentile(v, 100 - tail)))
+            for name, v in samples.items()}
 
 
 def _rows(count: int, what: str) -> str:

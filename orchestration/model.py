@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import optuna
 from sklearn.compose import ColumnTransformer
-from sklearn.metrics import f1_score, roc_auc_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
@@ -61,20 +59,4 @@ def suggest_params(trial: optuna.Trial) -> dict[str, Any]:
         "colsample_bytree": trial.suggest_float("colsample_bytree", 0.5, 1.0),
         "min_child_weight": trial.suggest_float("min_child_weight", 1.0, 20.0, log=True),
         "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 10.0, log=True),
-    }
-
-
-def best_f1_threshold(y_true: np.ndarray, proba: np.ndarray) -> float:
-    """The decision threshold with the best F1 on these labels (a grid of 0.05..0.95)."""
-    grid = np.round(np.arange(0.05, 0.96, 0.01), 2)
-    scores = [f1_score(y_true, proba >= t, zero_division=0) for t in grid]
-    return float(grid[int(np.argmax(scores))])
-
-
-def evaluate(y_true: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str, float]:
-    decision = proba >= threshold
-    return {
-        "auc": float(roc_auc_score(y_true, proba)),
-        "f1": float(f1_score(y_true, decision, zero_division=0)),
-        "positive_rate": float(decision.mean()),
     }

@@ -12,7 +12,7 @@ import json
 import logging
 import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,23 +27,15 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 from pydantic import SecretStr
-from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
 from core import gate, registry
-from core.calibration import expected_calibration_error, fit_platt, reliability_bins
 from core.registry import CHAMPION, PREDICTION_COLUMN, REFERENCE_FILE
 from core.schema import Schema, model_frame
 from core.settings import Settings
 from core.store import PredictionStore
 from core.task import task_of
-from orchestration.model import (
-    SKOPS_TRUSTED_TYPES,
-    best_f1_threshold,
-    build_pipeline,
-    evaluate,
-    suggest_params,
-)
+from orchestration.model import SKOPS_TRUSTED_TYPES, build_pipeline, suggest_params
 from orchestration.retries import unless_not_migrated
 from reporting import model_card, report
 from simulation.loader import load_dataset
@@ -104,10 +96,8 @@ def check_registry(settings: Settings) -> None:
 def load_training_data(data_path: Path, schema: Schema) -> pd.DataFrame:
     """Read the base dataset (Kaggle layout or the schema's own)."""
     frame = load_dataset(data_path, schema)
-    _logger().info(
-        "loaded %d rows from %s (%.1f%% positive)", len(frame), data_path,
-        100 * frame[schema.target].mean(),
-    )
+    _logger().info("loaded %d rows from %s (%s)", len(frame), data_path,
+                   task_of(schema).describe(frame[schema.target]))
     return frame
 
 
@@ -128,9 +118,10 @@ def load_production_rows(store_url: SecretStr, schema: Schema, limit: int) -> Pr
     for feat in schema.features:
         if feat.kind == "ordinal":
             frame[feat.name] = pd.array(frame[feat.name].tolist(), dtype="Int64")
-    frame[schema.target] = rows["actual"].astype(int).to_numpy()
-    _logger().info("adding %d labelled production rows (%.1f%% positive)", len(frame),
-                   100 * frame[schema.target].mean())
+    task = task_of(schema)
+    frame[schema.target] = task.canonical(rows["actual"]).to_numpy()
+    _logger().info("adding %d labelled production rows (%s)", len(frame),
+                   task.describe(frame[schema.target]))
     created = pd.to_datetime(rows["created_at"], utc=True)
     return ProductionRows(frame, created.min().to_pydatetime(), created.max().to_pydatetime())
 
@@ -260,91 +251,91 @@ def fit_and_register(
     """Refit the best params on train+validation, log the model with what travels with it,
     and register it as a new version."""
     logger = _logger()
+    task = task_of(schema)
     params, seed = best["params"], settings.seed
     fit_rows = pd.concat([split.train, split.valid])
     x_fit, y_fit = model_frame(schema, fit_rows), fit_rows[schema.target].to_numpy()
     # Out-of-fold predictions: every refit row scored by a model that did not see it.
-    # The calibration and the decision threshold are taken from them, so neither is fitted
-    # on the holdout nor on in-sample (overconfident) scores -- sklearn's
-    # CalibratedClassifierCV(ensemble=False) does the same.
-    out_of_fold = cross_fit_predictions(schema, params, seed, x_fit, y_fit)
-    platt = fit_platt(y_fit, out_of_fold)
-    calibrated_out_of_fold = platt.apply(out_of_fold)
-    calibration = platt.with_outcome_curve(y_fit, calibrated_out_of_fold)
-    threshold = best_f1_threshold(y_fit, calibrated_out_of_fold)
+    # What travels with the version (a binary model's calibration and threshold) is fitted
+    # on them, so nothing is fitted on the holdout nor on in-sample (overconfident) scores.
+    serving = task.fit_serving(y_fit, cross_fit_predictions(schema, params, seed, x_fit, y_fit))
 
     pipeline = build_pipeline(schema, params, seed).fit(x_fit, y_fit)
-    x_holdout = model_frame(schema, split.holdout)
     y_holdout = split.holdout[schema.target].to_numpy()
-    raw_holdout_proba = pipeline.predict_proba(x_holdout)[:, 1]
-    holdout_proba = calibration.apply(raw_holdout_proba)
-    holdout_metrics = evaluate(y_holdout, holdout_proba, threshold) | {
-        "ece": expected_calibration_error(y_holdout, holdout_proba),
-        "ece_uncalibrated": expected_calibration_error(y_holdout, raw_holdout_proba)}
-    reliability = {
-        "bins": "equal-count", "rows": len(y_holdout),
-        "calibrated": [asdict(b) for b in reliability_bins(y_holdout, holdout_proba)],
-        "uncalibrated": [asdict(b) for b in reliability_bins(y_holdout, raw_holdout_proba)]}
+    raw_holdout = task.predict(pipeline, model_frame(schema, split.holdout))
+    holdout_predictions = serving.calibration.apply(raw_holdout)
+    figures = task.holdout_figures(y_holdout, raw_holdout, serving)
+    gate_figure = figures.metrics[task.gate_metric.name]
 
-    reference = reference_sample(fit_rows, split.holdout, holdout_proba,
+    reference = reference_sample(fit_rows, split.holdout, holdout_predictions,
                                  settings.reference_rows, seed)
     example = x_fit.head(5)
+    metadata: dict[str, Any] = {
+        registry.SCHEMA_KEY: json.dumps(schema.to_dict()),
+        registry.CALIBRATION_KEY: serving.calibration.to_json(),
+        registry.HOLDOUT_METRICS_KEY: json.dumps(figures.metrics),
+        registry.REFERENCE_PREDICTIONS_KEY: registry.HOLDOUT}
+    if serving.threshold is not None:
+        metadata[registry.THRESHOLD_KEY] = serving.threshold
+    if "auc" in figures.metrics:  # what the monitoring's AUC estimate is held to
+        metadata[registry.HOLDOUT_AUC_KEY] = figures.metrics["auc"]
+    run_metrics = {f"holdout_{k}": v for k, v in figures.metrics.items()} | {
+        f"best_valid_{task.search_metric.name}": best[f"valid_{task.search_metric.name}"],
+        "train_rows": len(fit_rows), "holdout_rows": len(split.holdout)}
+    if serving.threshold is not None:
+        run_metrics |= {"threshold": serving.threshold,
+                        "calibration_slope": serving.calibration.slope,
+                        "calibration_intercept": serving.calibration.intercept}
     with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_id=parent_run_id):
         reference_path = Path(tmp) / REFERENCE_FILE
         reference.to_parquet(reference_path, index=False)
         mlflow.log_params({f"best.{k}": v for k, v in params.items()})
-        mlflow.log_metrics({f"holdout_{k}": v for k, v in holdout_metrics.items()}
-                           | {"best_valid_auc": best["valid_auc"], "threshold": threshold,
-                              "train_rows": len(fit_rows), "holdout_rows": len(split.holdout),
-                              "calibration_slope": calibration.slope,
-                              "calibration_intercept": calibration.intercept})
-        mlflow.log_dict({"calibration": asdict(calibration), "holdout_reliability": reliability},
-                        "calibration.json")
+        mlflow.log_metrics(run_metrics)
+        for name, document in figures.documents.items():
+            mlflow.log_dict(document, name)
         info = mlflow.sklearn.log_model(
             pipeline,
             name="model",
-            signature=infer_signature(example, pipeline.predict_proba(example)),
+            signature=infer_signature(example, task.predict(pipeline, example)),
             input_example=example,
-            pyfunc_predict_fn="predict_proba",
-            metadata={registry.SCHEMA_KEY: json.dumps(schema.to_dict()),
-                      registry.THRESHOLD_KEY: threshold,
-                      registry.CALIBRATION_KEY: calibration.to_json(),
-                      registry.HOLDOUT_AUC_KEY: holdout_metrics["auc"],
-                      registry.REFERENCE_PREDICTIONS_KEY: registry.HOLDOUT},
+            pyfunc_predict_fn=task.pyfunc_predict_fn,
+            metadata=metadata,
             extra_files=[str(reference_path)],
             skops_trusted_types=SKOPS_TRUSTED_TYPES,
             registered_model_name=settings.model_name,
         )
     version = str(info.registered_model_version)
-    logger.info("registered %s v%s: holdout AUC %.4f, threshold %.2f, ECE %.4f (%.4f before "
-                "calibration)", settings.model_name, version, holdout_metrics["auc"], threshold,
-                holdout_metrics["ece"], holdout_metrics["ece_uncalibrated"])
-    # The pipeline and its holdout predictions go on to the model card.
-    return {"version": version, "holdout": holdout_metrics, "threshold": threshold,
-            "holdout_proba": holdout_proba, "pipeline": pipeline, "calibration": calibration}
+    logger.info("registered %s v%s: holdout %s %.4f; %s", settings.model_name, version,
+                task.gate_metric.label, gate_figure,
+                ", ".join(f"{k} {v:.4g}" for k, v in figures.metrics.items()))
+    # The pipeline and its holdout predictions go on to the gate and the model card.
+    return {"version": version, "holdout": figures.metrics, "threshold": serving.threshold,
+            "holdout_proba": holdout_predictions, "pipeline": pipeline,
+            "calibration": serving.calibration}
 
 
 def cross_fit_predictions(schema: Schema, params: dict[str, Any], seed: int,
                           x: pd.DataFrame, y: np.ndarray) -> np.ndarray:
-    """Raw probabilities of each row from a model fitted on the other folds."""
+    """Each row's raw prediction (the task's: a probability, or the number) from a model
+    fitted on the other folds."""
+    task = task_of(schema)
     out = np.empty(len(y), dtype=float)
-    folds = task_of(schema).folds(seed, CROSS_FIT_FOLDS)
-    for fit_at, score_at in folds.split(x, y):
+    for fit_at, score_at in task.folds(seed, CROSS_FIT_FOLDS).split(x, y):
         model = build_pipeline(schema, params, seed).fit(x.iloc[fit_at], y[fit_at])
-        out[score_at] = model.predict_proba(x.iloc[score_at])[:, 1]
+        out[score_at] = task.predict(model, x.iloc[score_at])
     return out
 
 
 @task(cache_policy=NO_CACHE)
 def score_champion(client: MlflowClient, settings: Settings, split: Split) -> ChampionScores:
-    """The current champion's predictions on the holdout (with its own schema)."""
+    """The current champion's served predictions on the holdout (with its own schema)."""
     champion = registry.version_by_alias(client, settings.model_name, CHAMPION)
     if champion is None:
         return ChampionScores()
     loaded = registry.load_version(client, settings.model_name, champion.version,
                                    settings.model_cache_dir)
     return ChampionScores(str(champion.version),
-                          loaded.predict_proba(model_frame(loaded.schema, split.holdout)))
+                          loaded.predict(model_frame(loaded.schema, split.holdout)))
 
 
 @task(cache_policy=NO_CACHE)
@@ -352,18 +343,20 @@ def promote_through_gate(
     client: MlflowClient, settings: Settings, split: Split, schema: Schema,
     candidate: dict[str, Any], margin: float, champion: ChampionScores | None = None,
 ) -> gate.GateDecision:
-    """Let the gate decide between the candidate and the champion on the same holdout
-    (`champion`: its scores from `score_champion`; None: score it here)."""
+    """Let the gate decide between the candidate and the champion on the same holdout and
+    the task's metric (`champion`: its scores from `score_champion`; None: score it here)."""
     logger = _logger()
     if champion is None:
         champion = score_champion.fn(client, settings, split)
-    champion_auc = None
+    metric = task_of(schema).gate_metric
+    champion_score = None
     if champion.holdout_proba is not None:
-        champion_auc = float(roc_auc_score(split.holdout[schema.target].to_numpy(),
-                                           champion.holdout_proba))
+        champion_score = metric.score(split.holdout[schema.target].to_numpy(),
+                                      champion.holdout_proba)
     decision = gate.decide(
-        candidate_version=candidate["version"], candidate_auc=candidate["holdout"]["auc"],
-        champion_version=champion.version, champion_auc=champion_auc, margin=margin,
+        metric=metric, candidate_version=candidate["version"],
+        candidate_score=candidate["holdout"][metric.name],
+        champion_version=champion.version, champion_score=champion_score, margin=margin,
     )
     gate.apply(client, settings.model_name, decision)
     logger.info("gate: %s v%s (%s)", "PROMOTED" if decision.promoted else "not promoted",
@@ -481,11 +474,13 @@ def train(
         _logger().warning("no model card for %s v%s: %s", settings.model_name,
                           candidate["version"], card_state.message)
     client.set_terminated(parent_id, "FINISHED")
+    gate_metric = task_of(schema).gate_metric.name
     return {
         "run_id": parent_id,
         "model_name": settings.model_name,
         "version": candidate["version"],
-        "holdout_auc": candidate["holdout"]["auc"],
+        "task": task_of(schema).name,
+        f"holdout_{gate_metric}": candidate["holdout"][gate_metric],
         "threshold": candidate["threshold"],
         "promoted": decision.promoted,
         "gate": decision.as_dict(),

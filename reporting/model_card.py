@@ -373,7 +373,7 @@ def summary(card: ModelCard) -> dict[str, Any]:
         "gate_reason": decision.reason,
         "margin": decision.margin,
         "champion_version": decision.champion_version,
-        "champion_auc": decision.champion_auc,
+        "champion_auc": decision.champion_score,
         "auc_difference_ci": (None if card.auc_difference_ci is None
                               else list(card.auc_difference_ci)),
         "confusion": {"threshold": card.confusion.threshold,
@@ -604,12 +604,12 @@ def _gate_section(card: ModelCard) -> str:
     champion_label = f"champion v{decision.champion_version}"
     chart = interval_chart(
         [(f"candidate v{decision.candidate_version}", card.holdout_auc, card.holdout_auc_ci),
-         (champion_label, float(decision.champion_auc or 0.0), card.champion_auc_ci)],
+         (champion_label, float(decision.champion_score or 0.0), card.champion_auc_ci)],
         title="Holdout AUC with 95% intervals")
     rows = [
-        [f"candidate v{escape(decision.candidate_version)} AUC", _auc(decision.candidate_auc),
+        [f"candidate v{escape(decision.candidate_version)} AUC", _auc(decision.candidate_score),
          _interval(card.holdout_auc_ci)],
-        [f"{escape(champion_label)} AUC", _auc(decision.champion_auc),
+        [f"{escape(champion_label)} AUC", _auc(decision.champion_score),
          _interval(card.champion_auc_ci)],
         ["difference (candidate − champion)",
          "n/a" if card.auc_difference is None else f"{card.auc_difference:+.4f}",

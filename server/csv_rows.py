@@ -1,9 +1,11 @@
 """Predictions for a CSV file: `POST /predict` with `Content-Type: text/csv`.
 
-A person with a spreadsheet sends its rows and gets the same file back with three
-columns more: prediction_id, churn_probability and churn_predicted (0/1 at the
-threshold; not "churn", the target's name, under which a labelled export carries the
-real outcome). Those names, and `contribution_<feature>`, cannot be columns of the file.
+A person with a spreadsheet sends its rows and gets the same file back with the answer's
+columns after its own (core.task): prediction_id, <target>_probability and
+<target>_predicted (0/1 at the threshold) for a binary model, prediction_id and
+<target>_predicted for a number -- never the target's own name, under which a labelled
+export carries the real outcome. Those names, and `contribution_<feature>`, cannot be
+columns of the file.
 The header names the columns; every feature of the schema must be one of them. Other
 columns (a customer id, a note) are not sent to the model and come back as they were, so
 the answer joins back to the person's own records. Cells are text: numbers are parsed,
@@ -24,10 +26,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from core.schema import Feature, FieldProblem, RecordInvalid, Schema
+from core.task import Task, task_of
 
-# The answer's columns.  Not "churn": that is the target's name, and a labelled export
-# carries the real outcome under it, which must come back untouched.
-ANSWER_COLUMNS = ("prediction_id", "churn_probability", "churn_predicted")
 CONTRIBUTION_PREFIX = "contribution_"
 MAX_COLUMNS = 1_000
 # A number as JSON writes one (ASCII digits, no "1_000", no "nan"): what the API takes.
@@ -90,7 +90,8 @@ def read_rows(raw: bytes, schema: Schema,
     repeated = sorted(name for name, times in Counter(header).items() if times > 1)
     if repeated:
         raise CsvProblem([FieldProblem(name, "is a column named twice") for name in repeated])
-    reserved = {*ANSWER_COLUMNS, *(f"{CONTRIBUTION_PREFIX}{name}" for name in schema.feature_names)}
+    reserved = {*task_of(schema).csv_answer_columns,
+                *(f"{CONTRIBUTION_PREFIX}{name}" for name in schema.feature_names)}
     taken = [name for name in header if name in reserved]
     if taken:
         raise CsvProblem([FieldProblem(name, "is a column the answer writes; rename or remove "
@@ -115,7 +116,8 @@ def read_rows(raw: bytes, schema: Schema,
 
 
 def write_answers(header: Sequence[str], rows: Sequence[dict[str, str]],
-                  answers: Sequence[dict[str, Any]], feature_names: Sequence[str]) -> str:
+                  answers: Sequence[dict[str, Any]], feature_names: Sequence[str],
+                  task: Task) -> str:
     """The file's rows as sent, with the answer's columns after them (and, when the
     answers carry explanations, one `contribution_<feature>` column per feature); the
     file cannot hold those names (read_rows refuses them), so nothing of it is replaced."""
@@ -123,11 +125,10 @@ def write_answers(header: Sequence[str], rows: Sequence[dict[str, str]],
     extra = [f"{CONTRIBUTION_PREFIX}{name}" for name in feature_names] if explained else []
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([*header, *ANSWER_COLUMNS, *extra])
+    writer.writerow([*header, *task.csv_answer_columns, *extra])
     for row, answer in zip(rows, answers, strict=True):
         cells = [row[name] for name in header]
-        cells += [answer["prediction_id"], f"{answer['churn_probability']:.6f}",
-                  int(answer["churn"])]  # churn_predicted
+        cells += task.csv_cells(answer)
         if explained:
             contributions = answer["explanation"]["contributions"]
             cells += [f"{contributions[name]:.6f}" for name in feature_names]

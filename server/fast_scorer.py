@@ -1,12 +1,12 @@
 """Scoring without the per-call overhead of pandas and sklearn.
 
 The fitted pipeline is `ColumnTransformer(numeric passthrough, OneHotEncoder)`
-followed by an `XGBClassifier`.  On a one-row DataFrame the ColumnTransformer
-costs ~3 ms a call; here its fitted state (column order, one-hot categories) is
-read once, each validated record becomes a row of a numpy matrix directly, and
-the booster's `inplace_predict` scores it.  The result is the probability the
-pipeline's `predict_proba` gives (a test holds them equal to 1e-6), at a small
-fraction of the cost.
+followed by an `XGBClassifier` or an `XGBRegressor` (core.task decides which).  On a
+one-row DataFrame the ColumnTransformer costs ~3 ms a call; here its fitted state
+(column order, one-hot categories) is read once, each validated record becomes a row of
+a numpy matrix directly, and the booster's `inplace_predict` scores it.  The result is
+what the pipeline's `predict_proba(...)[:, 1]` (or a regressor's `predict`) gives -- a
+test holds them equal to 1e-6 -- at a small fraction of the cost.
 
 For a request of a few records even `inplace_predict` is mostly fixed cost
 (~180 us a call, whatever the row count): those rows walk the trees in Python
@@ -17,8 +17,9 @@ Pipelines of another shape are not guessed at: `FastScorer.from_pipeline`
 returns None and the predictor uses the pipeline itself.
 
 `explain` gives each feature's contribution to the score: XGBoost's own TreeSHAP
-(`pred_contribs`) on the same matrix, in log-odds, one-hot columns summed back to the
-feature they encode, so the contributions and the base value add up to the score.
+(`pred_contribs`) on the same matrix, in the model's margin (log-odds for a classifier,
+the target's own unit for a regressor), one-hot columns summed back to the feature they
+encode, so the contributions and the base value add up to the score.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import numpy as np
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
-from xgboost import XGBClassifier
+from xgboost import XGBClassifier, XGBRegressor
 
 from core import contributions
 from core.calibration import Calibration
@@ -50,16 +51,19 @@ class FastScorer:
 
     @classmethod
     def from_pipeline(cls, pipeline: Any, schema: Schema) -> FastScorer | None:
-        """A scorer equivalent to `pipeline.predict_proba(...)[:, 1]`, or None if the
-        pipeline is not the shape this module knows."""
+        """A scorer equivalent to `pipeline.predict_proba(...)[:, 1]` (a classifier) or
+        `pipeline.predict(...)` (a regressor), or None if the pipeline is not the shape
+        this module knows."""
         if not isinstance(pipeline, Pipeline) or len(pipeline.steps) != 2:
             return None
-        transformer, classifier = pipeline.steps[0][1], pipeline.steps[1][1]
+        transformer, estimator = pipeline.steps[0][1], pipeline.steps[1][1]
         if not isinstance(transformer, ColumnTransformer) or not isinstance(
-            classifier, XGBClassifier
+            estimator, XGBClassifier | XGBRegressor
         ):
             return None
-        if classifier.n_classes_ != 2 or not _missing_is_nan(classifier):
+        if isinstance(estimator, XGBClassifier) and estimator.n_classes_ != 2:
+            return None
+        if not _missing_is_nan(estimator):
             return None
         numeric: list[tuple[str, int]] = []
         categorical: list[tuple[str, dict[str, int]]] = []
@@ -84,7 +88,7 @@ class FastScorer:
                 return None
         if position != _output_width(transformer):
             return None
-        booster = classifier.get_booster().copy()
+        booster = estimator.get_booster().copy()
         # One thread per call: gunicorn's workers and threads are the parallelism, and
         # XGBoost's OpenMP threads on a one-row matrix cost more to wake than they save
         # (measured ~10% of a request's CPU on 2 cores).
@@ -118,16 +122,17 @@ class FastScorer:
             out[row_numbers[known], positions[known]] = 1.0
         return out
 
-    def predict_proba(self, records: Sequence[dict[str, Any]],
-                      columns: dict[str, Any] | None = None) -> np.ndarray:
-        """The probability of the positive class for each record (`columns`: the same
-        records column by column, when the validator made them)."""
+    def predict(self, records: Sequence[dict[str, Any]],
+                columns: dict[str, Any] | None = None) -> np.ndarray:
+        """The model's output for each record: a classifier's probability of the positive
+        class, a regressor's number (`columns`: the same records column by column, when
+        the validator made them)."""
         if columns is not None:
             matrix = self.matrix_from_columns(columns, len(records))
         else:
             matrix = self.matrix(records)
         if self.walker is not None and len(records) <= TreeWalker.MAX_ROWS:
-            return self.walker.predict_proba(matrix)
+            return self.walker.predict(matrix)
         return self.booster.inplace_predict(matrix, missing=np.nan)
 
 
@@ -161,7 +166,8 @@ class FastScorer:
 @dataclass(frozen=True)
 class Explanations:
     """Scores split by feature, for a batch: `base[i] + contributions[i].sum()` is row
-    i's score in log-odds (the probability is its logistic)."""
+    i's score: in log-odds for a classifier (the probability is its logistic), the
+    prediction itself for a regressor."""
 
     feature_names: tuple[str, ...]
     base: np.ndarray           # (rows,)
@@ -175,12 +181,13 @@ class Explanations:
         return Explanations(self.feature_names, calibration.apply_log_odds(self.base),
                             self.contributions * calibration.slope)
 
-    def as_dicts(self, order: Sequence[str]) -> list[dict[str, Any]]:
-        """One JSON-ready explanation per row, features in `order` (the schema's)."""
+    def as_dicts(self, order: Sequence[str], unit: str) -> list[dict[str, Any]]:
+        """One JSON-ready explanation per row, features in `order` (the schema's), in
+        `unit` (the task's: log-odds, or the target's unit)."""
         position = {name: i for i, name in enumerate(self.feature_names)}
         columns = [position[name] for name in order]
         scores = self.base + self.contributions.sum(axis=1)
-        return [{"unit": "log-odds", "base": float(base), "score": float(score),
+        return [{"unit": unit, "base": float(base), "score": float(score),
                  "contributions": dict(zip(order, row[columns].tolist(), strict=True))}
                 for base, score, row in zip(self.base.tolist(), scores.tolist(),
                                             self.contributions, strict=True)]
@@ -190,9 +197,16 @@ class Explanations:
 Node = tuple[int, float, "Node", "Node", bool] | float
 
 
+# The objectives the walker scores, by their link from the margin to the output: the
+# logistic for a probability, none for a number.
+LOGISTIC, IDENTITY = "logistic", "identity"
+LINKS = {"binary:logistic": LOGISTIC, "reg:squarederror": IDENTITY,
+         "reg:absoluteerror": IDENTITY}
+
+
 @dataclass(frozen=True)
 class TreeWalker:
-    """A binary:logistic gbtree scored in plain Python, for a few rows at a time.
+    """A gbtree of one of LINKS' objectives scored in plain Python, a few rows at a time.
 
     The trees are also compiled into one Python function of nested conditional
     expressions (`margin`): ~7 us a row for 200 trees of depth 2, against ~27 us
@@ -205,13 +219,15 @@ class TreeWalker:
     trees: tuple[Node, ...]
     base_margin: float
     margin: Callable[[list[float]], float] | None = field(default=None, compare=False)
+    link: str = LOGISTIC
 
     @classmethod
     def from_booster(cls, booster: Any, width: int) -> TreeWalker | None:
         """The booster's trees, or None for anything but numeric splits of one target."""
         model = json.loads(booster.save_raw("json"))["learner"]
         params = model["learner_model_param"]
-        if (model["objective"]["name"] != "binary:logistic"
+        link = LINKS.get(model["objective"]["name"])
+        if (link is None
                 or model["gradient_booster"]["name"] != "gbtree"
                 or params.get("num_target", "1") != "1" or int(params["num_feature"]) != width):
             return None
@@ -220,23 +236,27 @@ class TreeWalker:
                for tree in trees):
             return None
         base_score = float(params["base_score"].strip("[]"))
-        if not 0.0 < base_score < 1.0:
+        if link == LOGISTIC and not 0.0 < base_score < 1.0:
             return None
         nodes = tuple(_compile(tree, 0) for tree in trees)
-        base_margin = math.log(base_score / (1.0 - base_score))
-        return cls(nodes, base_margin, _compiled_margin(nodes, base_margin))
+        base_margin = (math.log(base_score / (1.0 - base_score)) if link == LOGISTIC
+                       else base_score)
+        return cls(nodes, base_margin, _compiled_margin(nodes, base_margin), link)
 
-    def predict_proba(self, matrix: np.ndarray) -> np.ndarray:
+    def predict(self, matrix: np.ndarray) -> np.ndarray:
+        """The model's output: the probability (logistic link) or the number."""
         # XGBoost compares float32 feature values with float32 thresholds: rounding both
         # to float32 (held exactly in Python floats) takes the same branch every time.
         rows = matrix.astype(np.float32).astype(np.float64).tolist()
-        if self.margin is not None:
-            margin = self.margin
-            return np.array([1.0 / (1.0 + math.exp(-margin(row))) for row in rows])
-        return self.walk(rows)
+        if self.margin is None:
+            return self.walk(rows)
+        margin = self.margin
+        if self.link == IDENTITY:
+            return np.array([margin(row) for row in rows])
+        return np.array([1.0 / (1.0 + math.exp(-margin(row))) for row in rows])
 
     def walk(self, rows: list[list[float]]) -> np.ndarray:
-        """predict_proba by walking the node tuples (float32-rounded rows)."""
+        """predict by walking the node tuples (float32-rounded rows)."""
         out = np.empty(len(rows))
         for i, row in enumerate(rows):
             margin = self.base_margin
@@ -249,14 +269,16 @@ class TreeWalker:
                     else:
                         node = left if value < threshold else right
                 margin += node
-            out[i] = 1.0 / (1.0 + math.exp(-margin))
+            out[i] = margin if self.link == IDENTITY else 1.0 / (1.0 + math.exp(-margin))
         return out
 
 
 def _compile(tree: dict[str, Any], node: int) -> Node:
     left = tree["left_children"][node]
     if left == -1:
-        return float(tree["base_weights"][node])
+        # A leaf's value is its split condition's slot: `base_weights` holds the weight
+        # before an adaptive objective (reg:absoluteerror) refreshed the leaf.
+        return float(tree["split_conditions"][node])
     threshold = float(np.float32(tree["split_conditions"][node]))
     return (int(tree["split_indices"][node]), threshold, _compile(tree, left),
             _compile(tree, tree["right_children"][node]), bool(tree["default_left"][node]))
@@ -313,8 +335,8 @@ def _is_passthrough(step: Any) -> bool:
     return isinstance(step, FunctionTransformer) and step.func is None
 
 
-def _missing_is_nan(classifier: XGBClassifier) -> bool:
-    missing = classifier.get_params().get("missing", np.nan)
+def _missing_is_nan(estimator: XGBClassifier | XGBRegressor) -> bool:
+    missing = estimator.get_params().get("missing", np.nan)
     return missing is None or (isinstance(missing, float) and np.isnan(missing))
 
 

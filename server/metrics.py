@@ -18,9 +18,12 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    Summary,
     generate_latest,
 )
 from prometheus_client import multiprocess as prometheus_multiprocess
+
+from core.task import Task
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 # The statuses /predict answers with (server/views.py): 503 is the store, never a client.
@@ -46,8 +49,14 @@ class Metrics:
             "onebox_predictions_total", "Records scored, by model version.",
             ["model_version"], registry=registry)
         self.probability = Histogram(
-            "onebox_predicted_probability", "Predicted churn probabilities.",
+            "onebox_predicted_probability",
+            "Predicted probabilities of the positive class (a binary model).",
             buckets=PROBABILITY_BUCKETS, registry=registry)
+        # A number's distribution depends on its unit: its count and sum (so its mean over
+        # time) here; its drift is the exporter's test against the reference.
+        self.value = Summary(
+            "onebox_predicted_value", "Predicted numbers (a regression model).",
+            registry=registry)
         self.model_version = Gauge(
             "onebox_model_version", "Version of the model each worker serves.",
             ["model_name"], multiprocess_mode="liveall", registry=registry)
@@ -85,6 +94,11 @@ class Metrics:
         for status in PREDICT_STATUSES:
             self.requests.labels("/predict", status)
 
+    def observe_predictions(self, task: Task, predictions: list[float]) -> None:
+        """A request's predictions into the metric of what the task predicts."""
+        observe_many({"probability": self.probability, "value": self.value}
+                     [task.logged_prediction], predictions)
+
     def exposition(self) -> bytes:
         if self.multiprocess:
             registry = CollectorRegistry()
@@ -96,14 +110,19 @@ class Metrics:
 SMALL_BATCH = 8
 
 
-def observe_many(histogram: Histogram, values: list[float]) -> None:
-    """`histogram.observe(v)` for every value, in one update per bucket.
+def observe_many(histogram: Histogram | Summary, values: list[float]) -> None:
+    """`histogram.observe(v)` for every value, in one update per bucket (a summary: one
+    update of its count and one of its sum).
 
     In multiprocess mode every observe() is a locked write to an mmap'd file; a
     1,000-record batch made 2,000 of them.  prometheus_client (pinned) keeps one
     non-cumulative counter per bucket (the first bound >= the value) and a sum: we
     add to those directly.  A test holds the exposition equal to per-value observe().
     """
+    if isinstance(histogram, Summary):
+        histogram._count.inc(len(values))
+        histogram._sum.inc(float(sum(values)))
+        return
     if len(values) <= SMALL_BATCH:
         # numpy's call costs more than a few observe() calls, and it releases the GIL:
         # getting it back under load waited behind the other request threads.

@@ -69,11 +69,12 @@ class ServedModel:
     def version(self) -> str:
         return self.model.version
 
-    def predict_proba(self, records: Sequence[dict[str, Any]],
-                      columns: dict[str, Any] | None = None) -> np.ndarray:
+    def predict(self, records: Sequence[dict[str, Any]],
+                columns: dict[str, Any] | None = None) -> np.ndarray:
+        """The served predictions: calibrated probabilities, or numbers (core.task)."""
         if self.scorer is not None:
-            return self.model.calibration.apply(self.scorer.predict_proba(records, columns))
-        return np.asarray(self.model.predict_proba(model_frame(self.model.schema, records)))
+            return self.model.calibration.apply(self.scorer.predict(records, columns))
+        return np.asarray(self.model.predict(model_frame(self.model.schema, records)))
 
     def explain(self, records: Sequence[dict[str, Any]],
                 columns: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -82,7 +83,8 @@ class ServedModel:
             raise NotExplainable(f"{self.model.name} v{self.version}: this pipeline's "
                                  "features cannot be attributed (not the shape onebox trains)")
         explanations = self.scorer.explain(records, columns).calibrated(self.model.calibration)
-        return explanations.as_dicts(self.model.schema.feature_names)
+        return explanations.as_dicts(self.model.schema.feature_names,
+                                     self.model.task.explanation_unit)
 
     @cached_property
     def typical(self) -> dict[str, Any]:
@@ -94,7 +96,7 @@ class ServedModel:
         reference = self.model.reference().head(2)
         records = [{name: _python_value(row[name]) for name in self.model.schema.feature_names}
                    for _, row in reference.iterrows()]
-        self.predict_proba(records)
+        self.predict(records)
 
 
 def _python_value(value: Any) -> Any:

@@ -14,6 +14,7 @@ import threading
 from typing import Any
 
 from core.schema import Feature, Schema
+from core.task import task_of
 from server.model_source import FROM_LOCAL_CACHE, FROM_REGISTRY, ServedModel
 
 OPENAPI_VERSION = "3.0.3"
@@ -97,20 +98,20 @@ def _error_responses(*statuses: tuple[int, str]) -> dict[str, Any]:
 
 def _components(schema: Schema, max_batch_records: int) -> dict[str, Any]:
     nullable_number = {"type": "number", "nullable": True}
+    task = task_of(schema)
     prediction = {
         "prediction_id": {"type": "string", "format": "uuid",
                           "description": "Send it back with the real outcome to POST /feedback."},
-        "churn_probability": {"type": "number", "minimum": 0, "maximum": 1},
-        "churn": {"type": "boolean",
-                  "description": "churn_probability >= the model's threshold."},
+        **task.answer_schema(),
     }
+    taken_outcome, answered_outcome = task.outcome_schema()
     explanation = {
         "type": "object",
         "description": "The score split by feature (XGBoost's TreeSHAP): base + the sum of "
-                       "contributions = score, in log-odds; churn_probability is its "
-                       "logistic. Sent with ?explain=true.",
+                       f"contributions = score, in {task.explanation_unit}; "
+                       f"{task.score_meaning}. Sent with ?explain=true.",
         "properties": {
-            "unit": {"type": "string", "enum": ["log-odds"]},
+            "unit": {"type": "string", "enum": [task.explanation_unit]},
             "base": {"type": "number"},
             "score": {"type": "number"},
             "contributions": {"type": "object",
@@ -160,21 +161,19 @@ def _components(schema: Schema, max_batch_records: int) -> dict[str, Any]:
             "type": "object",
             "properties": {
                 "prediction_id": {"type": "string", "format": "uuid"},
-                "churn": {"oneOf": [{"type": "integer", "enum": [0, 1]},
-                                    {"type": "boolean"}],
-                          "description": "The real outcome: 1 (or true) if the customer left."},
+                schema.target: taken_outcome,
             },
-            "required": ["prediction_id", "churn"],
+            "required": ["prediction_id", schema.target],
             "additionalProperties": False,
         },
         "FeedbackAccepted": {
             "type": "object",
             "properties": {
                 "prediction_id": {"type": "string", "format": "uuid"},
-                "churn": {"type": "integer", "enum": [0, 1]},
+                schema.target: answered_outcome,
                 "status": {"type": "string", "enum": ["recorded", "unchanged"]},
             },
-            "required": ["prediction_id", "churn", "status"],
+            "required": ["prediction_id", schema.target, "status"],
             "additionalProperties": False,
         },
         "Problem": {
@@ -242,7 +241,11 @@ def _components(schema: Schema, max_batch_records: int) -> dict[str, Any]:
                 "last_check": {**nullable_number, "description": "Unix time of the last "
                                "look at the registry's alias."},
                 "fast_path": {"type": "boolean"},
-                "threshold": {"type": "number", "minimum": 0, "maximum": 1},
+                "task": {"type": "string", "enum": [task.name],
+                         "description": "What the model predicts (the schema's task)."},
+                "threshold": {"type": "number", "minimum": 0, "maximum": 1,
+                              "nullable": True, "description": "The decision threshold of "
+                              "a binary model; null for a number."},
                 "schema": {"type": "object", "description": "The served version's dataset "
                            "schema (core.schema.Schema.to_dict)."},
                 "explainable": {"type": "boolean",
@@ -253,7 +256,7 @@ def _components(schema: Schema, max_batch_records: int) -> dict[str, Any]:
                 "max_batch_records": {"type": "integer", "minimum": 1},
             },
             "required": ["name", "version", "source", "loaded_at", "last_check", "fast_path",
-                         "threshold", "schema", "explainable", "typical_record",
+                         "task", "threshold", "schema", "explainable", "typical_record",
                          "max_batch_records"],
             "additionalProperties": False,
         },
@@ -340,8 +343,8 @@ def _document(schema: Schema, *, model_name: str, model_version: str,
                 "responses": {
                     "200": {"description": "One answer (a record was sent), one per record "
                                            "(a batch was sent), or the CSV file back with "
-                                           "prediction_id, churn_probability and "
-                                           "churn_predicted columns (a CSV file was sent).",
+                                           f"{', '.join(task_of(schema).csv_answer_columns)} "
+                                           "columns (a CSV file was sent).",
                             "content": {JSON: {"schema": {"oneOf": [
                                 _ref("SinglePrediction"), _ref("BatchPrediction")]}},
                                 CSV: {"schema": {"type": "string"}}}},

@@ -17,7 +17,7 @@ from core.settings import Settings
 from core.store import PredictionBatch, PredictionStore
 from server.auth import KeyRing
 from server.ids import new_prediction_ids
-from server.metrics import Metrics, observe_many
+from server.metrics import Metrics
 from server.model_source import FROM_LOCAL_CACHE, ModelFollower, ServedModel
 from server.openapi import OpenApiDocuments
 from server.prediction_log import PredictionLogger
@@ -49,23 +49,19 @@ class Predictor:
         score split by feature (computed first: a refusal logs nothing)."""
         model = served.model
         explanations = served.explain(records, columns) if explain else None
-        probabilities = served.predict_proba(records, columns).tolist()
-        threshold = model.threshold
+        predictions = served.predict(records, columns).tolist()
         ids = new_prediction_ids(len(records), self.id_key)
-        decisions = [probability >= threshold for probability in probabilities]
-        answers = [{"prediction_id": prediction_id, "churn_probability": probability,
-                    "churn": decision}
-                   for prediction_id, probability, decision in zip(ids, probabilities, decisions,
-                                                                   strict=True)]
+        # What the answer and the log hold is the task's (core.task): a probability and a
+        # decision, or the number.
+        answers, logged = model.task.answers(ids, predictions, model.threshold)
         if explanations is not None:
             for answer, explanation in zip(answers, explanations, strict=True):
                 answer["explanation"] = explanation
         if self.prediction_log is not None:
             self.prediction_log.submit(PredictionBatch(
-                model.name, model.version, datetime.now(UTC), ids, records, probabilities,
-                [int(decision) for decision in decisions]))
+                model.name, model.version, datetime.now(UTC), ids, records, **logged))
         self.metrics.predictions.labels(model.version).inc(len(records))
-        observe_many(self.metrics.probability, probabilities)
+        self.metrics.observe_predictions(model.task, predictions)
         return answers
 
     def update_gauges(self, prediction_log: PredictionLogger | None = None) -> None:

@@ -28,6 +28,7 @@ from werkzeug.exceptions import HTTPException
 from core.migrations import NotMigrated
 from core.schema import FieldProblem, RecordInvalid
 from core.store import FeedbackResult
+from core.task import OutcomeInvalid
 from server import csv_rows, pages
 from server.auth import AuthError
 from server.ids import issued_here
@@ -164,7 +165,8 @@ def _predict_csv(predictor: Predictor, served: ServedModel, explain: bool) -> Re
     except RecordInvalid as exc:
         raise BadRequest(422, exc.problems) from None
     answers = predictor.predict(served, records, explain=explain)
-    body = csv_rows.write_answers(header, rows, answers, schema.feature_names)
+    body = csv_rows.write_answers(header, rows, answers, schema.feature_names,
+                                  served.model.task)
     response = Response(body, mimetype="text/csv")
     response.headers["Content-Disposition"] = 'attachment; filename="predictions.csv"'
     response.headers["X-Onebox-Model-Version"] = served.version
@@ -184,12 +186,16 @@ def feedback() -> tuple[Response, int]:
     prediction_id = _canonical_uuid(payload.get("prediction_id"))
     if prediction_id is None:
         problems.append(FieldProblem("prediction_id", "must be a prediction id (a UUID)"))
-    actual = payload.get("churn")
-    if isinstance(actual, bool):
-        actual = int(actual)
-    elif not isinstance(actual, int) or actual not in (0, 1):
-        problems.append(FieldProblem("churn", "must be 0 or 1 (or false/true)"))
-    extra = sorted(set(payload) - {"prediction_id", "churn"})
+    # The outcome is sent under the target's name, checked by the served version's task
+    # (0 or 1; or a number in the target's declared range).
+    task = predictor.follower.current.model.task
+    target = task.target
+    actual = None
+    try:
+        actual = task.outcome(payload.get(target))
+    except OutcomeInvalid as exc:
+        problems.append(FieldProblem(target, str(exc)))
+    extra = sorted(set(payload) - {"prediction_id", target})
     problems += [FieldProblem(name or '""', "is not a field of feedback") for name in extra]
     if problems:
         raise BadRequest(422, problems)
@@ -212,8 +218,9 @@ def feedback() -> tuple[Response, int]:
                                             f"no prediction with id {prediction_id}")])
     if result is FeedbackResult.CONFLICT:
         raise BadRequest(409, [FieldProblem(
-            "churn", "a different outcome was already recorded for this prediction")])
-    return jsonify(prediction_id=prediction_id, churn=actual, status=result.value), 200
+            target, "a different outcome was already recorded for this prediction")])
+    return jsonify({"prediction_id": prediction_id, target: task.answered_outcome(actual),
+                    "status": result.value}), 200
 
 
 @api.get("/health")
@@ -252,7 +259,8 @@ def model_info() -> Response:
     return jsonify(**_model_info(served), source=served.source,
                    loaded_at=served.loaded_at, last_check=predictor.follower.last_check,
                    fast_path=served.scorer is not None, explainable=served.scorer is not None,
-                   threshold=served.model.threshold, schema=served.model.schema.to_dict(),
+                   task=served.model.task.name, threshold=served.model.threshold,
+                   schema=served.model.schema.to_dict(),
                    typical_record=served.typical,
                    max_batch_records=predictor.settings.max_batch_records)
 

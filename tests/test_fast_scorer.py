@@ -35,15 +35,15 @@ def test_both_paths_match_the_pipeline_including_split_edges_and_missing_values(
     # The scorer is the pipeline's own probability; calibration comes after (ServedModel).
     expected = champion.predict_raw_proba(model_frame(schema, frame))
 
-    np.testing.assert_allclose(scorer.predict_proba(records), expected, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(scorer.predict(records), expected, atol=1e-6, rtol=0)
     # A batch validated column by column scores from its columns: same matrix, same answer.
     batch = schema.validate_batch(records)
     assert batch.columns is not None
     np.testing.assert_array_equal(scorer.matrix_from_columns(batch.columns, len(records)),
                                   scorer.matrix(records))
-    np.testing.assert_allclose(scorer.predict_proba(batch.records, batch.columns), expected,
+    np.testing.assert_allclose(scorer.predict(batch.records, batch.columns), expected,
                                atol=1e-6, rtol=0)
-    singles = np.concatenate([scorer.predict_proba(records[i:i + 1]) for i in range(300)])
+    singles = np.concatenate([scorer.predict(records[i:i + 1]) for i in range(300)])
     np.testing.assert_allclose(singles, expected[:300], atol=1e-6, rtol=0)
 
     # Matrix rows moved onto split thresholds (where a float32/float64 slip would take the
@@ -61,7 +61,7 @@ def test_both_paths_match_the_pipeline_including_split_edges_and_missing_values(
     from_xgboost = scorer.booster.inplace_predict(edges, missing=np.nan)
     # Both Python paths: the trees compiled into one function, and the node walk.
     assert scorer.walker.margin is not None
-    np.testing.assert_allclose(scorer.walker.predict_proba(edges), from_xgboost,
+    np.testing.assert_allclose(scorer.walker.predict(edges), from_xgboost,
                                atol=1e-6, rtol=0)
     rounded = edges.astype(np.float32).astype(np.float64).tolist()
     np.testing.assert_allclose(scorer.walker.walk(rounded), from_xgboost, atol=1e-6, rtol=0)
@@ -78,7 +78,7 @@ def test_trees_too_deep_to_compile_are_walked() -> None:
     assert _compiled_margin((node,), 0.0) is None
     walker = TreeWalker((node,), 0.0)
     assert walker.margin is None
-    probability = walker.predict_proba(np.array([[1000.0]]))[0]
+    probability = walker.predict(np.array([[1000.0]]))[0]
     assert probability == pytest.approx(1 / (1 + np.exp(-0.25)))
 
 
@@ -95,8 +95,49 @@ def test_the_served_probability_is_the_versions_calibrated_one_on_every_path(
     assert not champion.calibration.is_identity
     assert np.abs(calibrated - raw).max() > 1e-3  # the test would see a skipped calibration
     served = ServedModel.prepare(champion, "test")
-    np.testing.assert_allclose(served.predict_proba(records), calibrated, atol=1e-6, rtol=0)
-    np.testing.assert_allclose(served.predict_proba(records[:2]), calibrated[:2], atol=1e-6,
+    np.testing.assert_allclose(served.predict(records), calibrated, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(served.predict(records[:2]), calibrated[:2], atol=1e-6,
                                rtol=0)
     fallback = ServedModel(champion, "test", scorer=None)
-    np.testing.assert_allclose(fallback.predict_proba(records), calibrated, atol=1e-9, rtol=0)
+    np.testing.assert_allclose(fallback.predict(records), calibrated, atol=1e-9, rtol=0)
+
+
+@pytest.mark.parametrize("metric", ["rmse", "mae"])
+def test_a_regressors_fast_paths_give_the_pipelines_number(schema: Schema, metric: str) -> None:
+    """A regressor takes the fast path too (not the slow sklearn one): XGBoost for batches
+    and the tree walk for a few rows give `pipeline.predict`, for both objectives (the
+    absolute error refreshes its leaves after each tree: the walk reads the refreshed
+    values), with the churn table's categories and missing values."""
+    from core.schema import Schema as SchemaType
+    from core.task import task_of
+    from orchestration.model import build_pipeline
+
+    raw = schema.to_dict() | {"task": "regression"}
+    raw["target"] = {"name": "spend", "unit": "USD", "metric": metric}
+    regression = SchemaType.from_dict(raw)
+    frame = generate(3000, 11, schema=schema)
+    rng = np.random.default_rng(3)
+    spend = (0.05 * frame["credit_limit"] + 900 * (frame["card_category"] != "Blue")
+             + rng.normal(0, 300, len(frame)))
+    x = model_frame(regression, frame)
+    pipeline = build_pipeline(regression, {"n_estimators": 120, "max_depth": 4}, 0).fit(x, spend)
+    expected = pipeline.predict(x)
+    scorer = FastScorer.from_pipeline(pipeline, regression)
+    assert scorer is not None and scorer.walker is not None and scorer.walker.margin is not None
+    records = records_from_frame(frame, regression)
+    assert any(v is None for r in records[:500] for v in r.values())  # missing values seen
+
+    # float32 sums: agreement to a millionth of the answer's size.
+    tolerance = 1e-6 * float(np.abs(expected).max())
+    np.testing.assert_allclose(scorer.predict(records), expected, atol=tolerance, rtol=0)
+    singles = np.concatenate([scorer.predict(records[i:i + 1]) for i in range(300)])
+    np.testing.assert_allclose(singles, expected[:300], atol=tolerance, rtol=0)
+    rounded = scorer.matrix(records[:300]).astype(np.float32).astype(np.float64).tolist()
+    np.testing.assert_allclose(scorer.walker.walk(rounded), expected[:300], atol=tolerance,
+                               rtol=0)
+    # The explanation is in the target's unit and adds up to the number served.
+    explained = scorer.explain(records[:50]).as_dicts(regression.feature_names,
+                                                      task_of(regression).explanation_unit)
+    assert {e["unit"] for e in explained} == {"USD"}
+    np.testing.assert_allclose([e["base"] + sum(e["contributions"].values()) for e in explained],
+                               expected[:50], atol=10 * tolerance, rtol=0)

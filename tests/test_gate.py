@@ -9,6 +9,7 @@ import pytest
 
 from core import gate, registry
 from core.schema import Schema
+from core.task import Metric
 from orchestration.train import (
     Split,
     fit_and_register,
@@ -19,15 +20,32 @@ from simulation.loader import load_dataset
 from tests.conftest import run_train_flow, settings_for
 from tests.factories import write_training_csv
 
+AUC, RMSE = Metric("auc", greater_is_better=True), Metric("rmse", greater_is_better=False)
+
 
 def test_decide_needs_the_margin() -> None:
-    first = gate.decide(candidate_version="1", candidate_auc=0.7, champion_version=None,
-                        champion_auc=None, margin=0.01)
+    first = gate.decide(metric=AUC, candidate_version="1", candidate_score=0.7,
+                        champion_version=None, champion_score=None, margin=0.01)
     assert first.promoted and first.reason == "no champion yet"
-    assert not gate.decide(candidate_version="2", candidate_auc=0.805, champion_version="1",
-                           champion_auc=0.8, margin=0.01).promoted
-    assert gate.decide(candidate_version="2", candidate_auc=0.81, champion_version="1",
-                       champion_auc=0.8, margin=0.01).promoted
+    assert not gate.decide(metric=AUC, candidate_version="2", candidate_score=0.805,
+                           champion_version="1", champion_score=0.8, margin=0.01).promoted
+    assert gate.decide(metric=AUC, candidate_version="2", candidate_score=0.81,
+                       champion_version="1", champion_score=0.8, margin=0.01).promoted
+
+
+def test_an_error_must_fall_by_the_margin_in_the_targets_units() -> None:
+    """For a number the gate compares errors: lower is better, the margin in the target's
+    unit (a price's RMSE 0.5 lower, say)."""
+    kept = gate.decide(metric=RMSE, candidate_version="2", candidate_score=10.7,
+                       champion_version="1", champion_score=11.0, margin=0.5)
+    assert not kept.promoted
+    assert "does not beat champion v1 (11.0000) by 0.5 (lower is better)" in kept.reason
+    promoted = gate.decide(metric=RMSE, candidate_version="2", candidate_score=10.4,
+                           champion_version="1", champion_score=11.0, margin=0.5)
+    assert promoted.promoted and promoted.metric == "rmse"
+    # A higher error never wins, whatever the margin's sign would allow for an AUC.
+    assert not gate.decide(metric=RMSE, candidate_version="2", candidate_score=11.2,
+                           champion_version="1", champion_score=11.0, margin=0.0).promoted
 
 
 @pytest.mark.slow
@@ -68,7 +86,7 @@ class TestGateOnARealRegistry:
 
         assert not decision.promoted
         assert decision.champion_version == before["champion"]
-        assert decision.candidate_auc < decision.champion_auc
+        assert decision.candidate_score < decision.champion_score
         assert self.aliases(home) == before
         tags = client.get_model_version(settings.model_name, candidate["version"]).tags
         assert tags["gate.decision"] == "rejected"

@@ -40,3 +40,21 @@ def test_predicts_answers_are_counted_from_zero_before_the_first_request() -> No
     for status in ("200", "401", "403", "413", "422"):
         assert (f'onebox_http_requests_total{{endpoint="/predict",status="{status}"}} 0.0'
                 in exposition), status
+
+
+def test_a_regressions_numbers_count_and_add_up_as_one_by_one() -> None:
+    """A regression model's predictions go to a summary (count and sum: the mean number
+    served over time), in one update per request; a binary model's to the histogram."""
+    from core.schema import Schema
+    from core.task import task_of
+
+    raw = Schema.load().to_dict() | {"task": "regression"}
+    raw["target"] = {"name": "price", "unit": "INR"}
+    numbers = [5123.5, 7300.0, 12.25, 9800.75] * 5
+    metrics = Metrics()
+    metrics.observe_predictions(task_of(Schema.from_dict(raw)), numbers)
+    metrics.observe_predictions(task_of(Schema.load()), [0.2, 0.7])
+    exposition = metrics.exposition().decode()
+    assert f"onebox_predicted_value_count {float(len(numbers))}" in exposition
+    assert f"onebox_predicted_value_sum {sum(numbers)}" in exposition
+    assert "onebox_predicted_probability_count 2.0" in exposition

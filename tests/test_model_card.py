@@ -20,6 +20,7 @@ from core import registry
 from core.calibration import expected_calibration_error
 from core.schema import Schema, model_frame
 from core.store import PredictionRecord, PredictionStore
+from core.task import task_of
 from orchestration.train import split_data
 from reporting import model_card
 from simulation.generator import generate
@@ -351,8 +352,9 @@ def test_text_from_the_schema_and_data_is_escaped(trained: dict, schema: Schema,
         pipeline=loaded.pipeline, threshold=loaded.threshold,
         refit_rows=split.train, holdout=split.holdout,
         holdout_proba=loaded.predict_proba(model_frame(schema, split.holdout)),
-        decision=gate.decide(candidate_version="1", candidate_auc=0.7, champion_version=None,
-                             champion_auc=None, margin=0.0),
+        decision=gate.decide(metric=task_of(schema).gate_metric, candidate_version="1",
+                             candidate_score=0.7, champion_version=None,
+                             champion_score=None, margin=0.0),
         champion_holdout_proba=None,
         data=model_card.TrainingData(base_path="/data/<b>x</b>.csv", base_rows=10),
         training_seconds=1.0, trials=1))
