@@ -102,6 +102,12 @@ class Feature:
             # The model sees every number as a float: a JSON integer beyond float range
             # would overflow there (a 500), so it is refused here.
             raise ValueError("must be a finite number, got an integer too large for one")
+        if abs(value) > MODEL_FLOAT_MAX:
+            # XGBoost computes in 32-bit floats: a larger number becomes infinite there,
+            # which its explanations refuse (a 500 before this check, found by fuzzing a
+            # schema without bounds).
+            raise ValueError(f"must be at most {MODEL_FLOAT_MAX:.7g} in size (the model "
+                             f"computes in 32-bit floats), got {value:g}")
         if self.kind in ("integer", "ordinal"):
             if isinstance(value, float):
                 if not value.is_integer():
@@ -411,8 +417,8 @@ def _valid_column(feat: Feature, values: list[Any]) -> Any:
         return None  # a float NaN is not a null (JSON cannot carry one, Python callers can)
     present = column[~missing]
     if present.size:
-        if not np.isfinite(present).all():
-            return None
+        if not np.isfinite(present).all() or np.abs(present).max() > MODEL_FLOAT_MAX:
+            return None  # the record path names the value
         if feat.kind == "ordinal":
             low, high = 0, len(feat.levels) - 1
         else:
@@ -423,6 +429,10 @@ def _valid_column(feat: Feature, values: list[Any]) -> Any:
     if canonical is int and present.size and np.abs(present).max() >= 2.0**53:
         return None  # float64 cannot hold every such int exactly: let the record path decide
     return column
+
+
+# The largest magnitude a feature may have: XGBoost's float32.
+MODEL_FLOAT_MAX = float(np.finfo(np.float32).max)
 
 
 def _fits_a_float(value: int) -> bool:

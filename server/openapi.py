@@ -13,7 +13,7 @@ import json
 import threading
 from typing import Any
 
-from core.schema import Feature, Schema
+from core.schema import MODEL_FLOAT_MAX, Feature, Schema
 from core.task import task_of
 from server.model_source import FROM_LOCAL_CACHE, FROM_REGISTRY, ServedModel
 
@@ -48,10 +48,12 @@ def feature_schema(feature: Feature) -> dict[str, Any]:
         out["description"] = f"{feature.description} {description}".strip()
     else:
         out = {"type": "integer" if feature.kind == "integer" else "number"}
-        if feature.min is not None:
-            out["minimum"] = _bound(feature, feature.min)
-        if feature.max is not None:
-            out["maximum"] = _bound(feature, feature.max)
+        # Without a declared bound, the largest size the model computes in (32-bit floats):
+        # the validation refuses a number past it, so the document says so.
+        out["minimum"] = _bound(feature, -MODEL_FLOAT_MAX if feature.min is None
+                                else feature.min)
+        out["maximum"] = _bound(feature, MODEL_FLOAT_MAX if feature.max is None
+                                else feature.max)
     if feature.description and "description" not in out:
         out["description"] = feature.description
     if feature.nullable:

@@ -22,7 +22,7 @@ import requests
 import schemathesis
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from core.schema import Schema
+from core.schema import MODEL_FLOAT_MAX, Schema
 from core.settings import Settings
 from core.store import PredictionRecord, PredictionStore
 from operations import processes
@@ -125,7 +125,10 @@ def test_the_record_schema_is_the_served_schema_file(
             assert prop["x-levels"] == list(feature.levels)
         else:
             assert prop["type"] == ("integer" if feature.kind == "integer" else "number")
-            assert prop.get("minimum") == feature.min and prop.get("maximum") == feature.max
+            # An undeclared bound is the model's float32 range (what validation allows).
+            low = -MODEL_FLOAT_MAX if feature.min is None else feature.min
+            high = MODEL_FLOAT_MAX if feature.max is None else feature.max
+            assert (prop["minimum"], prop["maximum"]) == (low, high), feature.name
     batch = document["components"]["schemas"]["Batch"]
     assert (batch["minItems"], batch["maxItems"]) == (1, DEFAULT_MAX_BATCH)
 

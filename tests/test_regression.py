@@ -264,3 +264,35 @@ def test_the_openapi_document_describes_the_number(served: Served) -> None:
     assert schemas["Explanation"]["properties"]["unit"]["enum"] == ["points"]
     info = schemas["ModelInfo"]["properties"]
     assert info["task"]["enum"] == ["regression"] and info["threshold"]["nullable"] is True
+
+
+def test_generated_requests_get_documented_answers_and_never_a_5xx(served: Served) -> None:
+    """schemathesis, from the regression predictor's own document: valid and invalid
+    records, batches, CSV and feedback numbers; every answer documented, none a 5xx."""
+    from collections import Counter
+
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+    api = schemathesis.openapi.from_url(served.url + "/openapi.json",
+                                        config=schemathesis.Config.from_dict({
+                                            "generation": {"mode": "all"}}))
+    answered: Counter[tuple[str, int]] = Counter()
+    for result in api.get_all_operations():
+        operation = result.ok()
+        if operation.label not in ("POST /predict", "POST /feedback"):
+            continue
+
+        @settings(max_examples=150, deadline=None, derandomize=True, database=None,
+                  suppress_health_check=list(HealthCheck))
+        @given(case=operation.as_strategy())
+        def call(case: object) -> None:
+            excluded = [positive_data_acceptance] if case.media_type == "text/csv" else []
+            response = case.call_and_validate(base_url=served.url, excluded_checks=excluded)
+            answered[(case.operation.label, response.status_code // 100)] += 1
+
+        call()
+    assert answered[("POST /predict", 2)] and answered[("POST /predict", 4)], answered
+    assert answered[("POST /feedback", 4)], answered
+    assert not any(status >= 5 for _, status in answered), answered

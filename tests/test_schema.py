@@ -187,3 +187,20 @@ def test_a_clean_batch_is_checked_column_by_column(schema: Schema) -> None:
     assert batch.columns is None
     assert batch.records[7]["credit_limit"] == 5000.0
     assert type(batch.records[7]["credit_limit"]) is float
+
+
+def test_a_number_past_what_the_model_computes_in_is_refused_naming_the_field() -> None:
+    """XGBoost computes in 32-bit floats: 1e39 is finite in JSON but infinite there, and
+    its explanations failed on it (a 500, found by fuzzing a schema without bounds)."""
+    from core.schema import RecordInvalid
+
+    unbounded = Schema.from_dict({"name": "t", "target": {"name": "y"},
+                                  "features": [{"name": "x", "kind": "float"}]})
+    for huge in (1e39, -1.7976931348623157e308, 10**40):
+        with pytest.raises(RecordInvalid) as refused:
+            unbounded.validate_record({"x": huge})
+        assert refused.value.problems[0].field == "x"
+        assert "32-bit floats" in refused.value.problems[0].problem
+        with pytest.raises(RecordInvalid):
+            unbounded.validate_batch([{"x": 1.0}, {"x": huge}])
+    assert unbounded.validate_record({"x": 3.0e38}) == {"x": 3.0e38}
