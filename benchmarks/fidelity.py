@@ -170,7 +170,8 @@ def first_alarm(model: LoadedModel, policy: DriftPolicy, reference: pd.DataFrame
         current = stream.iloc[arrived:arrived + window]  # the newest `window` predictions
         # The exporter's path: no HTML report.
         drift = compute_drift(reference, current, model.schema, policy, report=False)
-        alarm = drift_alarm(drift, live_quality(current), policy)
+        alarm = drift_alarm(drift, live_quality(current, model.task), policy, model.task,
+                            {})
         computations += 1
         if alarm.detected:
             return StreamOutcome(arrived, "+".join(raised_by(drift, alarm.quality_degraded)),
@@ -200,7 +201,8 @@ def clean_alarms(model: LoadedModel, policy: DriftPolicy, reference: pd.DataFram
     for i, window in enumerate(windows):
         current, _ = scored(model, window)
         drift = compute_drift(reference, current, model.schema, policy, report=False)
-        alarm = drift_alarm(drift, live_quality(current), policy)
+        alarm = drift_alarm(drift, live_quality(current, model.task), policy, model.task,
+                            {})
         if alarm.detected:
             alarms.append(f"window {i}: {alarm.reason}")
         if drift.prediction is not None:

@@ -32,6 +32,9 @@ DEFAULT_DRIFT_FALSE_ALARM_RATE = 0.005
 DEFAULT_DRIFT_SHARE_THRESHOLD = 0.0
 DEFAULT_QUALITY_MIN_AUC = 0.65
 DEFAULT_QUALITY_MIN_LABELS = 200
+# A regression model's live error (its gate metric, RMSE or MAE) this many times its
+# holdout error, on QUALITY_MIN_LABELS labels, raises the alarm.
+DEFAULT_QUALITY_MAX_ERROR_RATIO = 1.25
 # Counts only for versions whose reference predictions are out of fold (core.registry).
 DEFAULT_PREDICTION_DRIFT_ALARM = True
 # EstimatedQualityLow: the label-free AUC estimate this far below the gate's holdout AUC.
@@ -101,6 +104,8 @@ class Settings(BaseSettings):
                                         DEFAULT_PREDICTION_DRIFT_ALARM)
     quality_min_auc: Fraction = _env("QUALITY_MIN_AUC", DEFAULT_QUALITY_MIN_AUC)
     quality_min_labels: int = _env("QUALITY_MIN_LABELS", DEFAULT_QUALITY_MIN_LABELS, ge=1)
+    quality_max_error_ratio: float = _env("QUALITY_MAX_ERROR_RATIO",
+                                          DEFAULT_QUALITY_MAX_ERROR_RATIO, gt=1)
     estimated_auc_margin: Fraction = _env("ESTIMATED_AUC_MARGIN", DEFAULT_ESTIMATED_AUC_MARGIN)
     # Where the reports read the predictor's request counts (volume, refusals); None: they
     # fall back to the prediction log's rows per minute.

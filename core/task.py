@@ -14,8 +14,8 @@ instead of branching on the task's name:
   interval slots in there), and the holdout's figures;
 - what the predictor answers and logs for a prediction, and what feedback carries.
 
-Not built yet for a regression target: live quality, the drift reports' quality part, the
-model card and the try-it page (the train flow says so, core.task.TaskNotBuilt).
+Not built yet for a regression target: the drift reports' quality part, the Grafana panels,
+the model card and the try-it page (the train flow says so, core.task.TaskNotBuilt).
 """
 
 from __future__ import annotations
@@ -101,6 +101,14 @@ class HoldoutFigures:
 
     metrics: dict[str, float]
     documents: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class QualityLimits:
+    """How poor live quality may get (settings QUALITY_MIN_AUC, QUALITY_MAX_ERROR_RATIO)."""
+
+    min_auc: float
+    max_error_ratio: float
 
 
 class OutcomeInvalid(ValueError):
@@ -203,6 +211,23 @@ class Task(ABC):
     # How an explanation's score relates to the answer (the OpenAPI document says it).
     score_meaning: str
 
+    # Whether a window's quality can be estimated from the served predictions alone (a
+    # binary model's calibrated probabilities: CBPE, monitoring.cbpe); a number's estimate
+    # comes with issue 26.
+    estimates_without_labels: bool = False
+
+    @abstractmethod
+    def live_figures(self, labelled: pd.DataFrame) -> dict[str, float]:
+        """Quality of the logged predictions on labelled rows of the prediction log
+        (columns `actual` and the task's logged ones), by figure name."""
+
+    @abstractmethod
+    def shortfall(self, live: dict[str, float], reference: dict[str, float],
+                  limits: QualityLimits) -> str | None:
+        """Why the live figures are too poor to go on with (the monitoring's alarm and the
+        drift-check flow's retraining), or None; `reference`: the version's holdout
+        figures."""
+
     @abstractmethod
     def canonical(self, outcomes: pd.Series) -> pd.Series:
         """Outcomes from the prediction log (a float column) in the target's dtype."""
@@ -227,8 +252,31 @@ class Binary(Task):
     default_threshold = 0.5
     pyfunc_predict_fn = "predict_proba"
 
+    estimates_without_labels = True
+
     def canonical(self, outcomes: pd.Series) -> pd.Series:
         return outcomes.astype(int)
+
+    def live_figures(self, labelled: pd.DataFrame) -> dict[str, float]:
+        from sklearn.metrics import precision_score, recall_score, roc_auc_score
+
+        actual = labelled["actual"].astype(int).to_numpy()
+        decision = labelled["decision"].astype(int).to_numpy()
+        figures = {
+            "precision": float(precision_score(actual, decision, zero_division=0)),
+            "recall": float(recall_score(actual, decision, zero_division=0)),
+            "error_rate": float((actual != decision).mean())}
+        if len(np.unique(actual)) == 2:  # an AUC needs both outcomes
+            figures["auc"] = float(roc_auc_score(
+                actual, labelled["probability"].astype(float).to_numpy()))
+        return figures
+
+    def shortfall(self, live: dict[str, float], reference: dict[str, float],
+                  limits: QualityLimits) -> str | None:
+        auc = live.get("auc")
+        if auc is not None and auc < limits.min_auc:
+            return f"live AUC {auc:.3f} < {limits.min_auc}"
+        return None
 
     def describe(self, y: pd.Series) -> str:
         return f"{100 * float(y.mean()):.1f}% positive"
@@ -359,6 +407,22 @@ class Regression(Task):
     def canonical(self, outcomes: pd.Series) -> pd.Series:
         return outcomes.astype(float)
 
+    def live_figures(self, labelled: pd.DataFrame) -> dict[str, float]:
+        metrics = regression_metrics(labelled["actual"].astype(float).to_numpy(),
+                                     labelled["value"].astype(float).to_numpy())
+        return {name: metrics[name] for name in ("rmse", "mae")}
+
+    def shortfall(self, live: dict[str, float], reference: dict[str, float],
+                  limits: QualityLimits) -> str | None:
+        name = self.gate_metric.name
+        error, held_out = live.get(name), reference.get(name)
+        if error is None or held_out is None:
+            return None
+        if error > limits.max_error_ratio * held_out:
+            return (f"live {name.upper()} {error:.4g} > {limits.max_error_ratio:g} x the "
+                    f"holdout's {held_out:.4g}")
+        return None
+
     def describe(self, y: pd.Series) -> str:
         unit = f" {self.spec.unit}" if self.spec.unit else ""
         return (f"{self.target} mean {float(y.mean()):.4g}{unit} "
@@ -379,10 +443,10 @@ class Regression(Task):
 
     def check_trainable(self) -> None:
         raise TaskNotBuilt(
-            "task: regression: training, the gate, registering and serving handle a numeric "
-            "target; live quality, the reports' quality part, the model card and the try-it "
-            "page do not yet, so the train flow stops here rather than register a model the "
-            "stack cannot watch")
+            "task: regression: training, the gate, registering, serving and live quality "
+            "handle a numeric target; the reports' quality part, the Grafana panels, the "
+            "model card and the try-it page do not yet, so the train flow stops here rather "
+            "than register a model the stack cannot show")
 
     def check_target(self, column: pd.Series, where: str) -> pd.Series:
         present = column.dropna()

@@ -40,6 +40,11 @@ class EstimatedQuality:
     precision: float | None    # None when no row is decided positive
     recall: float | None       # None when no positive is expected (all p = 0)
 
+    @classmethod
+    def none(cls) -> EstimatedQuality:
+        """No estimate: a model whose task has none (a number, until issue 26's)."""
+        return cls(0, None, None, None)
+
     def as_dict(self) -> dict[str, float | int | None]:
         return asdict(self)
 

@@ -74,12 +74,15 @@ from core.settings import (
     DEFAULT_DRIFT_FALSE_ALARM_RATE,
     DEFAULT_DRIFT_SHARE_THRESHOLD,
     DEFAULT_PREDICTION_DRIFT_ALARM,
+    DEFAULT_QUALITY_MAX_ERROR_RATIO,
     DEFAULT_QUALITY_MIN_AUC,
     DEFAULT_QUALITY_MIN_LABELS,
 )
+from core.task import QualityLimits
 
 if TYPE_CHECKING:
     from core.settings import Settings
+    from core.task import Task
     from monitoring.quality import LiveQuality
 
 NUMERIC_TEST = "onebox_mw_ks"
@@ -98,6 +101,11 @@ class DriftPolicy:
     prediction_alarm: bool = DEFAULT_PREDICTION_DRIFT_ALARM
     min_auc: float = DEFAULT_QUALITY_MIN_AUC
     min_labels: int = DEFAULT_QUALITY_MIN_LABELS
+    max_error_ratio: float = DEFAULT_QUALITY_MAX_ERROR_RATIO
+
+    @property
+    def quality_limits(self) -> QualityLimits:
+        return QualityLimits(min_auc=self.min_auc, max_error_ratio=self.max_error_ratio)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DriftPolicy:
@@ -105,7 +113,8 @@ class DriftPolicy:
                    share_threshold=settings.drift_share_threshold,
                    prediction_alarm=settings.prediction_drift_alarm,
                    min_auc=settings.quality_min_auc,
-                   min_labels=settings.quality_min_labels)
+                   min_labels=settings.quality_min_labels,
+                   max_error_ratio=settings.quality_max_error_ratio)
 
     def with_overrides(self, **changes: Any) -> DriftPolicy:
         """A copy with the given fields replaced; a None value keeps the current one."""
@@ -239,24 +248,29 @@ class Alarm:
         return "; ".join(self.reasons) or None
 
 
-def quality_degraded(quality: LiveQuality | None, policy: DriftPolicy) -> bool:
-    """Live AUC below the floor, measured on enough labels to mean something."""
-    return (quality is not None and quality.labels >= policy.min_labels
-            and quality.auc is not None and quality.auc < policy.min_auc)
+def quality_shortfall(quality: LiveQuality | None, policy: DriftPolicy, task: Task,
+                      reference: dict[str, float]) -> str | None:
+    """Why live quality is too poor (the task's rule: an AUC below QUALITY_MIN_AUC, an
+    error above QUALITY_MAX_ERROR_RATIO times the holdout's), measured on enough labels to
+    mean something; None when it is not."""
+    if quality is None or quality.labels < policy.min_labels:
+        return None
+    return task.shortfall(quality.figures(), reference, policy.quality_limits)
 
 
 def drift_alarm(drift: DriftResult | None, quality: LiveQuality | None,
-                policy: DriftPolicy) -> Alarm:
-    """Combine the window's data drift and live quality into the one alarm."""
+                policy: DriftPolicy, task: Task, reference: dict[str, float]) -> Alarm:
+    """Combine the window's data drift and live quality into the one alarm (`task`, and
+    `reference`, the version's holdout figures: what live quality is held to)."""
     reasons: list[str] = []
     data_drift = drift is not None and drift.drift_detected
     if drift is not None and data_drift:
         reasons.extend(drift.reasons())
-    degraded = quality_degraded(quality, policy)
-    if quality is not None and degraded:
-        reasons.append(f"live AUC {quality.auc:.3f} < {policy.min_auc} "
-                       f"on {quality.labels} labels")
-    return Alarm(data_drift=data_drift, quality_degraded=degraded, reasons=tuple(reasons))
+    shortfall = quality_shortfall(quality, policy, task, reference)
+    if quality is not None and shortfall is not None:
+        reasons.append(f"{shortfall} on {quality.labels} labels")
+    return Alarm(data_drift=data_drift, quality_degraded=shortfall is not None,
+                 reasons=tuple(reasons))
 
 
 def numeric_p_value(reference: pd.Series, current: pd.Series) -> float:

@@ -12,8 +12,9 @@ labelled since -- is not assessed again: its figures stand, confirmed at this cy
 idle stack's exporter reads the window and does nothing else).
 
 `onebox_drift_detected` is the alarm (monitoring.drift): 1 when a feature or the
-predicted probability drifted at the DRIFT_FALSE_ALARM_RATE budget, or the live
-AUC fell below QUALITY_MIN_AUC on at least QUALITY_MIN_LABELS labels.  The
+prediction drifted at the DRIFT_FALSE_ALARM_RATE budget, or live quality fell short on
+at least QUALITY_MIN_LABELS labels: a binary model's AUC below QUALITY_MIN_AUC, a
+regression model's error above QUALITY_MAX_ERROR_RATIO times its holdout error.  The
 Prometheus alert fires on it; the other gauges say why.
 """
 
@@ -38,9 +39,12 @@ from core.registry import LoadedModel
 from core.settings import Settings
 from core.store import PredictionStore
 from monitoring.drift import DriftPolicy
+from monitoring.quality import LiveQuality
 from monitoring.window import Assessment, assess, read_window
 
 log = logging.getLogger(__name__)
+
+LIVE_FIGURES = frozenset(LiveQuality.figure_names())
 
 
 @dataclass
@@ -130,7 +134,8 @@ def window_key(model: LoadedModel, window: Any) -> int:
     """What the assessment of a window depends on and can change between cycles: the
     version (its reference), the predictions in it and the outcomes known for them."""
     ids = tuple(window["prediction_id"].astype(str)) if "prediction_id" in window else ()
-    outcomes = tuple(window["actual"].fillna(-1).astype(int)) if "actual" in window else ()
+    # As numbers: a regression outcome of 151.5 corrected to 151.2 is a new window.
+    outcomes = tuple(window["actual"].astype(float).fillna(-1.0)) if "actual" in window else ()
     return hash((model.name, model.version, ids, outcomes))
 
 
@@ -162,6 +167,9 @@ class SnapshotCollector(Collector):
                          self.policy.false_alarm_rate)
             yield _gauge("onebox_live_auc_threshold",
                          "The alarm rises when the live AUC is below this.", self.policy.min_auc)
+            yield _gauge("onebox_live_error_ratio_threshold",
+                         "The alarm rises when a regression model's live error is this many "
+                         "times its holdout error.", self.policy.max_error_ratio)
             yield _gauge("onebox_estimated_auc_margin",
                          "EstimatedQualityLow fires when onebox_estimated_auc is this far below "
                          "onebox_reference_auc.", self.estimated_auc_margin)
@@ -173,10 +181,11 @@ class SnapshotCollector(Collector):
                 yield _gauge("onebox_drift_window_newest_timestamp_seconds",
                              "Unix time of the newest prediction in the window.",
                              assessment.newest_at.timestamp())
-            if assessment.reference_auc is not None:
-                yield _gauge("onebox_reference_auc",
-                             "The champion's AUC on the gate's holdout, when it was trained.",
-                             assessment.reference_auc)
+            for name, value in sorted(assessment.reference.items()):
+                if name in LIVE_FIGURES:  # what a live figure is held to (AUC, RMSE, MAE...)
+                    yield _gauge(f"onebox_reference_{name}",
+                                 f"The champion's {name} on the gate's holdout, when it was "
+                                 "trained.", value)
             estimated = assessment.estimated
             yield _gauge("onebox_estimated_rows",
                          "Predictions the quality estimate is made from (the window).",
@@ -254,12 +263,10 @@ class SnapshotCollector(Collector):
             if quality is not None:
                 yield _gauge("onebox_live_labels", "Predictions in the window with feedback.",
                              quality.labels)
-                for name in ("auc", "precision", "recall", "error_rate"):
-                    value = getattr(quality, name)
-                    if value is not None:
-                        yield _gauge(f"onebox_live_{name}",
-                                     f"Live {name} on the window's labelled predictions.",
-                                     value)
+                for name, value in quality.figures().items():
+                    yield _gauge(f"onebox_live_{name}",
+                                 f"Live {name} on the window's labelled predictions "
+                                 "(the model's task's figures).", value)
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

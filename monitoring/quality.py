@@ -1,41 +1,48 @@
-"""Live model quality from predictions whose real outcome has arrived."""
+"""Live model quality from predictions whose real outcome has arrived.
+
+The figures are the task's (core.task `live_figures`): AUC, precision, recall and error
+rate of a binary model's logged decisions; RMSE and MAE of a regression model's numbers.
+A figure the task does not have, or cannot have yet (an AUC before both outcomes were
+seen), is None.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
-import numpy as np
 import pandas as pd
-from sklearn.metrics import precision_score, recall_score, roc_auc_score
+
+from core.task import Task
 
 
 @dataclass(frozen=True)
 class LiveQuality:
     labels: int
-    auc: float | None          # None until both outcomes have been seen
-    precision: float | None
-    recall: float | None
-    error_rate: float | None
+    auc: float | None = None          # None until both outcomes have been seen
+    precision: float | None = None
+    recall: float | None = None
+    error_rate: float | None = None
+    rmse: float | None = None
+    mae: float | None = None
+
+    @classmethod
+    def figure_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls) if f.name != "labels")
+
+    def figures(self) -> dict[str, float]:
+        """The figures this window has."""
+        return {name: value for name in self.figure_names()
+                if (value := getattr(self, name)) is not None}
 
     def as_dict(self) -> dict[str, float | int | None]:
         return asdict(self)
 
 
-def live_quality(window: pd.DataFrame) -> LiveQuality:
-    """Quality of the logged decisions on the rows of `window` that have an `actual`."""
+def live_quality(window: pd.DataFrame, task: Task) -> LiveQuality:
+    """Quality of the logged predictions on the rows of `window` that have an `actual`."""
     if window.empty or "actual" not in window:
-        return LiveQuality(0, None, None, None, None)
+        return LiveQuality(0)
     labelled = window[window["actual"].notna()]
     if labelled.empty:
-        return LiveQuality(0, None, None, None, None)
-    actual = labelled["actual"].astype(int).to_numpy()
-    decision = labelled["decision"].astype(int).to_numpy()
-    probability = labelled["probability"].astype(float).to_numpy()
-    both_outcomes = len(np.unique(actual)) == 2
-    return LiveQuality(
-        labels=len(labelled),
-        auc=float(roc_auc_score(actual, probability)) if both_outcomes else None,
-        precision=float(precision_score(actual, decision, zero_division=0)),
-        recall=float(recall_score(actual, decision, zero_division=0)),
-        error_rate=float((actual != decision).mean()),
-    )
+        return LiveQuality(0)
+    return LiveQuality(len(labelled), **task.live_figures(labelled))

@@ -20,7 +20,7 @@ The assessment of a window:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -73,9 +73,17 @@ def read_champion_window(settings: Settings, rows: int) -> tuple[LoadedModel, pd
         store.dispose()
 
 
-def as_drift_frame(window: pd.DataFrame) -> pd.DataFrame:
-    """Logged predictions in the reference's layout (the probability as `prediction`)."""
-    return window.rename(columns={"probability": PREDICTION_COLUMN})
+def as_drift_frame(window: pd.DataFrame, model: LoadedModel) -> pd.DataFrame:
+    """Logged predictions in the reference's layout: the task's logged prediction (the
+    probability, or the number) as `prediction`."""
+    return window.rename(columns={model.task.logged_prediction: PREDICTION_COLUMN})
+
+
+def reference_figures(model: LoadedModel) -> dict[str, float]:
+    """The version's holdout figures (versions from before they were all kept: the AUC)."""
+    if model.holdout_metrics:
+        return dict(model.holdout_metrics)
+    return {} if model.holdout_auc is None else {"auc": model.holdout_auc}
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,8 @@ class Assessment:
     reference_auc: float | None    # the version's AUC on the gate's holdout
     estimated_auc_margin: float
     alarm: Alarm
+    # The version's holdout figures that live quality is held to, by name (its task's).
+    reference: dict[str, float] = field(default_factory=dict)
 
     @property
     def estimated_quality_low(self) -> bool:
@@ -111,6 +121,7 @@ class Assessment:
             "quality": self.quality.as_dict(),
             "estimated": self.estimated.as_dict(),
             "reference_auc": self.reference_auc,
+            "reference": self.reference,
             "estimated_quality_low": self.estimated_quality_low,
         }
 
@@ -122,16 +133,21 @@ def assess(model: LoadedModel, window: pd.DataFrame, policy: DriftPolicy,
     policy = policy_for(model, policy)
     drift = None
     if not window.empty:
-        drift = compute_drift(model.reference(), as_drift_frame(window), model.schema, policy,
-                              report=report)
-    quality = live_quality(window)
-    served = (window["probability"].astype(float).to_numpy() if "probability" in window
-              else np.empty(0))
-    estimated = estimate_from_served(model, served)
+        drift = compute_drift(model.reference(), as_drift_frame(window, model), model.schema,
+                              policy, report=report)
+    task = model.task
+    quality = live_quality(window, task)
+    estimated = EstimatedQuality.none()
+    if task.estimates_without_labels:
+        served = (window["probability"].astype(float).to_numpy() if "probability" in window
+                  else np.empty(0))
+        estimated = estimate_from_served(model, served)
     newest = None
     if not window.empty and "created_at" in window:
         newest = pd.to_datetime(window["created_at"], utc=True).max().to_pydatetime()
     return Assessment(
         model_name=model.name, model_version=model.version, rows=len(window), newest_at=newest,
         drift=drift, quality=quality, estimated=estimated, reference_auc=model.holdout_auc,
-        estimated_auc_margin=estimated_auc_margin, alarm=drift_alarm(drift, quality, policy))
+        estimated_auc_margin=estimated_auc_margin,
+        alarm=drift_alarm(drift, quality, policy, task, reference_figures(model)),
+        reference=reference_figures(model))

@@ -99,7 +99,7 @@ def run_demo(rows: int, phase_rows: int, trials: int, port: int | None) -> int:
     for phase in reversed(phases):
         window = store.recent(phase.stats.predictions + offset).head(phase.stats.predictions)
         offset += phase.stats.predictions
-        files = write_report(window_from_log(window), champion, settings.reports_dir,
+        files = write_report(window_from_log(window, champion), champion, settings.reports_dir,
                              title=f"Demo: {phase.name} phase")
         phase.drift_share = files.summary_data["drift_share"]
         phase.drifted_features = tuple(files.summary_data["drifted_features"])

@@ -63,9 +63,10 @@ class ReportFiles:
     quality_html: Path | None = None
 
 
-def window_from_log(frame: pd.DataFrame) -> pd.DataFrame:
-    """The prediction log's rows as a drift window: features plus `prediction`."""
-    return frame.rename(columns={"probability": PREDICTION_COLUMN})
+def window_from_log(frame: pd.DataFrame, model: LoadedModel) -> pd.DataFrame:
+    """The prediction log's rows as a drift window: features plus `prediction` (the
+    model's task's logged prediction: the probability, or the number)."""
+    return frame.rename(columns={model.task.logged_prediction: PREDICTION_COLUMN})
 
 
 def write_report(
@@ -90,8 +91,9 @@ def write_report(
         raise EmptyWindow("no predictions in the window")
     now = now or datetime.now(UTC)
     policy = policy or DriftPolicy()
-    assessment = assess(model, window.rename(columns={PREDICTION_COLUMN: "probability"}),
-                        policy, estimated_auc_margin, report=True)
+    logged = {PREDICTION_COLUMN: model.task.logged_prediction}
+    assessment = assess(model, window.rename(columns=logged), policy, estimated_auc_margin,
+                        report=True)
     drift = assessment.drift
     assert drift is not None  # the window is not empty
     reports_dir.mkdir(parents=True, exist_ok=True)
@@ -99,7 +101,7 @@ def write_report(
     html_path = reports_dir / f"{stem}.html"
     summary_path = reports_dir / f"{stem}{SUMMARY_SUFFIX}"
     labelled = _labelled(window)
-    quality = live_quality(labelled.rename(columns={PREDICTION_COLUMN: "probability"}))
+    quality = live_quality(labelled.rename(columns=logged), model.task)
     quality_path = None
     if quality.labels >= MIN_QUALITY_LABELS and quality.auc is not None:
         quality_path = reports_dir / f"quality-{stem.removeprefix('drift-')}.html"
@@ -582,7 +584,7 @@ def report_latest_window(settings: Settings, window_rows: int) -> ReportFiles:
     if window.empty:
         raise EmptyWindow(f"no predictions of {model.name} v{model.version} logged in "
                           f"{settings.prediction_store_shown}")
-    return write_report(window_from_log(window), model, settings.reports_dir,
+    return write_report(window_from_log(window, model), model, settings.reports_dir,
                         title=f"Last {len(window)} predictions",
                         policy=DriftPolicy.from_settings(settings),
                         prometheus_url=settings.prometheus_url,

@@ -78,7 +78,8 @@ def test_twenty_clean_windows_of_300_raise_no_alarm(champion: registry.LoadedMod
         window = logged_window(champion, SMALLEST_WINDOW, seed)
         alarm = drift_alarm(compute_drift(reference, window, champion.schema, policy,
                                           report=False),
-                            live_quality(window), policy)
+                            live_quality(window, champion.task), policy,
+                            champion.task, {})
         if alarm.detected:
             raised.append((seed, alarm.reason))
     assert raised == []
@@ -156,7 +157,8 @@ def test_a_concept_change_raises_the_alarm_through_live_quality_not_input_drift(
     clean = logged_window(champion, SMALLEST_WINDOW, seed=31)
 
     drift = compute_drift(reference, changed, champion.schema, policy, report=False)
-    alarm = drift_alarm(drift, live_quality(changed), policy)
+    alarm = drift_alarm(drift, live_quality(changed, champion.task), policy,
+                           champion.task, {})
 
     # Same inputs, so the same predictions: only the outcomes tell.
     assert not drift.drift_detected
@@ -164,11 +166,13 @@ def test_a_concept_change_raises_the_alarm_through_live_quality_not_input_drift(
     assert "live AUC" in alarm.reason
     assert not drift_alarm(compute_drift(reference, clean, champion.schema, policy,
                                          report=False),
-                           live_quality(clean), policy).detected
+                           live_quality(clean, champion.task), policy,
+                           champion.task, {}).detected
     # Too few labels yet: no verdict on quality.
     unlabelled = changed.assign(actual=[*changed["actual"][:policy.min_labels - 1],
                                         *[None] * (len(changed) - policy.min_labels + 1)])
-    assert not drift_alarm(drift, live_quality(unlabelled), policy).detected
+    assert not drift_alarm(drift, live_quality(unlabelled, champion.task), policy,
+                           champion.task, {}).detected
 
 
 def _result(drifted: list[str], *, prediction_drifted: bool = False,
