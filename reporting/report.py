@@ -103,7 +103,9 @@ def write_report(
     labelled = _labelled(window)
     quality = live_quality(labelled.rename(columns=logged), model.task)
     quality_path = None
-    if quality.labels >= MIN_QUALITY_LABELS and quality.auc is not None:
+    # Enough labels, and the task's own figure computable (an AUC needs both outcomes).
+    if (quality.labels >= MIN_QUALITY_LABELS
+            and model.task.gate_metric.name in quality.figures()):
         quality_path = reports_dir / f"quality-{stem.removeprefix('drift-')}.html"
     start, end = _window_span(window)
     summary = {
@@ -128,7 +130,7 @@ def write_report(
     }
     atomic_write(html_path, lambda p: drift.snapshot.save_html(str(p)))
     if quality_path is not None:
-        snapshot = _classification_snapshot(labelled, model.threshold)
+        snapshot = QUALITY_PAGES[model.task.name](labelled, model)
         atomic_write(quality_path, lambda p: snapshot.save_html(str(p)))
     # The summary last: the index lists a report only once its pages exist.
     atomic_write(summary_path, lambda p: p.write_text(json.dumps(summary, indent=2)))
@@ -148,19 +150,20 @@ def _window_span(window: pd.DataFrame) -> tuple[datetime | None, datetime | None
 
 def _labelled(window: pd.DataFrame) -> pd.DataFrame:
     """The window's rows whose real outcome has arrived (none for unlabelled windows)."""
-    needed = {"actual", "decision", PREDICTION_COLUMN}
+    needed = {"actual", PREDICTION_COLUMN}
     if not needed <= set(window.columns):
         return pd.DataFrame(columns=sorted(needed))
     return window[window["actual"].notna()]
 
 
-def _classification_snapshot(labelled: pd.DataFrame, threshold: float) -> Any:
+def _classification_snapshot(labelled: pd.DataFrame, model: LoadedModel) -> Any:
     """Evidently's classification quality of the logged decisions against the outcomes.
 
     Given the probabilities, Evidently cuts them itself, at 0.5 unless told: its precision
     and recall were those of a 0.5 cut while the predictor decided at the served threshold
-    (demo, drifted phase: 0.59 / 0.22 shown, 0.40 / 0.62 served).  `threshold` is the
+    (demo, drifted phase: 0.59 / 0.22 shown, 0.40 / 0.62 served).  The threshold is the
     served model's, the one its logged decisions were made at."""
+    threshold = model.threshold
     from evidently import BinaryClassification, DataDefinition, Dataset, Report
     from evidently.presets import ClassificationPreset
 
@@ -174,6 +177,27 @@ def _classification_snapshot(labelled: pd.DataFrame, threshold: float) -> Any:
         pos_label=1)])
     return Report([ClassificationPreset(probas_threshold=threshold)]).run(
         current_data=Dataset.from_pandas(data, data_definition=definition))
+
+
+def _regression_snapshot(labelled: pd.DataFrame, model: LoadedModel) -> Any:
+    """Evidently's regression quality of the logged numbers against the outcomes (its
+    RMSE, MAE, R², error distribution and error by value)."""
+    from evidently import DataDefinition, Dataset, Regression, Report
+    from evidently.presets import RegressionPreset
+
+    data = pd.DataFrame({
+        "actual": labelled["actual"].astype(float).to_numpy(),
+        PREDICTION_COLUMN: labelled[PREDICTION_COLUMN].astype(float).to_numpy(),
+    })
+    definition = DataDefinition(regression=[Regression(target="actual",
+                                                       prediction=PREDICTION_COLUMN)])
+    return Report([RegressionPreset()]).run(
+        current_data=Dataset.from_pandas(data, data_definition=definition))
+
+
+# The quality page of each task (core.task decides the task; this maps it to Evidently's
+# preset for it).
+QUALITY_PAGES = {"binary": _classification_snapshot, "regression": _regression_snapshot}
 
 
 def request_figures(prometheus_url: str | None, start: datetime | None,

@@ -364,3 +364,44 @@ def test_the_exporter_holds_the_live_error_to_the_holdouts(
     assert figures["onebox_live_rmse"] > 1.25 * figures["onebox_reference_rmse"]
     assert figures["onebox_live_quality_degraded"] == 1.0
     assert figures["onebox_drift_detected"] == 1.0
+
+
+def test_the_report_shows_the_windows_drift_and_its_error_as_logged(
+        served: Served, champion: LoadedModel, tmp_path: Path) -> None:
+    """A drift report of the regression window (every feature and the predicted number)
+    with its quality page: Evidently's regression preset on the logged numbers and their
+    outcomes, whose RMSE, MAE and R² are those of the log."""
+    from reporting.report import window_from_log, write_report
+
+    table = load_diabetes(as_frame=True).frame.rename(columns={"target": TARGET})
+    send_with_outcomes(served, table.tail(60), champion.schema, table[TARGET].tail(60))
+    store = PredictionStore(served.store_url)
+    try:
+        logged = store.recent(2000, model_version=champion.version)
+    finally:
+        store.dispose()
+    labelled = logged[logged["actual"].notna()]
+    assert len(labelled) >= 60
+    files = write_report(window_from_log(logged, champion), champion, tmp_path)
+    summary = files.summary_data
+    assert summary["model_version"] == champion.version
+    assert summary["prediction_drift"]["score"] is not None  # the number's drift is tested
+    assert set(summary["features"]) == set(champion.schema.feature_names)
+    errors = labelled["value"].astype(float) - labelled["actual"].astype(float)
+    assert summary["quality"]["labels"] == len(labelled)
+    assert summary["quality"]["rmse"] == pytest.approx(float(np.sqrt((errors ** 2).mean())))
+    assert summary["quality"]["auc"] is None and summary["estimated"]["auc"] is None
+    assert files.quality_html is not None and files.quality_html.exists()
+    page = files.quality_html.read_text(encoding="utf-8")
+    assert "Mean Absolute" in page  # the regression preset's, not the classification one's
+
+    from reporting.report import _regression_snapshot
+
+    shown = {m["metric_name"].split("(")[0]: m["value"] for m in _regression_snapshot(
+        labelled.rename(columns={"value": "prediction"}), champion).dict()["metrics"]}
+    assert shown["RMSE"] == pytest.approx(summary["quality"]["rmse"])
+    assert shown["MAE"]["mean"] == pytest.approx(float(errors.abs().mean()))
+    truth = labelled["actual"].astype(float)
+    r2 = 1 - float((errors ** 2).sum()) / float(((truth - truth.mean()) ** 2).sum())
+    assert shown["R2Score"] == pytest.approx(r2)
+    assert files.index.exists() and files.html.exists()

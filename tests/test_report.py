@@ -13,6 +13,7 @@ import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -199,7 +200,8 @@ def test_the_quality_reports_figures_are_those_of_the_logged_decisions(
         logged = pd.DataFrame({"actual": actual, "decision": decision,
                                PREDICTION_COLUMN: proba})
         shown = {m["metric_name"].split("(")[0]: m["value"] for m in
-                 _classification_snapshot(logged, threshold).dict()["metrics"]}
+                 _classification_snapshot(logged, replace(champion, threshold=threshold))
+                 .dict()["metrics"]}
         for name, score in {"Accuracy": accuracy_score, "Precision": precision_score,
                             "Recall": recall_score, "F1Score": f1_score}.items():
             assert shown[name] == pytest.approx(score(actual, decision)), (threshold, name)
