@@ -201,6 +201,27 @@ def load_version(client: MlflowClient, name: str, version: str, cache_dir: Path,
                       version=version)
 
 
+class OtherBusiness(ValueError):
+    """A registered model's versions predict another target (or task) than the one at hand:
+    one registered model per business, so the gate and a rollback never compare a regressor
+    with a classifier."""
+
+
+def business_of(schema: Schema) -> str:
+    """What versions of one registered model share: the task and the target's name."""
+    return f"{schema.task} {schema.target!r}"
+
+
+def require_same_business(model: LoadedModel, schema: Schema, what: str) -> None:
+    """OtherBusiness, saying what to do, unless `model` (a version of the registered model)
+    predicts what `schema` does; `what` names the other side ("this schema", "@previous")."""
+    if business_of(model.schema) != business_of(schema):
+        raise OtherBusiness(
+            f"registered model {model.name!r} holds {business_of(model.schema)} models "
+            f"(v{model.version}); {what} predicts {business_of(schema)}: give each business "
+            "a registered model of its own (MODEL_NAME)")
+
+
 def load_champion(client: MlflowClient, settings: Settings) -> LoadedModel | None:
     """The current champion of the configured model, or None when there is none yet."""
     champion = version_by_alias(client, settings.model_name, CHAMPION)

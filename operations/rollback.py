@@ -20,6 +20,15 @@ def rollback(settings: Settings) -> tuple[str, str]:
         raise SystemExit(f"{settings.model_name}: nothing to roll back to "
                          f"(@champion={getattr(champion, 'version', None)}, "
                          f"@previous={getattr(previous, 'version', None)})")
+    # Never back to a version of another business (a classifier where a regressor serves).
+    loaded = {alias: registry.load_version(client, settings.model_name, str(v.version),
+                                           settings.model_cache_dir)
+              for alias, v in (("champion", champion), ("previous", previous))}
+    try:
+        registry.require_same_business(loaded["champion"], loaded["previous"].schema,
+                                       f"@previous (v{previous.version})")
+    except registry.OtherBusiness as exc:
+        raise SystemExit(f"{settings.model_name}: not rolled back: {exc}") from None
     client.set_registered_model_alias(settings.model_name, registry.CHAMPION, previous.version)
     client.set_registered_model_alias(settings.model_name, registry.PREVIOUS, champion.version)
     client.set_model_version_tag(settings.model_name, str(previous.version), "rollback.from",

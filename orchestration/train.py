@@ -339,6 +339,15 @@ def score_champion(client: MlflowClient, settings: Settings, split: Split) -> Ch
 
 
 @task(cache_policy=NO_CACHE)
+def check_business(client: MlflowClient, settings: Settings, schema: Schema) -> None:
+    """The registered model's champion predicts what this schema does (core.registry
+    OtherBusiness otherwise), checked before anything is trained or registered."""
+    champion = registry.load_champion(client, settings)
+    if champion is not None:
+        registry.require_same_business(champion, schema, f"this schema ({schema.name})")
+
+
+@task(cache_policy=NO_CACHE)
 def promote_through_gate(
     client: MlflowClient, settings: Settings, split: Split, schema: Schema,
     candidate: dict[str, Any], margin: float, champion: ChampionScores | None = None,
@@ -419,6 +428,7 @@ def train(
         retries=settings.train_registry_retries,
         retry_delay_seconds=settings.train_registry_retry_seconds)(settings)
     client = registry.connect(settings)
+    check_business(client, settings, schema)
     experiment_id = ensure_experiment(client, settings)
     tags = {"onebox.kind": "train"}
     if trigger_reason:

@@ -405,3 +405,32 @@ def test_the_report_shows_the_windows_drift_and_its_error_as_logged(
     r2 = 1 - float((errors ** 2).sum()) / float(((truth - truth.mean()) ** 2).sum())
     assert shown["R2Score"] == pytest.approx(r2)
     assert files.index.exists() and files.html.exists()
+
+
+def test_one_registered_model_per_business(home: Path, champion: LoadedModel,
+                                           trained_home: Path, schema: Schema) -> None:
+    """The churn schema cannot train into the regression business's registered model,
+    and a rollback never moves @champion to a version of another business."""
+    from operations.rollback import rollback
+    from orchestration.train import check_business
+
+    settings = settings_of(home)
+    client = registry.connect(settings)
+    with pytest.raises(registry.OtherBusiness,
+                       match=r"holds regression 'progression' models .* this schema "
+                             r"\(credit_card_churn\) predicts binary 'churn'"):
+        check_business.fn(client, settings, schema)
+    check_business.fn(client, settings, champion.schema)  # its own schema passes
+
+    # A churn version registered under this business's name by mistake, as @previous.
+    churn = registry.load_champion(registry.connect(settings_for(trained_home)),
+                                   settings_for(trained_home))
+    stray = client.create_model_version(MODEL_NAME, source=str(churn.path))
+    client.set_registered_model_alias(MODEL_NAME, registry.PREVIOUS, stray.version)
+    try:
+        with pytest.raises(SystemExit, match="not rolled back: .* @previous"):
+            rollback(settings)
+        now = registry.version_by_alias(client, MODEL_NAME, registry.CHAMPION)
+        assert str(now.version) == champion.version
+    finally:
+        client.delete_registered_model_alias(MODEL_NAME, registry.PREVIOUS)
