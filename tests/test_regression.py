@@ -434,3 +434,29 @@ def test_one_registered_model_per_business(home: Path, champion: LoadedModel,
         assert str(now.version) == champion.version
     finally:
         client.delete_registered_model_alias(MODEL_NAME, registry.PREVIOUS)
+
+
+def test_a_person_tries_the_regression_model_in_a_browser(served: Served,
+                                                         champion: LoadedModel) -> None:
+    """The try-it page speaks the served task: the number in its unit, no threshold, the
+    reasons in the unit, the CSV columns a file gets back."""
+    from tests import browser
+
+    model = requests.get(served.url + "/model", timeout=5).json()
+    expected = served.post("/predict", model["typical_record"]).json()[TARGET]
+    with browser.open_browser() as chrome:
+        chrome.get(served.url + "/")
+        line = browser.wait_for_text(chrome, f"{MODEL_NAME} v{champion.version}")
+        assert "predicts progression in points" in line and "threshold" not in line
+        assert "progression_predicted" in chrome.find_element("id", "csv-columns").text
+        chrome.find_element("id", "predict").click()
+        text = browser.wait_for_text(chrome, "predicted progression")
+        shown = chrome.find_element("id", "probability").text
+        assert shown.endswith(" points")
+        assert float(shown.split(" ")[0].replace(",", "")) == pytest.approx(expected, rel=1e-3)
+        bars = chrome.find_elements("css selector", "#explanation .bar[data-feature]")
+        assert sorted(b.get_attribute("data-feature") for b in bars) == sorted(
+            champion.schema.feature_names)
+        assert "score (points)" in text and "in points" in chrome.find_element(
+            "id", "explanation-note").text
+        browser.save_screenshot(chrome, "try-page-regression")

@@ -301,7 +301,7 @@ def test_a_person_tries_the_model_in_a_browser(predictor: Predictor, schema: Sch
         shown_record = {**_typical(predictor), "credit_limit": 3000.0, "card_category": "gold"}
         expected = predictor.post("/predict", shown_record, headers=AUTH).json()
         assert shown == pytest.approx(100 * expected["churn_probability"], abs=0.05)
-        assert ("Predicted to churn" if expected["churn"] else "Predicted to stay") in text
+        assert ("Predicted churn" if expected["churn"] else "Predicted no churn") in text
         bars = chrome.find_elements("css selector", "#explanation .bar[data-feature]")
         assert sorted(b.get_attribute("data-feature") for b in bars) == sorted(
             schema.feature_names)
