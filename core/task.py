@@ -14,8 +14,8 @@ instead of branching on the task's name:
   interval slots in there), and the holdout's figures;
 - what the predictor answers and logs for a prediction, and what feedback carries.
 
-Not built yet for a regression target: the reports index's charts, the Grafana panels and
-the model card (the train flow says so, core.task.TaskNotBuilt).
+Not built yet for a regression target: the Grafana panels and the model card (the train
+flow says so, core.task.TaskNotBuilt).
 """
 
 from __future__ import annotations
@@ -444,9 +444,9 @@ class Regression(Task):
     def check_trainable(self) -> None:
         raise TaskNotBuilt(
             "task: regression: training, the gate, registering, serving, live quality, the "
-            "drift report and the try-it page handle a numeric target; the reports index's "
-            "charts, the Grafana panels and the model card do not yet, so the train flow "
-            "stops here rather than register a model the stack cannot show")
+            "reports and the try-it page handle a numeric target; the Grafana panels and the "
+            "model card do not yet, so the train flow stops here rather than register a "
+            "model the stack cannot show")
 
     def check_target(self, column: pd.Series, where: str) -> pd.Series:
         present = column.dropna()

@@ -126,6 +126,9 @@ def write_report(
                                 else assessment.reference_auc - estimated_auc_margin),
         "estimated_quality_low": assessment.estimated_quality_low,
         "quality_min_auc": policy.min_auc,
+        # What a regression model's live error is held to: its holdout figures times this.
+        "reference": assessment.reference,
+        "quality_max_error_ratio": policy.max_error_ratio,
         **request_figures(prometheus_url, start, end, len(window)),
     }
     atomic_write(html_path, lambda p: drift.snapshot.save_html(str(p)))
@@ -288,11 +291,16 @@ WINDOW_COLUMNS = (
     ("prediction drift — “drifted” is worse", "Whether the distribution of the predicted "
      "probability moved against the reference, with the test's p-value: a small p-value is "
      "evidence of drift (\"drifted\" when it is below the test's threshold)."),
-    ("labels", "Predictions of the window whose real outcome has arrived (the live AUC's "
+    ("labels", "Predictions of the window whose real outcome has arrived (live quality's "
      "evidence: the more, the surer)."),
-    ("live AUC ↓ worse", "AUC of the window's labelled predictions against their real "
-     "outcomes. The lower, the worse; below the quality floor the alarm rises."),
 )
+LIVE_AUC_COLUMN = (
+    "live AUC ↓ worse", "AUC of the window's labelled predictions against their real "
+    "outcomes. The lower, the worse; below the quality floor the alarm rises.")
+LIVE_RMSE_COLUMN = (
+    "live RMSE ↑ worse", "Root mean squared error of the window's labelled predictions (a "
+    "regression model's numbers) against their real outcomes, in the target's unit. The "
+    "higher, the worse; above QUALITY_MAX_ERROR_RATIO times the holdout's the alarm rises.")
 ESTIMATED_AUC_COLUMN = (
     "estimated AUC ↓ worse", "AUC the window should have, estimated from its predicted "
     "probabilities alone (CBPE: no labels needed, ready at once). It assumes only the "
@@ -300,7 +308,8 @@ ESTIMATED_AUC_COLUMN = (
     "only. The lower, the worse; the EstimatedQualityLow alert fires below the gate's AUC "
     "minus ESTIMATED_AUC_MARGIN.")
 QUALITY_REPORT_COLUMN = (
-    "quality report", "Evidently's classification quality report of the labelled predictions.")
+    "quality report", "Evidently's quality report of the labelled predictions "
+    "(classification, or regression).")
 CARD_COLUMNS = (
     ("model", "The registered model."),
     ("version", "The registered version; newest first."),
@@ -328,11 +337,17 @@ def write_index(reports_dir: Path, *, min_auc: float | None = None) -> Path:
     if min_auc is None:
         min_auc = _newest_number(summaries, lambda s: s.get("quality_min_auc"))
     estimated = any(_number(_quality(s).get("estimated_auc")) is not None for s in summaries)
-    columns = [*WINDOW_COLUMNS, *([ESTIMATED_AUC_COLUMN] if estimated else []),
-               QUALITY_REPORT_COLUMN]
-    rows = "\n".join(_index_row(s, reports_dir, estimated, min_auc) for s in newest_first) or (
+    # The live figures of the windows' tasks: an AUC (binary), an RMSE (regression).
+    shown = LiveFigures(
+        error=any(_number(_quality(s).get("rmse")) is not None for s in summaries),
+        auc=any(_number(_quality(s).get("auc")) is not None for s in summaries),
+        estimated=estimated, min_auc=min_auc, error_limit=_error_limit(summaries))
+    columns = [*WINDOW_COLUMNS, *([LIVE_AUC_COLUMN] if shown.shows_auc else []),
+               *([LIVE_RMSE_COLUMN] if shown.error else []),
+               *([ESTIMATED_AUC_COLUMN] if estimated else []), QUALITY_REPORT_COLUMN]
+    rows = "\n".join(_index_row(s, reports_dir, shown) for s in newest_first) or (
         f'<tr><td colspan="{len(columns)}">No reports yet.</td></tr>')
-    charts = (_charts(summaries, min_auc, estimated) if summaries
+    charts = (_charts(summaries, shown) if summaries
               else "<p>No windows yet: the charts start with the first report.</p>")
     cards = _read_cards(reports_dir)
     card_rows = "\n".join(_card_row(c, reports_dir) for c in cards) or (
@@ -430,9 +445,36 @@ def _quality(s: dict[str, Any]) -> dict[str, Any]:
     return quality if isinstance(quality, dict) else {}
 
 
-def _charts(chronological: list[dict[str, Any]], min_auc: float | None,
-            estimated: bool) -> str:
+@dataclass(frozen=True)
+class LiveFigures:
+    """Which live figures the index shows, and their limits: the AUC of binary windows,
+    the RMSE of regression windows (a folder holds one business's reports, but a version
+    from before either figure shows n/a)."""
+
+    error: bool
+    auc: bool
+    estimated: bool
+    min_auc: float | None
+    error_limit: float | None
+
+    @property
+    def shows_auc(self) -> bool:
+        return self.auc or not self.error
+
+
+def _error_limit(chronological: list[dict[str, Any]]) -> float | None:
+    """The newest window's RMSE alarm limit: its version's holdout RMSE times the ratio."""
+    for s in reversed(chronological):
+        reference = s.get("reference") if isinstance(s.get("reference"), dict) else {}
+        rmse, ratio = _number(reference.get("rmse")), _number(s.get("quality_max_error_ratio"))
+        if rmse is not None and ratio is not None:
+            return rmse * ratio
+    return None
+
+
+def _charts(chronological: list[dict[str, Any]], shown: LiveFigures) -> str:
     """One small chart per figure, one point per window, oldest left."""
+    min_auc, estimated = shown.min_auc, shown.estimated
     labels = [_time_text(s, "%Y-%m-%d %H:%M") for s in chronological]
 
     def series(get: Any) -> list[float | None]:
@@ -445,9 +487,17 @@ def _charts(chronological: list[dict[str, Any]], min_auc: float | None,
                     better="lower",
                     limit=share_limit,
                     limit_label="" if share_limit is None else f"alarm ≥ {share_limit:.2f}"),
-        trend_chart(series(lambda s: _quality(s).get("auc")), labels, title="Live AUC",
-                    better="higher", limit=min_auc, limit_label=auc_label, fmt="{:.3f}"),
     ]
+    if shown.shows_auc:
+        charts.append(trend_chart(series(lambda s: _quality(s).get("auc")), labels,
+                                  title="Live AUC", better="higher", limit=min_auc,
+                                  limit_label=auc_label, fmt="{:.3f}"))
+    if shown.error:
+        limit = shown.error_limit
+        charts.append(trend_chart(series(lambda s: _quality(s).get("rmse")), labels,
+                                  title="Live RMSE", better="lower", limit=limit,
+                                  limit_label="" if limit is None else f"alarm > {limit:.4g}",
+                                  fmt="{:.4g}"))
     if estimated:
         # The estimate is held to the champion's own holdout AUC (less the margin), not to
         # the live floor: it is the alert's line, drawn where the newest window had it.
@@ -494,8 +544,7 @@ def _fmt(value: Any, fmt: str) -> str:
     return "n/a" if number is None else fmt.format(number)
 
 
-def _index_row(s: dict[str, Any], reports_dir: Path, estimated: bool,
-               min_auc: float | None) -> str:
+def _index_row(s: dict[str, Any], reports_dir: Path, shown: LiveFigures) -> str:
     e = html.escape
     report = s.get("report")
     report_cell = _link(Path(report).name if isinstance(report, str) else None,
@@ -524,7 +573,7 @@ def _index_row(s: dict[str, Any], reports_dir: Path, estimated: bool,
     row = "".join(f"<td>{cell}</td>" for cell in cells)
     row += (f"<td{css}>{e(_fmt(s.get('drift_share'), '{:.2f}'))}</td>"
             f"<td{css}>{e(drifted)}</td>{_prediction_cell(s.get('prediction_drift'))}"
-            f"{_quality_cells(s, estimated, min_auc)}")
+            f"{_quality_cells(s, shown)}")
     return f"<tr>{row}</tr>"
 
 
@@ -545,9 +594,10 @@ def _p_value(p: float) -> str:
     return f"{p:.3f}" if p >= 0.001 else f"{p:.2g}"
 
 
-def _quality_cells(s: dict[str, Any], estimated: bool, min_auc: float | None) -> str:
+def _quality_cells(s: dict[str, Any], shown: LiveFigures) -> str:
     quality = _quality(s)
     labels = int(_number(quality.get("labels")) or 0)
+    min_auc = shown.min_auc
 
     def auc_cell(value: Any) -> str:
         auc = _number(value)
@@ -555,11 +605,23 @@ def _quality_cells(s: dict[str, Any], estimated: bool, min_auc: float | None) ->
         css = ' class="bad"' if low else ""
         return f"<td{css}>{'n/a' if auc is None else f'{auc:.3f}'}</td>"
 
+    def error_cell(value: Any) -> str:
+        error = _number(value)
+        high = (error is not None and shown.error_limit is not None
+                and error > shown.error_limit)
+        css = ' class="bad"' if high else ""
+        return f"<td{css}>{'n/a' if error is None else f'{error:.4g}'}</td>"
+
     page = quality.get("report")
-    link = (_link(Path(page).name, "classification quality") if isinstance(page, str) and page
+    kind = "regression quality" if _number(quality.get("rmse")) is not None else (
+        "classification quality")
+    link = (_link(Path(page).name, kind) if isinstance(page, str) and page
             else "n/a" if labels else "no labels yet")
-    return (f"<td>{labels}</td>{auc_cell(quality.get('auc'))}"
-            f"{auc_cell(quality.get('estimated_auc')) if estimated else ''}<td>{link}</td>")
+    return (f"<td>{labels}</td>"
+            f"{auc_cell(quality.get('auc')) if shown.shows_auc else ''}"
+            f"{error_cell(quality.get('rmse')) if shown.error else ''}"
+            f"{auc_cell(quality.get('estimated_auc')) if shown.estimated else ''}"
+            f"<td>{link}</td>")
 
 
 def _read_cards(reports_dir: Path) -> list[dict[str, Any]]:

@@ -405,6 +405,13 @@ def test_the_report_shows_the_windows_drift_and_its_error_as_logged(
     r2 = 1 - float((errors ** 2).sum()) / float(((truth - truth.mean()) ** 2).sum())
     assert shown["R2Score"] == pytest.approx(r2)
     assert files.index.exists() and files.html.exists()
+    # The index charts and lists the live error, held to the holdout's times the ratio.
+    index = files.index.read_text(encoding="utf-8")
+    assert "Live RMSE" in index and "live RMSE" in index and "Live AUC" not in index
+    assert f"{summary['quality']['rmse']:.4g}" in index
+    limit = champion.holdout_metrics["rmse"] * summary["quality_max_error_ratio"]
+    assert f"alarm &gt; {limit:.4g}" in index or f"alarm > {limit:.4g}" in index
+    assert "regression quality" in index
 
 
 def test_one_registered_model_per_business(home: Path, champion: LoadedModel,
