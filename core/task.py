@@ -14,8 +14,8 @@ instead of branching on the task's name:
   interval slots in there), and the holdout's figures;
 - what the predictor answers and logs for a prediction, and what feedback carries.
 
-Not built yet for a regression target: the Grafana panels and the model card (the train
-flow says so, core.task.TaskNotBuilt).
+Not built yet for a regression target: the model card (it says so, core.task.TaskNotBuilt,
+and the train flow goes on without it) and the Grafana panels.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ SUPPORTED = ("supported: task: binary (a target of 0 and 1) or task: regression 
 
 
 class TaskNotBuilt(RuntimeError):
-    """A stage of the loop that does not yet handle the schema's task (said at once, not
-    as a traceback from deep inside it)."""
+    """A part of the loop that does not yet handle the schema's task (said at once, not as
+    a traceback from deep inside it)."""
 
 
 class TargetInvalid(ValueError):
@@ -158,9 +158,9 @@ class Task(ABC):
     def predict(self, model: Any, x: pd.DataFrame) -> np.ndarray:
         """What the search metric scores: the positive class's probability, or the number."""
 
-    @abstractmethod
-    def check_trainable(self) -> None:
-        """Nothing, or TaskNotBuilt: the train flow asks before it loads anything."""
+    def check_model_card(self) -> None:
+        """Nothing, or TaskNotBuilt: the model card asks before it computes anything."""
+        return None
 
     @abstractmethod
     def fit_serving(self, y: np.ndarray, out_of_fold: np.ndarray) -> ServingFit:
@@ -301,9 +301,6 @@ class Binary(Task):
                                 "both 0 and 1")
         return numbers.astype(int)
 
-    def check_trainable(self) -> None:
-        return None  # every stage of the loop handles a binary target
-
     def estimator(self, params: dict[str, Any], seed: int) -> Any:
         from xgboost import XGBClassifier
 
@@ -441,12 +438,10 @@ class Regression(Task):
     def explanation_unit(self) -> str:
         return self.spec.unit or self.target
 
-    def check_trainable(self) -> None:
+    def check_model_card(self) -> None:
         raise TaskNotBuilt(
-            "task: regression: training, the gate, registering, serving, live quality, the "
-            "reports and the try-it page handle a numeric target; the Grafana panels and the "
-            "model card do not yet, so the train flow stops here rather than register a "
-            "model the stack cannot show")
+            "task: regression: the model card does not show a regression model yet (its "
+            "holdout figures are on the MLflow run and the version's metadata)")
 
     def check_target(self, column: pd.Series, where: str) -> pd.Series:
         present = column.dropna()

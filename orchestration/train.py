@@ -416,7 +416,6 @@ def train(
     """
     settings = Settings.from_env()
     schema = Schema.load(settings.schema_path)
-    task_of(schema).check_trainable()
     # MLflow's log_model works only on the fluent API's active run, which reads the
     # process-wide tracking URI: set where this flow's process begins (a flow run, `make
     # train`, the bootstrap), the one place that needs it; everything else passes a client.

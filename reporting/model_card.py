@@ -29,6 +29,7 @@ from core import contributions
 from core.calibration import Calibration, expected_calibration_error
 from core.gate import GateDecision
 from core.schema import Feature, Schema, model_frame
+from core.task import task_of
 from reporting.atomic import atomic_write_text
 from reporting.charts import FONT, GRID, LINE, bar_chart, curve_chart
 
@@ -323,6 +324,7 @@ class ModelCard:
 
 def build_card(inputs: CardInputs, now: datetime | None = None) -> ModelCard:
     """Compute the card's figures from the holdout predictions."""
+    task_of(inputs.schema).check_model_card()
     y_holdout = inputs.holdout[inputs.schema.target].to_numpy()
     candidate = np.asarray(inputs.holdout_proba, dtype=np.float64)
     champion = inputs.champion_holdout_proba
