@@ -207,6 +207,10 @@ class OtherBusiness(ValueError):
     with a classifier."""
 
 
+# A version's tag naming its business (business_of), set when the train flow registers it.
+BUSINESS_TAG = "onebox.business"
+
+
 def business_of(schema: Schema) -> str:
     """What versions of one registered model share: the task and the target's name."""
     return f"{schema.task} {schema.target!r}"

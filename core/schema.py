@@ -357,6 +357,11 @@ class Schema:
             raise SchemaError(f"schema needs `target.name` and a `features` list ({exc})") from exc
         if not features:
             raise SchemaError("schema has no features")
+        taken = [f.name for f in features if f.name in RESERVED_NAMES]
+        if taken:
+            raise SchemaError(f"features: {taken[0]!r} is a column the prediction log and the "
+                              f"drift reports keep beside the features (reserved: "
+                              f"{', '.join(RESERVED_NAMES)}); rename the feature")
         if not isinstance(raw["target"], Mapping):
             raise SchemaError("target: must be a mapping with a `name`")
         return cls(
@@ -430,6 +435,12 @@ def _valid_column(feat: Feature, values: list[Any]) -> Any:
         return None  # float64 cannot hold every such int exactly: let the record path decide
     return column
 
+
+# Columns the prediction log's rows (core.store) and the reference sample (core.registry)
+# keep beside the features: a feature of the same name would be overwritten by them.
+RESERVED_NAMES = ("prediction_id", "created_at", "model_name", "model_version", "probability",
+                  "decision", "value", "actual", "feedback_at", "feedback_by",
+                  "feedback_trusted", "prediction")
 
 # The largest magnitude a feature may have: XGBoost's float32.
 MODEL_FLOAT_MAX = float(np.finfo(np.float32).max)

@@ -140,6 +140,7 @@ class FeedbackResult(enum.Enum):
     UNCHANGED = "unchanged"      # the same outcome was already recorded
     CONFLICT = "conflict"        # a different outcome was already recorded
     UNKNOWN_ID = "unknown_id"
+    OTHER_MODEL = "other_model"  # the prediction was made by another registered model
 
 
 class PredictionStore:
@@ -266,17 +267,22 @@ class PredictionStore:
             index_elements=[predictions.c.prediction_id]).returning(predictions.c.prediction_id)
 
     def record_feedback(self, prediction_id: str, actual: float, *, sent_by: str = "",
-                        trusted: bool = True) -> FeedbackResult:
+                        trusted: bool = True, model_name: str | None = None
+                        ) -> FeedbackResult:
         """Store the real outcome next to its prediction, with who sent it and whether that
         sender is trusted; repeating the same outcome is a no-op.  NotMigrated when the
         tables are not at this code's revision."""
         self.require_tables()
         with self.engine.begin() as conn:
             current = conn.execute(
-                select(predictions.c.actual).where(predictions.c.prediction_id == prediction_id)
+                select(predictions.c.actual, predictions.c.model_name)
+                .where(predictions.c.prediction_id == prediction_id)
             ).first()
             if current is None:
                 return FeedbackResult.UNKNOWN_ID
+            # `model_name`: the business whose outcome this is (a price is not a churn).
+            if model_name is not None and current.model_name != model_name:
+                return FeedbackResult.OTHER_MODEL
             if current.actual is not None:
                 if current.actual == actual:
                     return FeedbackResult.UNCHANGED
@@ -313,6 +319,7 @@ class PredictionStore:
         since: datetime | None = None,
         until: datetime | None = None,
         model_version: str | None = None,
+        model_name: str | None = None,
     ) -> pd.DataFrame:
         """The newest `limit` predictions (oldest first), one column per feature.
 
@@ -327,6 +334,8 @@ class PredictionStore:
             query = query.where(predictions.c.created_at < until)
         if model_version is not None:
             query = query.where(predictions.c.model_version == model_version)
+        if model_name is not None:  # one registered model's rows (each restarts at v1)
+            query = query.where(predictions.c.model_name == model_name)
         if not self._readable():
             return _rows_to_frame([])
         with self.engine.connect() as conn:
@@ -334,12 +343,15 @@ class PredictionStore:
         return _rows_to_frame(reversed(rows))
 
 
-    def labelled(self, limit: int) -> pd.DataFrame:
+    def labelled(self, limit: int, *, model_name: str | None = None) -> pd.DataFrame:
         """The newest `limit` predictions whose real outcome has arrived from a trusted
-        sender (oldest first): what training and the gate may learn from."""
+        sender (oldest first): what training and the gate may learn from (`model_name`:
+        only that registered model's)."""
         query = (select(predictions).where(predictions.c.actual.is_not(None))
                  .where(predictions.c.feedback_trusted.is_(True))
                  .order_by(predictions.c.created_at.desc()).limit(limit))
+        if model_name is not None:
+            query = query.where(predictions.c.model_name == model_name)
         if not self._readable():
             return _rows_to_frame([])
         with self.engine.connect() as conn:

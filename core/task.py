@@ -411,14 +411,16 @@ class Regression(Task):
 
     def shortfall(self, live: dict[str, float], reference: dict[str, float],
                   limits: QualityLimits) -> str | None:
-        name = self.gate_metric.name
-        error, held_out = live.get(name), reference.get(name)
-        if error is None or held_out is None:
-            return None
-        if error > limits.max_error_ratio * held_out:
-            return (f"live {name.upper()} {error:.4g} > {limits.max_error_ratio:g} x the "
-                    f"holdout's {held_out:.4g}")
-        return None
+        # Either error past the ratio, as the LiveErrorHigh alert reads it: a model gated
+        # on MAE whose RMSE doubles (a few large misses) is worth a look too.
+        reasons = []
+        for name in ("rmse", "mae"):
+            error, held_out = live.get(name), reference.get(name)
+            if error is not None and held_out is not None and (
+                    error > limits.max_error_ratio * held_out):
+                reasons.append(f"live {name.upper()} {error:.4g} > "
+                               f"{limits.max_error_ratio:g} x the holdout's {held_out:.4g}")
+        return "; ".join(reasons) or None
 
     def describe(self, y: pd.Series) -> str:
         unit = f" {self.spec.unit}" if self.spec.unit else ""
@@ -512,7 +514,10 @@ class Regression(Task):
     def outcome(self, value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise OutcomeInvalid(f"must be a number{self._range_words()}")
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer of hundreds of digits: JSON allows it
+            raise OutcomeInvalid(f"must be a finite number{self._range_words()}") from None
         if not math.isfinite(number):
             raise OutcomeInvalid(f"must be a finite number{self._range_words()}")
         if ((self.spec.min is not None and number < self.spec.min)

@@ -56,8 +56,9 @@ class NoChampion(RuntimeError):
 
 
 def read_window(store: PredictionStore, model: LoadedModel, rows: int) -> pd.DataFrame:
-    """The newest `rows` predictions this version served (oldest first)."""
-    return store.recent(rows, model_version=model.version)
+    """The newest `rows` predictions this version served (oldest first); versions are
+    numbered per registered model, so the model's name is part of the version."""
+    return store.recent(rows, model_version=model.version, model_name=model.name)
 
 
 def read_champion_window(settings: Settings, rows: int) -> tuple[LoadedModel, pd.DataFrame]:

@@ -26,8 +26,10 @@ def main() -> None:
         generate(10_000, settings.seed, schema=schema).to_csv(settings.data_path, index=False)
         print(f"generated demo data at {settings.data_path}")
     result = train()
-    print(f"trained {result['model_name']} v{result['version']}: "
-          f"holdout AUC {result['holdout_auc']:.4f}, promoted={result['promoted']}")
+    metric = result["gate"]["metric"]  # the task's: AUC, or RMSE / MAE for a number
+    print(f"trained {result['model_name']} v{result['version']} ({result['task']}): "
+          f"holdout {metric.upper()} {result[f'holdout_{metric}']:.4f}, "
+          f"promoted={result['promoted']}")
 
 
 if __name__ == "__main__":

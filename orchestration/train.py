@@ -103,12 +103,14 @@ def load_training_data(data_path: Path, schema: Schema) -> pd.DataFrame:
 
 @task(cache_policy=NO_CACHE, retries=3, retry_delay_seconds=10,
       retry_condition_fn=unless_not_migrated)
-def load_production_rows(store_url: SecretStr, schema: Schema, limit: int) -> ProductionRows:
-    """The newest labelled production rows: logged predictions joined with their feedback
-    from trusted senders (untrusted labels never reach training or the gate)."""
+def load_production_rows(store_url: SecretStr, schema: Schema, limit: int,
+                         model_name: str) -> ProductionRows:
+    """The newest labelled production rows of this registered model (one business):
+    logged predictions joined with their feedback from trusted senders (untrusted labels
+    never reach training or the gate)."""
     store = PredictionStore(store_url.get_secret_value())
     try:
-        rows = store.labelled(limit)
+        rows = store.labelled(limit, model_name=model_name)
     finally:
         store.dispose()
     if rows.empty:
@@ -305,6 +307,10 @@ def fit_and_register(
             registered_model_name=settings.model_name,
         )
     version = str(info.registered_model_version)
+    # What a rollback checks without downloading the version (one registered model per
+    # business).
+    registry.connect(settings).set_model_version_tag(
+        settings.model_name, version, registry.BUSINESS_TAG, registry.business_of(schema))
     logger.info("registered %s v%s: holdout %s %.4f; %s", settings.model_name, version,
                 task.gate_metric.label, gate_figure,
                 ", ".join(f"{k} {v:.4g}" for k, v in figures.metrics.items()))
@@ -447,7 +453,7 @@ def train(
         data = model_card.TrainingData(base_path=str(base_path), base_rows=len(frame))
         if include_production_rows:
             production = load_production_rows(settings.prediction_store_url, schema,
-                                              production_rows_limit)
+                                              production_rows_limit, settings.model_name)
             if not production.frame.empty:
                 frame = pd.concat([frame, production.frame], ignore_index=True)
                 data = replace(data, production_rows=len(production.frame),

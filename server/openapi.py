@@ -49,11 +49,12 @@ def feature_schema(feature: Feature) -> dict[str, Any]:
     else:
         out = {"type": "integer" if feature.kind == "integer" else "number"}
         # Without a declared bound, the largest size the model computes in (32-bit floats):
-        # the validation refuses a number past it, so the document says so.
-        out["minimum"] = _bound(feature, -MODEL_FLOAT_MAX if feature.min is None
-                                else feature.min)
-        out["maximum"] = _bound(feature, MODEL_FLOAT_MAX if feature.max is None
-                                else feature.max)
+        # the validation refuses a number past it, so the document says so (as a float even
+        # for an integer feature: a 39-digit integer bound trips int64 code generators).
+        out["minimum"] = (-MODEL_FLOAT_MAX if feature.min is None
+                          else _bound(feature, feature.min))
+        out["maximum"] = (MODEL_FLOAT_MAX if feature.max is None
+                          else _bound(feature, feature.max))
     if feature.description and "description" not in out:
         out["description"] = feature.description
     if feature.nullable:

@@ -201,6 +201,7 @@ def feedback() -> tuple[Response, int]:
         raise BadRequest(422, problems)
     key = g.api_key
     sender = {"sent_by": key.key_id, "trusted": key.trusted} if key is not None else {}
+    sender["model_name"] = predictor.follower.current.model.name
     result = predictor.store.record_feedback(prediction_id, actual, **sender)
     logger = predictor.prediction_log
     if (result is FeedbackResult.UNKNOWN_ID and logger is not None
@@ -216,6 +217,10 @@ def feedback() -> tuple[Response, int]:
     if result is FeedbackResult.UNKNOWN_ID:
         raise BadRequest(404, [FieldProblem("prediction_id",
                                             f"no prediction with id {prediction_id}")])
+    if result is FeedbackResult.OTHER_MODEL:
+        raise BadRequest(422, [FieldProblem(
+            "prediction_id", "was made by another registered model than the one served here "
+            f"({predictor.follower.current.model.name}): its outcome is another business's")])
     if result is FeedbackResult.CONFLICT:
         raise BadRequest(409, [FieldProblem(
             target, "a different outcome was already recorded for this prediction")])

@@ -17,6 +17,7 @@ import pandas as pd
 import requests
 
 from core.schema import Schema
+from core.task import task_of
 
 
 @dataclass
@@ -70,11 +71,13 @@ def send_traffic(
     the API keys (bearer) when the predictor asks for them; `ca_file`: the certificate
     to check an https URL's TLS against (the front door's self-signed one)."""
     records = records_from_frame(frame, schema)
-    labels = frame[schema.target].tolist() if schema.target in frame else None
+    # The outcomes as feedback takes them: 0/1 integers, or numbers (core.task).
+    labels = (task_of(schema).canonical(frame[schema.target]).tolist()
+              if schema.target in frame else None)
     stats = TrafficStats()
     chunks = [(i, records[i:i + batch_size]) for i in range(0, len(records), batch_size)]
     local = threading.local()
-    outcomes: list[tuple[str, int]] = []
+    outcomes: list[tuple[str, float]] = []
 
     def session() -> requests.Session:
         if not hasattr(local, "session"):
@@ -112,12 +115,13 @@ def send_traffic(
                 stats.server_errors += 1
         if labels is not None:
             with stats._lock:
-                outcomes.extend((a["prediction_id"], int(labels[start + i]))
+                outcomes.extend((a["prediction_id"], labels[start + i])
                                 for i, a in enumerate(answers))
 
-    def send_outcome(prediction_id: str, churn: int) -> None:
+    def send_outcome(prediction_id: str, outcome: float) -> None:
+        # Under the target's name, as the schema declares it (0/1, or a number).
         resp = session().post(f"{base_url}/feedback", timeout=timeout, headers=feedback_headers,
-                              json={"prediction_id": prediction_id, "churn": churn},
+                              json={"prediction_id": prediction_id, schema.target: outcome},
                               verify=verify)
         if resp.status_code == 200:
             with stats._lock:

@@ -441,10 +441,16 @@ def test_one_registered_model_per_business(home: Path, champion: LoadedModel,
     # A churn version registered under this business's name by mistake, as @previous.
     churn = registry.load_champion(registry.connect(settings_for(trained_home)),
                                    settings_for(trained_home))
-    stray = client.create_model_version(MODEL_NAME, source=str(churn.path))
+    stray = client.create_model_version(
+        MODEL_NAME, source=str(churn.path),
+        tags={registry.BUSINESS_TAG: registry.business_of(churn.schema)})
     client.set_registered_model_alias(MODEL_NAME, registry.PREVIOUS, stray.version)
+    tags = client.get_model_version(MODEL_NAME, champion.version).tags
+    assert tags[registry.BUSINESS_TAG] == "regression 'progression'"  # the flow's tag
     try:
-        with pytest.raises(SystemExit, match="not rolled back: .* @previous"):
+        with pytest.raises(SystemExit, match=f"not rolled back: @champion v1 predicts "
+                                             f"regression 'progression', @previous "
+                                             f"v{stray.version} binary"):
             rollback(settings)
         now = registry.version_by_alias(client, MODEL_NAME, registry.CHAMPION)
         assert str(now.version) == champion.version

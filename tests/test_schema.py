@@ -204,3 +204,12 @@ def test_a_number_past_what_the_model_computes_in_is_refused_naming_the_field() 
         with pytest.raises(RecordInvalid):
             unbounded.validate_batch([{"x": 1.0}, {"x": huge}])
     assert unbounded.validate_record({"x": 3.0e38}) == {"x": 3.0e38}
+
+
+def test_a_feature_named_like_a_column_of_the_log_is_refused() -> None:
+    """The log keeps `value` (a regression model's number), `probability`, `actual`...
+    beside the features: a feature of one of those names would be overwritten."""
+    for name in ("value", "prediction", "actual"):
+        with pytest.raises(SchemaError, match=f"features: '{name}' is a column the prediction"):
+            Schema.from_dict({"name": "t", "target": {"name": "y"},
+                              "features": [{"name": name, "kind": "float"}]})

@@ -181,3 +181,25 @@ def test_a_table_from_before_senders_were_recorded_gains_the_columns(
     labelled = store.labelled(10)
     assert labelled["prediction_id"].tolist() == [new.prediction_id]
     assert labelled["feedback_by"].tolist() == ["billing"]
+
+
+def test_two_businesses_rows_stay_apart(store: PredictionStore) -> None:
+    """Versions are numbered per registered model, so churn v1 and a price model v1 share
+    a version: their windows, their training rows and their feedback stay apart by name."""
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+    churn = PredictionRecord(str(uuid.uuid4()), "churn-classifier", "1", valid_record(),
+                             0.7, 1, at)
+    price = PredictionRecord(str(uuid.uuid4()), "flight-prices", "1", {"days_left": 3},
+                             None, None, at, value=5123.5)
+    store.log([churn, price])
+    window = store.recent(10, model_version="1", model_name="flight-prices")
+    assert window["prediction_id"].tolist() == [price.prediction_id]
+    assert store.record_feedback(churn.prediction_id, 4980.0, model_name="flight-prices") \
+        is FeedbackResult.OTHER_MODEL
+    assert store.record_feedback(price.prediction_id, 4980.0, model_name="flight-prices") \
+        is FeedbackResult.RECORDED
+    assert store.record_feedback(churn.prediction_id, 1, model_name="churn-classifier") \
+        is FeedbackResult.RECORDED
+    assert store.labelled(10, model_name="churn-classifier")["prediction_id"].tolist() == [
+        churn.prediction_id]
+    assert len(store.labelled(10)) == 2
