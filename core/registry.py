@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -117,8 +118,9 @@ class LoadedModel:
     reference_out_of_sample: bool = False
     holdout_metrics: dict[str, float] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def task(self) -> Task:
+        # Asked on every request (the answers, the metrics): built once per version.
         return task_of(self.schema)
 
     def predict(self, frame: pd.DataFrame) -> Any:
@@ -216,14 +218,21 @@ def business_of(schema: Schema) -> str:
     return f"{schema.task} {schema.target!r}"
 
 
-def require_same_business(model: LoadedModel, schema: Schema, what: str) -> None:
-    """OtherBusiness, saying what to do, unless `model` (a version of the registered model)
-    predicts what `schema` does; `what` names the other side ("this schema", "@previous")."""
-    if business_of(model.schema) != business_of(schema):
+def require_same_business(client: MlflowClient, version: ModelVersion, schema: Schema,
+                          what: str, cache_dir: Path) -> None:
+    """OtherBusiness, saying what to do, unless `version` (of a registered model) predicts
+    what `schema` does; `what` names the other side ("this schema").  Read from the
+    version's BUSINESS_TAG; a version registered before the tag is loaded to read its
+    schema."""
+    held = version.tags.get(BUSINESS_TAG) if version.tags else None
+    if held is None:
+        held = business_of(load_version(client, version.name, str(version.version),
+                                        cache_dir).schema)
+    if held != business_of(schema):
         raise OtherBusiness(
-            f"registered model {model.name!r} holds {business_of(model.schema)} models "
-            f"(v{model.version}); {what} predicts {business_of(schema)}: give each business "
-            "a registered model of its own (MODEL_NAME)")
+            f"registered model {version.name!r} holds {held} models (v{version.version}); "
+            f"{what} predicts {business_of(schema)}: give each business a registered model "
+            "of its own (MODEL_NAME)")
 
 
 def load_champion(client: MlflowClient, settings: Settings) -> LoadedModel | None:

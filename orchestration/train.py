@@ -348,9 +348,10 @@ def score_champion(client: MlflowClient, settings: Settings, split: Split) -> Ch
 def check_business(client: MlflowClient, settings: Settings, schema: Schema) -> None:
     """The registered model's champion predicts what this schema does (core.registry
     OtherBusiness otherwise), checked before anything is trained or registered."""
-    champion = registry.load_champion(client, settings)
+    champion = registry.version_by_alias(client, settings.model_name, CHAMPION)
     if champion is not None:
-        registry.require_same_business(champion, schema, f"this schema ({schema.name})")
+        registry.require_same_business(client, champion, schema,
+                                       f"this schema ({schema.name})", settings.model_cache_dir)
 
 
 @task(cache_policy=NO_CACHE)
