@@ -278,3 +278,22 @@ def _quiet_logging_at_exit() -> Iterator[None]:
     yield
     logging.disable(logging.CRITICAL)
     shutil.rmtree(_PREFECT_HOME, ignore_errors=True)
+
+
+# What a process's Settings are read from, and MLflow's own process-wide registry URI.
+_SETTINGS_VARIABLES = tuple(sorted(
+    {str(f.validation_alias) for f in Settings.model_fields.values() if f.validation_alias}
+    | {"MLFLOW_REGISTRY_URI"}))
+
+
+@pytest.fixture(autouse=True)
+def _no_setting_leaks_into_later_tests() -> Iterator[None]:
+    """Fail the test (or the fixture it set up) that leaves a setting in os.environ.
+    MLflow's set_tracking_uri exports MLFLOW_TRACKING_URI: a test that called it outside
+    a patched environment sent every later train flow on its worker (pytest-randomly
+    decides which) to its own registry."""
+    before = {name: os.environ.get(name) for name in _SETTINGS_VARIABLES}
+    yield
+    after = {name: os.environ.get(name) for name in _SETTINGS_VARIABLES}
+    leaked = {name: value for name, value in after.items() if value != before[name]}
+    assert not leaked, f"settings left in os.environ for later tests: {leaked}"

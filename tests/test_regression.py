@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import mlflow
 import numpy as np
@@ -18,6 +20,7 @@ import pandas as pd
 import pytest
 import requests
 import yaml
+from mlflow.tracking import MlflowClient
 from sklearn.datasets import load_diabetes
 
 from core import registry
@@ -55,8 +58,17 @@ def train_a_shuffled_candidate(settings: Settings, schema: Schema) -> dict:
     """The train flow's steps, the candidate learning from shuffled targets (so it is
     worse), judged on the same holdout as the champion."""
     client = registry.connect(settings)
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+    # The fluent log_model needs the process-wide URI, and MLflow's set_tracking_uri also
+    # exports it as MLFLOW_TRACKING_URI: kept inside this block, or every later test on
+    # this worker would read this home's registry instead of its own.
+    with mock.patch.dict(os.environ):
+        mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+        mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+        return _train_a_shuffled_candidate(client, settings, schema)
+
+
+def _train_a_shuffled_candidate(client: MlflowClient, settings: Settings,
+                                schema: Schema) -> dict:
     experiment = ensure_experiment(client, settings)
     parent = client.create_run(experiment).info.run_id
     split = split_data.fn(load_dataset(settings.data_path, schema), schema, settings.seed)
@@ -95,9 +107,6 @@ def env_of(home: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def first(home: Path) -> dict:
     """The real train flow (`make train`'s) on the regression table."""
-    import os
-    from unittest import mock
-
     from orchestration.train import train
 
     with mock.patch.dict(os.environ, env_of(home)):
