@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 from mlflow import MlflowClient
 
-from core.registry import CHAMPION, PREVIOUS
+from core import registry
 from core.task import Metric
 
 
@@ -70,10 +70,7 @@ def apply(client: MlflowClient, model_name: str, decision: GateDecision) -> None
         tags["gate.champion_version"] = decision.champion_version
         if decision.champion_score is not None:
             tags[f"gate.champion_{decision.metric}"] = f"{decision.champion_score:.6f}"
-    for key, value in tags.items():
-        client.set_model_version_tag(model_name, decision.candidate_version, key, value)
-    if not decision.promoted:
-        return
-    if decision.champion_version is not None:
-        client.set_registered_model_alias(model_name, PREVIOUS, decision.champion_version)
-    client.set_registered_model_alias(model_name, CHAMPION, decision.candidate_version)
+    registry.record_gate(client, model_name, decision.candidate_version, tags)
+    if decision.promoted:
+        registry.promote(client, model_name, decision.candidate_version,
+                         decision.champion_version)

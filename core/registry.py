@@ -242,3 +242,47 @@ def load_champion(client: MlflowClient, settings: Settings) -> LoadedModel | Non
         return None
     return load_version(client, settings.model_name, champion.version,
                         settings.model_cache_dir)
+
+
+# --- writes --------------------------------------------------------------------------
+# After MLflow's log_model registers a version (the train flow), these are the only writes
+# onebox makes to the registry: what a version predicts, the gate's record and the aliases
+# it moves, a rollback's swap, the model card's link.
+
+# The model-version tag that points at the version's model card (under the front door).
+CARD_TAG = "onebox.model_card"
+
+
+def tag_business(client: MlflowClient, name: str, version: str, schema: Schema) -> None:
+    """What the version predicts, read by a rollback and the train flow without
+    downloading it (one registered model per business)."""
+    client.set_model_version_tag(name, version, BUSINESS_TAG, business_of(schema))
+
+
+def record_gate(client: MlflowClient, name: str, version: str, tags: dict[str, str]) -> None:
+    """The gate's decision and its reasons, on the candidate version."""
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+
+
+def promote(client: MlflowClient, name: str, candidate: str, champion: str | None) -> None:
+    """@champion to `candidate`; the old champion, if any, keeps @previous (so a rollback
+    is one swap)."""
+    if champion is not None:
+        client.set_registered_model_alias(name, PREVIOUS, champion)
+    client.set_registered_model_alias(name, CHAMPION, candidate)
+
+
+def roll_back(client: MlflowClient, name: str, champion: str, previous: str) -> None:
+    """Swap @champion and @previous, and say on the restored version where it came from
+    (rolling back again rolls forward)."""
+    client.set_registered_model_alias(name, CHAMPION, previous)
+    client.set_registered_model_alias(name, PREVIOUS, champion)
+    client.set_model_version_tag(name, previous, "rollback.from", champion)
+
+
+def link_card(client: MlflowClient, name: str, version: str, url: str,
+              description: str) -> None:
+    """The version's one-line description (markdown, on its MLflow page) and CARD_TAG."""
+    client.update_model_version(name, version, description=description)
+    client.set_model_version_tag(name, version, CARD_TAG, url)

@@ -31,10 +31,8 @@ def rollback(settings: Settings) -> tuple[str, str]:
             f"{settings.model_name}: not rolled back: @champion v{champion.version} predicts "
             f"{champion_business}, @previous v{previous.version} {previous_business}; give "
             "each business a registered model of its own (MODEL_NAME)")
-    client.set_registered_model_alias(settings.model_name, registry.CHAMPION, previous.version)
-    client.set_registered_model_alias(settings.model_name, registry.PREVIOUS, champion.version)
-    client.set_model_version_tag(settings.model_name, str(previous.version), "rollback.from",
-                                 str(champion.version))
+    registry.roll_back(client, settings.model_name, str(champion.version),
+                       str(previous.version))
     return str(champion.version), str(previous.version)
 
 
