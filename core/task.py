@@ -13,9 +13,6 @@ instead of branching on the task's name:
   model's calibration and decision threshold; nothing yet for a number: issue 26's
   interval slots in there), and the holdout's figures;
 - what the predictor answers and logs for a prediction, and what feedback carries.
-
-Not built yet for a regression target: the model card (it says so, core.task.TaskNotBuilt,
-and the train flow goes on without it) and the Grafana panels.
 """
 
 from __future__ import annotations
@@ -29,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core import bootstrap
 from core.calibration import (
     Calibration,
     expected_calibration_error,
@@ -39,11 +37,6 @@ from core.schema import Schema, TargetSpec
 
 SUPPORTED = ("supported: task: binary (a target of 0 and 1) or task: regression "
              "(a numeric target)")
-
-
-class TaskNotBuilt(RuntimeError):
-    """A part of the loop that does not yet handle the schema's task (said at once, not as
-    a traceback from deep inside it)."""
 
 
 class TargetInvalid(ValueError):
@@ -157,10 +150,6 @@ class Task(ABC):
     @abstractmethod
     def predict(self, model: Any, x: pd.DataFrame) -> np.ndarray:
         """What the search metric scores: the positive class's probability, or the number."""
-
-    def check_model_card(self) -> None:
-        """Nothing, or TaskNotBuilt: the model card asks before it computes anything."""
-        return None
 
     @abstractmethod
     def fit_serving(self, y: np.ndarray, out_of_fold: np.ndarray) -> ServingFit:
@@ -440,11 +429,6 @@ class Regression(Task):
     def explanation_unit(self) -> str:
         return self.spec.unit or self.target
 
-    def check_model_card(self) -> None:
-        raise TaskNotBuilt(
-            "task: regression: the model card does not show a regression model yet (its "
-            "holdout figures are on the MLflow run and the version's metadata)")
-
     def check_target(self, column: pd.Series, where: str) -> pd.Series:
         present = column.dropna()
         if len(present) < len(column):
@@ -561,10 +545,6 @@ class Regression(Task):
         return f" (in{unit})" if unit else ""
 
 
-BOOTSTRAP_ROUNDS = 1000
-CONFIDENCE = 0.95
-
-
 def regression_metrics(y: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
     """RMSE, MAE and R² of `predicted` against `y`."""
     error = predicted - y
@@ -573,20 +553,10 @@ def regression_metrics(y: np.ndarray, predicted: np.ndarray) -> dict[str, float]
             "r2": 1.0 - float((error ** 2).sum()) / total if total > 0 else float("nan")}
 
 
-def bootstrap_intervals(y: np.ndarray, predicted: np.ndarray, rounds: int = BOOTSTRAP_ROUNDS,
-                        seed: int = 0) -> dict[str, tuple[float, float]]:
-    """Percentile bootstrap intervals (CONFIDENCE) of RMSE, MAE and R² over the rows."""
-    rng = np.random.default_rng(seed)
-    rows = rng.integers(0, len(y), size=(rounds, len(y)))
-    ys, errors = y[rows], predicted[rows] - y[rows]
-    squared = (errors ** 2).sum(axis=1)
-    total = ((ys - ys.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        samples = {"rmse": np.sqrt(squared / len(y)), "mae": np.abs(errors).mean(axis=1),
-                   "r2": np.where(total > 0, 1.0 - squared / total, np.nan)}
-    tail = (1.0 - CONFIDENCE) / 2 * 100
-    return {name: (float(np.nanpercentile(v, tail)), float(np.nanpercentile(v, 100 - tail)))
-            for name, v in samples.items()}
+def bootstrap_intervals(y: np.ndarray, predicted: np.ndarray) -> dict[str, tuple[float, float]]:
+    """95% percentile bootstrap intervals of RMSE, MAE and R² over the rows (core.bootstrap:
+    the model card shows the same)."""
+    return bootstrap.intervals(("rmse", "mae", "r2"), y, predicted)
 
 
 def _rows(count: int, what: str) -> str:

@@ -309,8 +309,7 @@ def fit_and_register(
     version = str(info.registered_model_version)
     # What a rollback checks without downloading the version (one registered model per
     # business).
-    registry.connect(settings).set_model_version_tag(
-        settings.model_name, version, registry.BUSINESS_TAG, registry.business_of(schema))
+    registry.tag_business(registry.connect(settings), settings.model_name, version, schema)
     logger.info("registered %s v%s: holdout %s %.4f; %s", settings.model_name, version,
                 task.gate_metric.label, gate_figure,
                 ", ".join(f"{k} {v:.4g}" for k, v in figures.metrics.items()))
@@ -393,8 +392,8 @@ def write_model_card(
         model_name=settings.model_name, version=candidate["version"], run_id=run_id,
         schema=schema, pipeline=candidate["pipeline"], threshold=candidate["threshold"],
         refit_rows=pd.concat([split.train, split.valid]), holdout=split.holdout,
-        holdout_proba=candidate["holdout_proba"], decision=decision,
-        champion_holdout_proba=champion.holdout_proba, data=data,
+        holdout_predicted=candidate["holdout_proba"], decision=decision,
+        champion_holdout_predicted=champion.holdout_proba, data=data,
         training_seconds=training_seconds, trials=trials,
         calibration=candidate["calibration"],
     ))

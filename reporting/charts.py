@@ -155,6 +155,42 @@ def curve_chart(points: Sequence[tuple[float, float]], *, title: str, x_label: s
     return _svg(size, height, title, "".join(parts))
 
 
+def scatter_chart(points: Sequence[tuple[float, float]], *, title: str, x_label: str,
+                  y_label: str, size: int = 300) -> str:
+    """Points (x, y) on one shared scale for both axes, with the line y = x: predicted
+    against actual, where a perfect model's points lie on the line."""
+    left, bottom, top, right = 48, 34, 22, 10
+    plot = size - left - right
+    height = top + plot + bottom
+    kept = [(x, y) for x, y in points if math.isfinite(x) and math.isfinite(y)]
+    ends = [v for point in kept for v in point] or [0.0, 1.0]
+    low, high = min(ends), max(ends)
+    pad = (high - low) * 0.05 or 1.0
+    low, high = low - pad, high + pad
+
+    def at(value: float) -> float:
+        return plot * (value - low) / (high - low)
+
+    parts = [f'<text x="{left}" y="13" {FONT} font-weight="600">{escape(title)}</text>',
+             f'<rect x="{left}" y="{top}" width="{plot}" height="{plot}" fill="none" '
+             f'stroke="{GRID}"/>',
+             f'<line class="identity" x1="{left}" y1="{top + plot}" x2="{left + plot}" '
+             f'y2="{top}" stroke="#999" stroke-dasharray="4 3"/>']
+    for tick in (low + pad, (low + high) / 2, high - pad):
+        parts.append(f'<text x="{left - 4}" y="{_num(top + plot - at(tick) + 4)}" '
+                     f'text-anchor="end" {FONT}>{tick:.3g}</text>')
+        parts.append(f'<text x="{_num(left + at(tick))}" y="{top + plot + 13}" '
+                     f'text-anchor="middle" {FONT}>{tick:.3g}</text>')
+    parts += [f'<circle class="point" cx="{_num(left + at(x))}" cy="{_num(top + plot - at(y))}" '
+              f'r="2" fill="{LINE}" fill-opacity="0.5"><title>{x:.4g} → {y:.4g}</title>'
+              "</circle>" for x, y in kept]
+    parts.append(f'<text x="{left + plot / 2}" y="{height - 4}" text-anchor="middle" '
+                 f'{FONT}>{escape(x_label)}</text>')
+    parts.append(f'<text x="10" y="{top + plot / 2}" text-anchor="middle" {FONT} '
+                 f'transform="rotate(-90 10 {top + plot / 2})">{escape(y_label)}</text>')
+    return _svg(size, height, title, "".join(parts))
+
+
 def bar_chart(items: Sequence[tuple[str, float]], *, title: str, fmt: str = "{:.3f}",
               width: int = 420, positive_label: str = "", negative_label: str = "") -> str:
     """Horizontal bars, one per (name, value), in the order given; negative values go

@@ -314,8 +314,9 @@ CARD_COLUMNS = (
     ("model", "The registered model."),
     ("version", "The registered version; newest first."),
     ("created (UTC)", "When the version was registered."),
-    ("holdout AUC [CI] ↓ worse", "AUC on the held-out test split, with its confidence "
-     "interval. The lower, the worse."),
+    ("holdout score [CI]", "The gate's metric on the held-out test split, with its "
+     "confidence interval: AUC (the lower, the worse) or an error such as RMSE, in the "
+     "target's unit (the higher, the worse)."),
     ("gate decision", "Whether the promotion gate made this version @champion, and why."),
     ("champion then", "The @champion it was compared with, and its AUC on the same holdout."),
     ("model card", "The version's model card."),
@@ -644,22 +645,28 @@ def _read_cards(reports_dir: Path) -> list[dict[str, Any]]:
 
 def _card_row(card: dict[str, Any], reports_dir: Path) -> str:
     e = html.escape
-    auc = _fmt(card.get("holdout_auc"), "{:.3f}")
-    ci = card.get("holdout_auc_ci")
-    if (auc != "n/a" and isinstance(ci, list | tuple) and len(ci) == 2
+    # Summaries name their keys after the gate's metric; those from before a number could
+    # be served have none and were judged on AUC.
+    metric = str(card.get("gate_metric") or "auc")
+    fmt = "{:.3f}" if metric == "auc" else "{:.4g}"
+    score = _fmt(card.get(f"holdout_{metric}"), fmt)
+    ci = card.get(f"holdout_{metric}_ci")
+    if (score != "n/a" and isinstance(ci, list | tuple) and len(ci) == 2
             and all(_number(v) is not None for v in ci)):
-        auc += f" [{ci[0]:.3f}, {ci[1]:.3f}]"
+        score += f" [{fmt.format(ci[0])}, {fmt.format(ci[1])}]"
+    score = f"{metric.upper()} {score}"
     decision = str(card.get("gate_decision") or "n/a")
     reason = card.get("gate_reason")
     gate = e(decision) + (f": {e(str(reason))}" if reason else "")
     champion = card.get("champion_version")
-    champion_text = ("none" if champion is None
-                     else f"v{champion} (AUC {_fmt(card.get('champion_auc'), '{:.3f}')})")
+    champion_text = ("none" if champion is None else
+                     f"v{champion} ({metric.upper()} "
+                     f"{_fmt(card.get(f'champion_{metric}'), fmt)})")
     created = _when(card.get("created_at"))
     href = _card_href(reports_dir, card["model_name"], card["version"])
     cells = [e(str(card["model_name"])), e(f"v{card['version']}"),
              "n/a" if created is None else e(created.strftime("%Y-%m-%d %H:%M:%S")),
-             e(auc), gate, e(champion_text),
+             e(score), gate, e(champion_text),
              _link(href, "model card") if href else "card not written yet"]
     return "<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>"
 

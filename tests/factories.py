@@ -6,6 +6,8 @@ import csv
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from core.schema import Schema
 from simulation.generator import generate
 
@@ -80,3 +82,37 @@ def write_kaggle_csv(path: Path, rows: list[list[str]] | None = None,
         writer.writerow(header or KAGGLE_HEADER)
         writer.writerows(KAGGLE_ROWS if rows is None else rows)
     return path
+
+
+# A number to predict: scikit-learn's diabetes progression table (442 rows, 10 features, a
+# target from 25 to 346), the one issue 25 tried, as a business of its own.
+DIABETES_MODEL = "diabetes-progression"
+DIABETES_TARGET = "progression"
+
+
+def diabetes_schema() -> dict:
+    from sklearn.datasets import load_diabetes
+
+    bunch = load_diabetes(as_frame=True)
+    return {"name": "diabetes", "task": "regression",
+            "description": "Disease progression one year after baseline.",
+            "target": {"name": DIABETES_TARGET, "min": 0, "max": 400, "unit": "points"},
+            "features": [{"name": c, "kind": "float"} for c in bunch.feature_names]}
+
+
+def diabetes_env(home: Path) -> dict[str, str]:
+    """The environment of a onebox process serving the diabetes business from `home`."""
+    return {"ONEBOX_HOME": str(home), "MODEL_NAME": DIABETES_MODEL,
+            "SCHEMA_PATH": str(home / "diabetes.yaml"),
+            "DATA_PATH": str(home / "data" / "diabetes.csv")}
+
+
+def write_diabetes_home(home: Path) -> dict[str, str]:
+    """The diabetes table and its schema under `home`; returns diabetes_env(home)."""
+    from sklearn.datasets import load_diabetes
+
+    frame = load_diabetes(as_frame=True).frame.rename(columns={"target": DIABETES_TARGET})
+    (home / "data").mkdir(parents=True, exist_ok=True)
+    frame.to_csv(home / "data" / "diabetes.csv", index=False)
+    (home / "diabetes.yaml").write_text(yaml.safe_dump(diabetes_schema()))
+    return diabetes_env(home)

@@ -125,3 +125,26 @@ def test_the_reader_finds_relative_imports_and_imports_inside_functions(tmp_path
     found = imported_modules(probe, "server.probe")
     assert {"server.views", "reporting.charts"} <= found and "json" not in found
     assert {n.split(".")[0] for n in found} - MAY_IMPORT["server"] == {"reporting"}
+
+
+# MlflowClient's methods that change the registry (registering a version is the train
+# flow's log_model).
+REGISTRY_WRITES = {"set_registered_model_alias", "delete_registered_model_alias",
+                   "set_model_version_tag", "delete_model_version_tag",
+                   "update_model_version", "transition_model_version_stage",
+                   "create_model_version", "delete_model_version"}
+
+
+def test_only_core_registry_writes_to_the_model_registry() -> None:
+    """Tags and aliases are written in one place (core/registry.py), so what the gate, a
+    rollback or a card leaves on a version is read and changed there."""
+    writers = []
+    for room in SHIPPED:
+        for path in python_files(room):
+            if path == ROOT / "core" / "registry.py":
+                continue
+            calls = {node.func.attr for node in ast.walk(ast.parse(path.read_text()))
+                     if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)}
+            writers += [f"{path.relative_to(ROOT)}: {name}"
+                        for name in sorted(calls & REGISTRY_WRITES)]
+    assert not writers, "\n".join(writers)

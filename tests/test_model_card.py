@@ -88,6 +88,32 @@ def test_the_bootstrap_of_a_large_holdout_centres_on_each_models_auc() -> None:
     assert (aucs[0] > aucs[1]).mean() > 0.99
 
 
+@pytest.mark.parametrize("metric", ["rmse", "mae"])
+def test_an_errors_bootstrap_matches_resampling_the_rows_and_pairs_two_models(
+        metric: str) -> None:
+    """The weights bootstrap of an error equals the error of the resampled rows, and its
+    paired difference keeps a better model's sign."""
+    from core.bootstrap import resample_weights
+    from core.task import Metric
+    from reporting.model_card.statistics import bootstrap_scores
+
+    error = Metric(metric, greater_is_better=False)
+    rng = np.random.default_rng(11)
+    y = rng.normal(100, 20, 600)
+    close, far = y + rng.normal(0, 5, 600), y + rng.normal(0, 8, 600)
+    assert bootstrap_scores(error, y, close, resamples=1, seed=3)[0][0] == pytest.approx(
+        error.score(y[_drawn(600, seed=3)], close[_drawn(600, seed=3)]))
+    close_errors, far_errors = bootstrap_scores(error, y, close, far)
+    assert (close_errors < far_errors).mean() > 0.99
+    assert close_errors.mean() == pytest.approx(error.score(y, close), rel=0.02)
+    assert next(resample_weights(600, 1, 3)).sum() == 600
+
+
+def _drawn(rows: int, seed: int) -> np.ndarray:
+    """The rows the first bootstrap resample of `seed` draws (as resample_weights does)."""
+    return np.random.default_rng(seed).integers(0, rows, size=(1, rows))[0]
+
+
 # --- cards of real trained versions --------------------------------------------------
 
 
@@ -351,11 +377,11 @@ def test_text_from_the_schema_and_data_is_escaped(trained: dict, schema: Schema,
         model_name=settings.model_name, version="1", run_id=summary["run_id"], schema=hostile,
         pipeline=loaded.pipeline, threshold=loaded.threshold,
         refit_rows=split.train, holdout=split.holdout,
-        holdout_proba=loaded.predict_proba(model_frame(schema, split.holdout)),
+        holdout_predicted=loaded.predict_proba(model_frame(schema, split.holdout)),
         decision=gate.decide(metric=task_of(schema).gate_metric, candidate_version="1",
                              candidate_score=0.7, champion_version=None,
                              champion_score=None, margin=0.0),
-        champion_holdout_proba=None,
+        champion_holdout_predicted=None,
         data=model_card.TrainingData(base_path="/data/<b>x</b>.csv", base_rows=10),
         training_seconds=1.0, trials=1))
     page = model_card.render_html(card)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from unittest import mock
@@ -19,7 +21,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
-import yaml
 from mlflow.tracking import MlflowClient
 from sklearn.datasets import load_diabetes
 
@@ -37,21 +38,19 @@ from orchestration.train import (
     search_hyperparameters,
     split_data,
 )
+from reporting import model_card
 from simulation.loader import load_dataset
 from tests.conftest import home_env, set_up_store, settings_for
+from tests.factories import (
+    DIABETES_MODEL,
+    DIABETES_TARGET,
+    diabetes_env,
+    write_diabetes_home,
+)
 
 pytestmark = pytest.mark.slow
 
-MODEL_NAME = "diabetes-progression"
-TARGET = "progression"
-
-
-def diabetes_schema() -> dict:
-    bunch = load_diabetes(as_frame=True)
-    return {"name": "diabetes", "task": "regression",
-            "description": "Disease progression one year after baseline.",
-            "target": {"name": TARGET, "min": 0, "max": 400, "unit": "points"},
-            "features": [{"name": c, "kind": "float"} for c in bunch.feature_names]}
+MODEL_NAME, TARGET = DIABETES_MODEL, DIABETES_TARGET
 
 
 def train_a_shuffled_candidate(settings: Settings, schema: Schema) -> dict:
@@ -88,10 +87,7 @@ def _train_a_shuffled_candidate(client: MlflowClient, settings: Settings,
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("regression-home")
-    frame = load_diabetes(as_frame=True).frame.rename(columns={"target": TARGET})
-    (home / "data").mkdir()
-    frame.to_csv(home / "data" / "diabetes.csv", index=False)
-    (home / "diabetes.yaml").write_text(yaml.safe_dump(diabetes_schema()))
+    write_diabetes_home(home)
     return home
 
 
@@ -100,8 +96,7 @@ def settings_of(home: Path) -> Settings:
 
 
 def env_of(home: Path) -> dict[str, str]:
-    return home_env(home, MODEL_NAME=MODEL_NAME, SCHEMA_PATH=str(home / "diabetes.yaml"),
-                    DATA_PATH=str(home / "data" / "diabetes.csv"))
+    return diabetes_env(home)
 
 
 @pytest.fixture(scope="module")
@@ -126,8 +121,7 @@ def test_the_train_flow_judges_the_first_version_on_its_error_and_promotes_it(
     assert first["task"] == "regression" and first["promoted"] and first["version"] == "1"
     assert first["gate"]["metric"] == "rmse" and first["gate"]["reason"] == "no champion yet"
     assert first["threshold"] is None
-    # The card is the one part not built for a number: the flow goes on without it.
-    assert first["model_card"] is None
+    assert first["model_card"] is not None and Path(first["model_card"]).is_file()
     client = registry.connect(settings_of(home))
     run = client.get_run(first["run_id"]).data.metrics
     # RMSE, MAE and R² with 95% bootstrap intervals around them; the table's signal is
@@ -144,10 +138,15 @@ def test_the_train_flow_judges_the_first_version_on_its_error_and_promotes_it(
     assert tags["gate.metric"] == "rmse" and tags["gate.decision"] == "promoted"
 
 
-def test_a_worse_candidate_is_kept_out_by_its_error(home: Path, first: dict,
+@pytest.fixture(scope="module")
+def second(home: Path, first: dict) -> dict:
+    settings = settings_of(home)
+    return train_a_shuffled_candidate(settings, Schema.load(settings.schema_path))
+
+
+def test_a_worse_candidate_is_kept_out_by_its_error(home: Path, second: dict,
                                                     champion: LoadedModel) -> None:
     settings = settings_of(home)
-    second = train_a_shuffled_candidate(settings, Schema.load(settings.schema_path))
     decision = second["decision"]
     assert not decision.promoted and decision.champion_version == champion.version
     assert decision.candidate_score > decision.champion_score  # a higher error
@@ -160,6 +159,82 @@ def test_a_worse_candidate_is_kept_out_by_its_error(home: Path, first: dict,
     current = registry.version_by_alias(registry.connect(settings), MODEL_NAME,
                                         registry.CHAMPION)
     assert str(current.version) == champion.version
+
+
+# --- the model card ----------------------------------------------------------------------------
+
+
+def words_of(page: str) -> str:
+    return " ".join(re.sub(r"<[^>]+>", " ", page).split())
+
+
+def test_the_card_shows_the_error_predicted_against_actual_and_residuals_by_segment(
+        first: dict, home: Path, champion: LoadedModel) -> None:
+    settings = settings_of(home)
+    summary = json.loads(model_card.card_summary_path(settings.reports_dir, MODEL_NAME, "1")
+                         .read_text(encoding="utf-8"))
+    run = registry.connect(settings).get_run(first["run_id"]).data.metrics
+    assert summary["task"] == "regression" and summary["gate_metric"] == "rmse"
+    assert summary["threshold"] is None and summary["unit"] == "points"
+    for name in ("rmse", "mae", "r2"):  # the card's figures and intervals are the run's
+        assert summary[f"holdout_{name}"] == pytest.approx(run[f"holdout_{name}"])
+        assert summary[f"holdout_{name}_ci"] == pytest.approx(
+            [run[f"holdout_{name}_low"], run[f"holdout_{name}_high"]])
+    low, high = summary["holdout_rmse_ci"]
+    assert low < summary["holdout_rmse"] < high
+
+    # Residuals by segment, recomputed here from the registered model on the same split.
+    split = split_data.fn(load_dataset(settings.data_path, champion.schema), champion.schema,
+                          settings.seed)
+    holdout = split.holdout.reset_index(drop=True)
+    residual = champion.predict(model_frame(champion.schema, holdout)) - holdout[TARGET]
+    segments = summary["residual_segments"]
+    leaned_on = [f["feature"] for f in summary["feature_importance"][:3]]
+    assert sorted({s["feature"] for s in segments}) == sorted(leaned_on)
+    for feature in leaned_on:
+        mine = [s for s in segments if s["feature"] == feature]
+        assert sum(s["rows"] for s in mine) == len(holdout)
+        quartiles = pd.qcut(holdout[feature], 4, duplicates="drop").astype(str)
+        for s in mine:
+            rows = residual[quartiles == s["segment"]]
+            assert s["rows"] == len(rows)
+            assert s["mean_residual"] == pytest.approx(float(rows.mean()))
+            assert s["rmse"] == pytest.approx(float(np.sqrt((rows ** 2).mean())))
+
+    page = Path(first["model_card"]).read_text(encoding="utf-8")
+    words = words_of(page)
+    assert f"RMSE {summary['holdout_rmse']:.4g}" in words
+    assert f"[{low:.4g}, {high:.4g}]" in words
+    assert "Predicted against actual on the holdout" in words
+    assert page.count('class="point"') == len(holdout)  # fewer than 500: every row drawn
+    assert "Mean |SHAP contribution| on the holdout (points)" in words
+    assert f"By {leaned_on[0]}" in words and "decision threshold" not in words
+    assert "no champion to compare against" in words
+
+
+def test_the_rejected_candidates_card_weighs_its_error_against_the_champions(
+        home: Path, second: dict, champion: LoadedModel) -> None:
+    settings = settings_of(home)
+    schema, split, decision = champion.schema, second["split"], second["decision"]
+    candidate = second["candidate"]
+    card = model_card.build_card(model_card.CardInputs(
+        model_name=MODEL_NAME, version=candidate["version"], run_id=second["run_id"],
+        schema=schema, pipeline=candidate["pipeline"], threshold=None,
+        refit_rows=pd.concat([split.train, split.valid]), holdout=split.holdout,
+        holdout_predicted=candidate["holdout_proba"], decision=decision,
+        champion_holdout_predicted=champion.predict(model_frame(schema, split.holdout)),
+        data=model_card.TrainingData(base_path=str(settings.data_path), base_rows=442),
+        training_seconds=1.0, trials=3))
+    summary = model_card.summary(card)
+    assert summary["champion_rmse"] == pytest.approx(decision.champion_score)
+    difference = summary["holdout_rmse"] - summary["champion_rmse"]
+    low, high = summary["rmse_difference_ci"]
+    # Shuffled targets: the candidate's error is higher, and the paired interval says so.
+    assert 0 < low <= difference <= high
+    words = words_of(model_card.render_html(card))
+    assert "rejected" in words and "(RMSE: lower is better)" in words
+    assert f"champion v1 RMSE {summary['champion_rmse']:.4g}" in words
+    assert f"{difference:+.4g}" in words
 
 
 # --- served ------------------------------------------------------------------------------------
@@ -465,6 +540,27 @@ def test_one_registered_model_per_business(home: Path, champion: LoadedModel,
         assert str(now.version) == champion.version
     finally:
         client.delete_registered_model_alias(MODEL_NAME, registry.PREVIOUS)
+
+
+def test_a_version_registered_before_the_business_tag_is_loaded_to_read_its_business(
+        home: Path, champion: LoadedModel, trained_home: Path, schema: Schema) -> None:
+    """Versions from before onebox.business carry no tag: the train flow's check loads
+    the champion to read its schema instead of letting another business in."""
+    from orchestration.train import check_business
+
+    settings = Settings.from_env({**env_of(home), "MODEL_NAME": "churn-before-the-tag"})
+    client = registry.connect(settings)
+    churn = registry.load_champion(registry.connect(settings_for(trained_home)),
+                                   settings_for(trained_home))
+    client.create_registered_model(settings.model_name)
+    old = client.create_model_version(settings.model_name, source=str(churn.path))
+    client.set_registered_model_alias(settings.model_name, registry.CHAMPION, old.version)
+    assert registry.BUSINESS_TAG not in client.get_model_version(
+        settings.model_name, old.version).tags
+    with pytest.raises(registry.OtherBusiness,
+                       match=r"holds binary 'churn' models .* predicts regression"):
+        check_business.fn(client, settings, champion.schema)
+    check_business.fn(client, settings, schema)  # churn may go on training there
 
 
 def test_a_person_tries_the_regression_model_in_a_browser(served: Served,

@@ -410,14 +410,28 @@ def test_model_cards_are_listed_newest_first_and_windows_link_their_card(
 
     rows = table_rows(page, "models")
     assert [row[1] for row in rows] == ["v2", "v1"]
-    assert rows[0][3] == "0.760 [0.741, 0.779]"
+    # A summary from before gate_metric was written: judged on AUC.
+    assert rows[0][3] == "AUC 0.760 [0.741, 0.779]"
     assert rows[0][4].startswith("rejected") and rows[1][4].startswith("promoted")
     assert rows[0][6] == "model card" and rows[1][6] == "card not written yet"
-    assert "holdout AUC [CI] ↓ worse" in headers(page, "models")
+    assert "holdout score [CI]" in headers(page, "models")
     # The v2 window's model cell links v2's card; v1 has no card file, so no link.
     assert re.findall(r'href="(models/[^"]+)"', page) == ["models/churn-classifier-v2.html"] * 2
     windows = table_rows(page, "windows")
     assert [row[2] for row in windows] == ["churn-classifier v1", "churn-classifier v2"]
+
+
+def test_a_regression_card_is_listed_with_its_error(tmp_path: Path) -> None:
+    path = card_summary_path(tmp_path, "diabetes-progression", "2")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({
+        "model_name": "diabetes-progression", "version": "2", "gate_metric": "rmse",
+        "created_at": "2026-04-02T03:00:00+00:00", "holdout_rmse": 54.123,
+        "holdout_rmse_ci": [50.01, 58.37], "gate_decision": "rejected",
+        "gate_reason": "does not beat champion v1", "champion_version": "1",
+        "champion_rmse": 53.5, "holdout_auc": 0.99, "card": "x.html"}))
+    [row] = table_rows(write_index(tmp_path).read_text(encoding="utf-8"), "models")
+    assert row[3] == "RMSE 54.12 [50.01, 58.37]" and row[5] == "v1 (RMSE 53.5)"
 
 
 # --- request volume and refusals: a real Prometheus scraping known counters --------------

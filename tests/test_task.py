@@ -15,7 +15,7 @@ import yaml
 from sklearn.datasets import load_breast_cancer, load_diabetes
 
 from core.schema import Schema, SchemaError, model_frame
-from core.task import TargetInvalid, TaskNotBuilt, task_of
+from core.task import TargetInvalid, task_of
 from orchestration.model import build_pipeline
 from orchestration.train import split_data, stable_holdout
 from simulation.loader import load_dataset
@@ -182,14 +182,3 @@ def test_each_task_gets_its_estimator_and_learns_its_table(
     assert (name, direction) == ("XGBRegressor", "minimize")
     # Better than predicting the mean (the target's standard deviation is about 77).
     assert rmse < 0.85 * diabetes["progression"].std(), rmse
-
-
-def test_the_model_card_says_at_once_that_it_does_not_show_a_number_yet(
-    diabetes: pd.DataFrame, cancer: pd.DataFrame,
-) -> None:
-    """The one part of the loop not built for a number: it says so (the train flow logs it
-    and goes on without a card) instead of failing inside its AUC figures."""
-    regression = Schema.from_dict(schema_for(diabetes, "progression", task="regression"))
-    with pytest.raises(TaskNotBuilt, match="the model card does not show a regression model"):
-        task_of(regression).check_model_card()
-    task_of(Schema.from_dict(schema_for(cancer, "malignant"))).check_model_card()

@@ -1,0 +1,234 @@
+"""What a model card says, computed once from what the train flow hands over after the
+gate: the data, the gate's evidence on its own metric, the holdout section of the task,
+and the features the model leans on.  No HTML here (reporting.model_card.page)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.calibration import Calibration, expected_calibration_error
+from core.gate import GateDecision
+from core.schema import Schema, model_frame
+from core.task import bootstrap_intervals, regression_metrics, task_of
+from reporting.model_card.statistics import (
+    CalibrationBin,
+    Confusion,
+    GateEvidence,
+    ResidualSegment,
+    calibration_bins,
+    confusion_at,
+    feature_importance,
+    gate_evidence,
+    residuals_by_segment,
+)
+
+CARDS_DIR = "models"
+# nginx serves REPORTS_DIR under this path of the front door (gateway/nginx.conf).
+FRONT_DOOR_REPORTS = "/reports"
+# The predicted-vs-actual chart draws at most this many holdout rows (a seeded sample).
+SCATTER_MAX_POINTS = 500
+# Residuals are broken down by this many of the most important features.
+SEGMENTED_FEATURES = 3
+
+
+def card_stem(model_name: str, version: str) -> str:
+    return f"{model_name}-v{version}"
+
+
+def card_url(model_name: str, version: str) -> str:
+    """The card's address under the front door (what MLflow links to)."""
+    return f"{FRONT_DOOR_REPORTS}/{CARDS_DIR}/{card_stem(model_name, version)}.html"
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Where the version's training table came from."""
+
+    base_path: str
+    base_rows: int
+    production_rows: int = 0
+    # When the labelled production rows were predicted (the base table has no time column).
+    production_first_at: datetime | None = None
+    production_last_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class CardInputs:
+    """Everything the card is made from: the train flow hands these over after the gate."""
+
+    model_name: str
+    version: str
+    run_id: str
+    schema: Schema
+    pipeline: Any  # the candidate's fitted sklearn Pipeline (preprocessing, estimator)
+    threshold: float | None  # a binary model's decision threshold; a number has none
+    refit_rows: pd.DataFrame  # train + validation: what the final model was fitted on
+    holdout: pd.DataFrame
+    # What the version serves for the holdout rows: calibrated probabilities, or numbers.
+    holdout_predicted: np.ndarray
+    decision: GateDecision
+    champion_holdout_predicted: np.ndarray | None
+    data: TrainingData
+    training_seconds: float
+    trials: int
+    # The Platt scaling a binary model's probabilities went through (identity: none).
+    calibration: Calibration = Calibration()
+
+
+@dataclass(frozen=True)
+class BinaryHoldout:
+    """A binary model on the holdout: calibration and the confusion at its threshold."""
+
+    threshold: float
+    calibration: Calibration
+    bins: list[CalibrationBin]
+    ece: float               # of the served (calibrated) probabilities, equal-count bins
+    ece_uncalibrated: float  # of the pipeline's own probabilities
+    confusion: Confusion
+
+    def summary(self) -> dict[str, Any]:
+        confusion = self.confusion
+        return {
+            "threshold": self.threshold, "ece": self.ece,
+            "ece_uncalibrated": self.ece_uncalibrated,
+            "calibration": {"method": self.calibration.method,
+                            "slope": self.calibration.slope,
+                            "intercept": self.calibration.intercept,
+                            "fitted_rows": self.calibration.fitted_rows},
+            "confusion": {"threshold": confusion.threshold,
+                          "true_positive": confusion.true_positive,
+                          "false_positive": confusion.false_positive,
+                          "false_negative": confusion.false_negative,
+                          "true_negative": confusion.true_negative,
+                          "precision": confusion.precision, "recall": confusion.recall},
+        }
+
+
+@dataclass(frozen=True)
+class RegressionHoldout:
+    """A number on the holdout: its errors with intervals, predicted against actual, and
+    the residuals by segment of the features it leans on most."""
+
+    unit: str
+    figures: dict[str, float]                    # rmse, mae, r2
+    intervals: dict[str, tuple[float, float]]    # the same, 95% bootstrap
+    points: list[tuple[float, float]]            # (actual, predicted), a seeded sample
+    segments: list[ResidualSegment]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "threshold": None, "unit": self.unit,
+            **{f"holdout_{name}": value for name, value in self.figures.items()},
+            **{f"holdout_{name}_ci": list(ci) for name, ci in self.intervals.items()},
+            "residual_segments": [
+                {"feature": s.feature, "segment": s.segment, "rows": s.rows,
+                 "mean_actual": s.mean_actual, "mean_residual": s.mean_residual,
+                 "rmse": s.rmse} for s in self.segments],
+        }
+
+
+Holdout = BinaryHoldout | RegressionHoldout
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    inputs: CardInputs
+    created_at: datetime
+    evidence: GateEvidence  # the gate's metric, the candidate's and the champion's
+    holdout: Holdout
+    importance: list[tuple[str, float]]
+
+    @property
+    def file_name(self) -> str:
+        return f"{card_stem(self.inputs.model_name, self.inputs.version)}.html"
+
+    @property
+    def url(self) -> str:
+        return card_url(self.inputs.model_name, self.inputs.version)
+
+
+def _binary_holdout(inputs: CardInputs, y: np.ndarray,
+                    importance: list[tuple[str, float]]) -> BinaryHoldout:
+    served = np.asarray(inputs.holdout_predicted, dtype=np.float64)
+    own = inputs.pipeline.predict_proba(model_frame(inputs.schema, inputs.holdout))[:, 1]
+    threshold = float(inputs.threshold if inputs.threshold is not None else 0.5)
+    return BinaryHoldout(threshold=threshold, calibration=inputs.calibration,
+                         bins=calibration_bins(y, served),
+                         ece=expected_calibration_error(y, served),
+                         ece_uncalibrated=expected_calibration_error(y, own),
+                         confusion=confusion_at(y, served, threshold))
+
+
+def _regression_holdout(inputs: CardInputs, y: np.ndarray,
+                        importance: list[tuple[str, float]]) -> RegressionHoldout:
+    predicted = np.asarray(inputs.holdout_predicted, dtype=np.float64)
+    y = y.astype(np.float64)
+    shown = np.arange(len(y))
+    if len(shown) > SCATTER_MAX_POINTS:
+        shown = np.sort(np.random.default_rng(0).choice(shown, SCATTER_MAX_POINTS,
+                                                        replace=False))
+    leaned_on = [name for name, _ in importance[:SEGMENTED_FEATURES]]
+    return RegressionHoldout(
+        unit=inputs.schema.target_spec.unit,
+        figures=regression_metrics(y, predicted),
+        intervals=bootstrap_intervals(y, predicted),
+        points=[(float(y[i]), float(predicted[i])) for i in shown],
+        segments=residuals_by_segment(inputs.holdout.reset_index(drop=True), y, predicted,
+                                      leaned_on))
+
+
+# The card's holdout section of each task (core.task names them).
+HOLDOUT_SECTIONS = {"binary": _binary_holdout, "regression": _regression_holdout}
+
+
+def build_card(inputs: CardInputs, now: datetime | None = None) -> ModelCard:
+    """Compute the card's figures from the holdout predictions."""
+    task = task_of(inputs.schema)
+    y = inputs.holdout[inputs.schema.target].to_numpy()
+    champion = inputs.champion_holdout_predicted
+    importance = feature_importance(inputs.pipeline, inputs.schema, inputs.holdout,
+                                    task.estimator_step)
+    return ModelCard(
+        inputs=inputs, created_at=now or datetime.now(UTC),
+        evidence=gate_evidence(task.gate_metric, y, inputs.holdout_predicted, champion),
+        holdout=HOLDOUT_SECTIONS[task.name](inputs, y, importance),
+        importance=importance)
+
+
+def summary(card: ModelCard) -> dict[str, Any]:
+    """The card's headline figures (the JSON beside it, read by the reports index).  The
+    gate's metric names its keys: holdout_auc, champion_auc, auc_difference_ci for churn;
+    holdout_rmse, champion_rmse, rmse_difference_ci for a number judged on RMSE."""
+    inputs, decision, evidence = card.inputs, card.inputs.decision, card.evidence
+    metric = evidence.metric.name
+    return {
+        "model_name": inputs.model_name,
+        "version": inputs.version,
+        "task": task_of(inputs.schema).name,
+        "created_at": card.created_at.astimezone(UTC).isoformat(timespec="seconds"),
+        **card.holdout.summary(),
+        "gate_metric": metric,
+        "greater_is_better": evidence.metric.greater_is_better,
+        f"holdout_{metric}": evidence.candidate,
+        f"holdout_{metric}_ci": list(evidence.candidate_ci),
+        "holdout_rows": len(inputs.holdout),
+        "gate_decision": "promoted" if decision.promoted else "rejected",
+        "gate_reason": decision.reason,
+        "margin": decision.margin,
+        "champion_version": decision.champion_version,
+        f"champion_{metric}": decision.champion_score,
+        f"{metric}_difference_ci": (None if evidence.difference_ci is None
+                                    else list(evidence.difference_ci)),
+        "feature_importance": [{"feature": name, "mean_abs_shap": value}
+                               for name, value in card.importance],
+        "training_seconds": inputs.training_seconds,
+        "trials": inputs.trials,
+        "run_id": inputs.run_id,
+        "card": card.file_name,
+        "url": card.url,
+    }

@@ -1,0 +1,429 @@
+"""A model card as one self-contained HTML page, readable offline.
+
+The card (reporting.model_card.card) says what the version saw, its figure on the gate's
+metric with a bootstrap confidence interval, its task's holdout section (a binary model's
+calibration and confusion at its threshold; a number's errors, predicted against actual
+and residuals by segment), the features it leans on (XGBoost's own TreeSHAP), the
+evidence the gate weighed against the champion, and the schema.  Pictures are inline SVG
+(reporting.charts) and the style inline: no script, nothing fetched, so it reads the same
+from nginx, from a file:// URL or from MLflow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from html import escape
+
+import pandas as pd
+
+from core.schema import Feature, Schema
+from reporting.charts import FONT, GRID, LINE, bar_chart, curve_chart, scatter_chart
+from reporting.model_card.card import (
+    BinaryHoldout,
+    Holdout,
+    ModelCard,
+    RegressionHoldout,
+)
+from reporting.model_card.statistics import (
+    BOOTSTRAP_RESAMPLES,
+    BOOTSTRAP_SEED,
+    CONFIDENCE,
+    SEGMENT_BY_VALUE_MAX,
+    SHAP_MAX_ROWS,
+)
+
+TOP_FEATURES = 12
+
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem;
+       padding: 0 1rem; color: #222; line-height: 1.4; }
+h1 { margin-bottom: .2rem; } h2 { margin-top: 2rem; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; margin: .5rem 0; }
+th, td { padding: .3rem .7rem; border-bottom: 1px solid #ddd; text-align: left;
+         vertical-align: top; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+.headline { display: flex; gap: 1rem; flex-wrap: wrap; margin: 1rem 0; }
+.figure { border: 1px solid #ddd; border-radius: 6px; padding: .6rem 1rem; min-width: 11rem; }
+.figure .value { font-size: 1.5rem; font-weight: 600; }
+.figure .label { color: #555; font-size: .85rem; }
+.promoted { color: #1a7f37; } .rejected { color: #b00020; }
+.charts { display: flex; gap: 2rem; flex-wrap: wrap; align-items: flex-start; }
+.note { color: #555; font-size: .9rem; }
+"""
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def _format(metric: str) -> str:
+    """AUC in four decimals (as the gate logs it); an error in the target's unit, four
+    significant digits."""
+    return "{:.4f}" if metric == "auc" else "{:.4g}"
+
+
+def _score(value: float | None, metric: str = "auc") -> str:
+    return "n/a" if value is None else _format(metric).format(value)
+
+
+def _interval(ci: tuple[float, float] | None, signed: bool = False,
+              metric: str = "auc") -> str:
+    if ci is None:
+        return "n/a"
+    fmt = _format(metric).replace("{:", "{:+") if signed else _format(metric)
+    return f"[{fmt.format(ci[0])}, {fmt.format(ci[1])}]"
+
+
+def _when(moment: datetime | None) -> str:
+    if moment is None:
+        return "unknown"
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)  # the prediction log stores UTC
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]],
+           numeric: Sequence[int] = ()) -> str:
+    """A table of already escaped cells; the columns in `numeric` align right."""
+    def cell(tag: str, i: int, text: str) -> str:
+        css = ' class="num"' if i in numeric else ""
+        return f"<{tag}{css}>{text}</{tag}>"
+
+    head = "".join(cell("th", i, h) for i, h in enumerate(header))
+    body = "\n".join("<tr>" + "".join(cell("td", i, c) for i, c in enumerate(row)) + "</tr>"
+                     for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>"
+
+
+def _figure(value: str, label: str, css: str = "") -> str:
+    return (f'<div class="figure"><div class="value{" " + css if css else ""}">{value}</div>'
+            f'<div class="label">{label}</div></div>')
+
+
+def interval_chart(items: Sequence[tuple[str, float, tuple[float, float]]], *, title: str,
+                   width: int = 420, fmt: str = "{:.4f}") -> str:
+    """Point estimates with their intervals on one shared axis (a forest plot), one row
+    per (name, estimate, (low, high)): whether two intervals overlap is seen at once."""
+    label_w, value_w, row, top = 130, 150, 22, 24
+    plot_w = width - label_w - value_w
+    height = top + row * len(items) + 18
+    ends = [v for _, point, (low, high) in items for v in (point, low, high)]
+    low_end, high_end = (min(ends), max(ends)) if ends else (0.0, 1.0)
+    pad = max((high_end - low_end) * 0.1, 0.005)
+    low_end, high_end = low_end - pad, high_end + pad
+
+    def x_at(value: float) -> float:
+        return label_w + plot_w * (value - low_end) / (high_end - low_end)
+
+    parts = [f'<text x="0" y="13" {FONT} font-weight="600">{escape(title)}</text>']
+    for i, (name, point, (low, high)) in enumerate(items):
+        y = top + i * row + row / 2
+        text = f"{fmt.format(point)} [{fmt.format(low)}, {fmt.format(high)}]"
+        parts.append(f'<text x="{label_w - 6}" y="{y + 4:.1f}" text-anchor="end" {FONT}>'
+                     f'{escape(name)}</text>')
+        parts.append(f'<line class="interval" x1="{x_at(low):.1f}" x2="{x_at(high):.1f}" '
+                     f'y1="{y:.1f}" y2="{y:.1f}" stroke="{LINE}" stroke-width="2"/>')
+        parts.append(f'<circle cx="{x_at(point):.1f}" cy="{y:.1f}" r="4" fill="{LINE}">'
+                     f'<title>{escape(name)}: {escape(text)}</title></circle>')
+        parts.append(f'<text x="{width - 2}" y="{y + 4:.1f}" text-anchor="end" {FONT}>'
+                     f'{escape(text)}</text>')
+    axis_y = top + row * len(items) + 2
+    parts.append(f'<line x1="{label_w}" x2="{label_w + plot_w}" y1="{axis_y}" y2="{axis_y}" '
+                 f'stroke="{GRID}"/>')
+    for tick in (low_end + pad, high_end - pad):
+        parts.append(f'<text x="{x_at(tick):.1f}" y="{axis_y + 13}" text-anchor="middle" '
+                     f'{FONT}>{tick:.4g}</text>')
+    label = escape(title)
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" '
+            f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
+            f'aria-label="{label}"><title>{label}</title>{"".join(parts)}</svg>')
+
+
+def _data_section(card: ModelCard) -> str:
+    inputs, target = card.inputs, card.inputs.schema.target
+    data = inputs.data
+    table_rows = len(inputs.refit_rows) + len(inputs.holdout)
+    everything = pd.concat([inputs.refit_rows[target], inputs.holdout[target]])
+    sources = [[f"base table <code>{escape(data.base_path)}</code>", f"{data.base_rows:,}",
+                "no time column"]]
+    if data.production_rows:
+        period = f"{_when(data.production_first_at)} to {_when(data.production_last_at)}"
+        sources.append(["labelled production rows (trusted feedback)",
+                        f"{data.production_rows:,}", escape(period)])
+    else:
+        sources.append(["labelled production rows", "0", "none yet"])
+    column, meaning, of = TARGET_COLUMNS[type(card.holdout)]
+    split = [
+        ["refit (train + validation)", f"{len(inputs.refit_rows):,}",
+         of(inputs.refit_rows[target], card.holdout)],
+        ["holdout (kept out of search and refit)", f"{len(inputs.holdout):,}",
+         of(inputs.holdout[target], card.holdout)],
+        ["all", f"{table_rows:,}", of(everything, card.holdout)],
+    ]
+    return (
+        "<h2>Data</h2>"
+        + _table(["source", "rows", "period"], sources, numeric=[1])
+        + f"<p>How the table was split (target <code>{escape(target)}</code>; "
+          f"{meaning}):</p>"
+        + _table(["part", "rows", column], split, numeric=[1, 2])
+    )
+
+
+def _positive_rate(values: pd.Series, holdout: Holdout) -> str:
+    return _pct(float(values.mean()) if len(values) else None)
+
+
+def _mean_value(values: pd.Series, holdout: Holdout) -> str:
+    if not len(values):
+        return "n/a"
+    unit = getattr(holdout, "unit", "")
+    return escape(f"{float(values.mean()):.4g}{' ' + unit if unit else ''}")
+
+
+# Per task, the split table's target column: its header, what it means, its cell.
+TARGET_COLUMNS: dict[type, tuple[str, str, Callable[[pd.Series, Holdout], str]]] = {
+    BinaryHoldout: ("positive rate", "positive rate = share of rows whose label is 1",
+                    _positive_rate),
+    RegressionHoldout: ("mean target", "the mean of the target in each part", _mean_value),
+}
+
+
+def _binary_performance(card: ModelCard, holdout: BinaryHoldout) -> str:
+    confusion = holdout.confusion
+    calibration_svg = curve_chart(
+        [(b.mean_predicted, b.observed_rate) for b in holdout.bins],
+        title="Calibration on the holdout", x_label="mean predicted probability",
+        y_label="observed positive rate")
+    calibration_rows = [[f"{b.low:.1f}–{b.high:.1f}", f"{b.rows:,}", f"{b.mean_predicted:.3f}",
+                         f"{b.observed_rate:.3f}"] for b in holdout.bins]
+    matrix = _table(
+        ["", "predicted positive", "predicted negative"],
+        [["actually positive", f"{confusion.true_positive:,}",
+          f"{confusion.false_negative:,}"],
+         ["actually negative", f"{confusion.false_positive:,}",
+          f"{confusion.true_negative:,}"]],
+        numeric=[1, 2])
+    return (
+        _headline_sentence(card)
+        + f'<div class="charts"><div>{calibration_svg}</div><div>'
+        + _table(["predicted bin", "rows", "mean predicted", "observed rate"],
+                 calibration_rows, numeric=[1, 2, 3])
+        + "</div></div>"
+        + _calibration_note(holdout)
+        + f"<h3>Confusion matrix at the decision threshold {confusion.threshold:.2f}</h3>"
+        + matrix
+        + f"<p>Precision <strong>{_pct(confusion.precision)}</strong> (of the rows flagged, "
+          f"the share that were positive); recall <strong>{_pct(confusion.recall)}</strong> "
+          f"(of the positive rows, the share flagged). {confusion.rows:,} holdout rows.</p>"
+    )
+
+
+def _calibration_note(holdout: BinaryHoldout) -> str:
+    calibration = holdout.calibration
+    if calibration.is_identity:
+        how = "The probabilities are the model's own (no calibration recorded)."
+    else:
+        how = (f"Platt scaling (log-odds &times; {calibration.slope:.3f} "
+               f"{'+' if calibration.intercept >= 0 else '&minus;'} "
+               f"{abs(calibration.intercept):.3f}) fitted on {calibration.fitted_rows:,} "
+               "out-of-fold predictions of the training rows, never on the holdout; before "
+               f"it the error was {holdout.ece_uncalibrated:.4f}.")
+    return (f"<p>Expected calibration error <strong>{holdout.ece:.4f}</strong> "
+            '<span class="note">(row-weighted |observed &minus; predicted| over 10 '
+            "equal-count bins of the holdout; the monitoring estimates quality from these "
+            f"probabilities, so it is only as good as they are)</span>. {how}</p>")
+
+
+def _regression_performance(card: ModelCard, holdout: RegressionHoldout) -> str:
+    unit = f" ({holdout.unit})" if holdout.unit else ""
+    target = card.inputs.schema.target
+    scatter = scatter_chart(holdout.points, title="Predicted against actual on the holdout",
+                            x_label=f"actual {target}{unit}",
+                            y_label=f"predicted {target}{unit}")
+    figures = [[escape(label), _score(holdout.figures[name], name),
+                _interval(holdout.intervals[name], metric=name)]
+               for name, label in (("rmse", f"RMSE{unit}"), ("mae", f"MAE{unit}"),
+                                   ("r2", "R²"))]
+    shown = len(holdout.points)
+    rows = len(card.inputs.holdout)
+    sample = (f"all {rows:,} holdout rows" if shown == rows
+              else f"a seeded sample of {shown:,} of the {rows:,} holdout rows")
+    by_feature: dict[str, list[list[str]]] = {}
+    for s in holdout.segments:
+        by_feature.setdefault(s.feature, []).append(
+            [escape(s.segment), f"{s.rows:,}", f"{s.mean_actual:.4g}", f"{s.mean_residual:+.4g}",
+             f"{s.rmse:.4g}"])
+    segments = "".join(
+        f"<h3>By <code>{escape(feature)}</code></h3>"
+        + _table(["segment", "rows", "mean actual", "mean residual", "RMSE"], rows_,
+                 numeric=[1, 2, 3, 4])
+        for feature, rows_ in by_feature.items())
+    return (
+        _headline_sentence(card)
+        + _table(["", "value", f"{int(CONFIDENCE * 100)}% interval"], figures, numeric=[1, 2])
+        + f'<div class="charts"><div>{scatter}</div></div>'
+        + f'<p class="note">The dashed line is a perfect prediction; {sample} are drawn.</p>'
+        + "<h3>Residuals by segment</h3>"
+        + f"<p>The holdout rows split by each of the {len(by_feature)} features the model "
+          f"leans on most: by value (a feature of at most {SEGMENT_BY_VALUE_MAX} values) or "
+          "by quartile. A residual is predicted − actual: a positive mean over-predicts that "
+          "segment, a negative one under-predicts it; a segment whose RMSE stands out is "
+          "where the model is least sure.</p>"
+        + segments
+    )
+
+
+def _headline_sentence(card: ModelCard) -> str:
+    evidence = card.evidence
+    metric = evidence.metric.name
+    return (f"<p>{evidence.metric.label} <strong>{_score(evidence.candidate, metric)}</strong>, "
+            f"{int(CONFIDENCE * 100)}% confidence interval "
+            f"<strong>{_interval(evidence.candidate_ci, metric=metric)}</strong> "
+            f'<span class="note">(percentile bootstrap over the {len(card.inputs.holdout):,} '
+            f"holdout rows, {BOOTSTRAP_RESAMPLES:,} resamples, seed {BOOTSTRAP_SEED})</span></p>")
+
+
+def _performance_section(card: ModelCard) -> str:
+    section = PERFORMANCE_SECTIONS[type(card.holdout)]
+    return "<h2>Holdout performance</h2>" + section(card, card.holdout)  # type: ignore[operator]
+
+
+PERFORMANCE_SECTIONS: dict[type, Callable[..., str]] = {
+    BinaryHoldout: _binary_performance, RegressionHoldout: _regression_performance}
+
+
+def _importance_unit(card: ModelCard) -> str:
+    if isinstance(card.holdout, RegressionHoldout):
+        return card.holdout.unit or card.inputs.schema.target
+    return "log-odds"
+
+
+def _importance_section(card: ModelCard) -> str:
+    shown = card.importance[:TOP_FEATURES]
+    unit = _importance_unit(card)
+    chart = bar_chart(shown, title=f"Mean |SHAP contribution| on the holdout ({unit})",
+                      fmt="{:.3g}", width=460)
+    holdout_rows = len(card.inputs.holdout)
+    rows = (f"the {holdout_rows:,} holdout rows" if holdout_rows <= SHAP_MAX_ROWS else
+            f"a seeded sample of {SHAP_MAX_ROWS:,} of the {holdout_rows:,} holdout rows")
+    return (
+        "<h2>Most important features</h2>"
+        f"<p>{len(shown)} of {len(card.importance)} features, by the mean absolute "
+        f"contribution (in {escape(unit)}) XGBoost's TreeSHAP gives each on {rows}; a one-hot "
+        "encoded feature's columns are summed.</p>"
+        f"<div>{chart}</div>"
+    )
+
+
+def _gate_section(card: ModelCard) -> str:
+    decision, evidence = card.inputs.decision, card.evidence
+    metric, label = evidence.metric.name, evidence.metric.label
+    verdict = "promoted" if decision.promoted else "rejected"
+    head = (f'<p>Decision: <strong class="{verdict}">{verdict}</strong>: '
+            f"{escape(decision.reason)}.</p>")
+    if decision.champion_version is None or evidence.champion_ci is None:
+        return ("<h2>Promotion gate</h2>" + head
+                + "<p>There was no champion to compare against.</p>")
+    champion_label = f"champion v{decision.champion_version}"
+    chart = interval_chart(
+        [(f"candidate v{decision.candidate_version}", evidence.candidate,
+          evidence.candidate_ci),
+         (champion_label, float(decision.champion_score or 0.0), evidence.champion_ci)],
+        title=f"Holdout {label} with 95% intervals", fmt=_format(metric))
+    better = "higher" if evidence.metric.greater_is_better else "lower"
+    rows = [
+        [f"candidate v{escape(decision.candidate_version)} {label}",
+         _score(decision.candidate_score, metric), _interval(evidence.candidate_ci,
+                                                             metric=metric)],
+        [f"{escape(champion_label)} {label}", _score(decision.champion_score, metric),
+         _interval(evidence.champion_ci, metric=metric)],
+        ["difference (candidate − champion)",
+         "n/a" if evidence.difference is None
+         else _format(metric).replace("{:", "{:+").format(evidence.difference),
+         _interval(evidence.difference_ci, signed=True, metric=metric)],
+        ["margin required", _format(metric).replace("{:", "{:+").format(decision.margin), ""],
+    ]
+    return (
+        "<h2>Promotion gate</h2>" + head
+        + f"<p>Both models scored on the same holdout rows ({label}: {better} is better); "
+          "the difference's interval is a paired bootstrap (the same resamples for both). "
+          "The gate decides on the difference itself; the interval shows how sure that "
+          "is.</p>"
+        + _table(["", "value", f"{int(CONFIDENCE * 100)}% interval"], rows, numeric=[1, 2])
+        + f"<div>{chart}</div>"
+    )
+
+
+def _allowed(feature: Feature) -> str:
+    described = feature.to_dict()
+    if "values" in described:
+        return ", ".join(described["values"])
+    if "levels" in described:
+        return "ordered: " + ", ".join(f"{i} = {level}"
+                                       for i, level in enumerate(described["levels"]))
+    low, high = described.get("min"), described.get("max")
+    if low is None and high is None:
+        return "any number"
+    return f"{'−∞' if low is None else f'{low:g}'} to {'∞' if high is None else f'{high:g}'}"
+
+
+def _schema_section(schema: Schema) -> str:
+    rows = [[f"<code>{escape(f['name'])}</code>", escape(f["kind"]), escape(_allowed(feature)),
+             "yes" if f["nullable"] else "no", escape(f.get("description", ""))]
+            for feature in schema.features for f in [feature.to_dict()]]
+    return (
+        "<h2>Schema</h2>"
+        f"<p>{escape(schema.name)}: {escape(schema.description)} "
+        f"Target <code>{escape(schema.target)}</code>.</p>"
+        + _table(["feature", "kind", "allowed values / range", "nullable", "description"],
+                 rows)
+    )
+
+
+def _task_headline(card: ModelCard) -> list[str]:
+    holdout = card.holdout
+    if isinstance(holdout, BinaryHoldout):
+        return [_figure(f"{holdout.threshold:.2f}", "decision threshold")]
+    return [_figure(f"{holdout.figures['r2']:.3f}", "holdout R²")]
+
+
+def render_html(card: ModelCard) -> str:
+    """The card as one self-contained HTML page."""
+    inputs, decision, evidence = card.inputs, card.inputs.decision, card.evidence
+    metric = evidence.metric.name
+    verdict = "promoted" if decision.promoted else "rejected"
+    title = f"{inputs.model_name} v{inputs.version}: model card"
+    headline = "".join([
+        _figure(_score(evidence.candidate, metric), f"holdout {evidence.metric.label}"),
+        _figure(_interval(evidence.candidate_ci, metric=metric),
+                f"{int(CONFIDENCE * 100)}% interval"),
+        _figure(verdict, "promotion gate", verdict),
+        *_task_headline(card),
+    ])
+    training = _table(["", ""], [
+        ["run id", f"<code>{escape(inputs.run_id)}</code>"],
+        ["search + refit wall time", f"{inputs.training_seconds:.1f} s"],
+        ["search trials", f"{inputs.trials}"],
+        ["card written", escape(_when(card.created_at))],
+    ])
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{escape(title)}</title>
+<style>{STYLE}</style></head>
+<body>
+<p class="note"><a href="../index.html">All reports</a></p>
+<h1>{escape(inputs.model_name)} v{escape(inputs.version)}</h1>
+<p class="note">Model card: {escape(inputs.schema.description)}</p>
+<div class="headline">{headline}</div>
+{_data_section(card)}
+{_performance_section(card)}
+{_importance_section(card)}
+{_gate_section(card)}
+<h2>Training</h2>
+{training}
+{_schema_section(inputs.schema)}
+</body></html>
+"""
