@@ -201,10 +201,11 @@ class SnapshotCollector(Collector):
                              "1 when data drift or low live quality calls for attention "
                              "(the alert fires on this).", 1.0 if alarm.detected else 0.0)
                 yield _gauge("onebox_data_drift_detected",
-                             "1 when a feature or the predicted probability drifted.",
+                             "1 when a feature or the prediction drifted.",
                              1.0 if alarm.data_drift else 0.0)
                 yield _gauge("onebox_live_quality_degraded",
-                             "1 when the live AUC is below its threshold on enough labels.",
+                             "1 when live quality is below its limit on enough labels "
+                             "(a binary model's AUC, a number's RMSE or MAE).",
                              1.0 if alarm.quality_degraded else 0.0)
             if drift is not None:
                 score = GaugeMetricFamily("onebox_feature_drift_score",
@@ -255,10 +256,10 @@ class SnapshotCollector(Collector):
                                      drift.joint_auc)
                 if drift.prediction is not None:
                     yield _gauge("onebox_prediction_drift_score",
-                                 "Drift p-value of the predicted probability.",
+                                 "Drift p-value of the prediction (probability or number).",
                                  drift.prediction.score)
                     yield _gauge("onebox_prediction_drifted",
-                                 "1 when the predicted probability drifted.",
+                                 "1 when the prediction (probability or number) drifted.",
                                  1.0 if drift.prediction.drifted else 0.0)
             if quality is not None:
                 yield _gauge("onebox_live_labels", "Predictions in the window with feedback.",

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import pandas as pd
 import pytest
@@ -30,6 +31,7 @@ from operations import processes
 from simulation.generator import SCENARIOS, generate
 from simulation.traffic import send_traffic
 from tests.conftest import home_env, set_up_store
+from tests.factories import diabetes_env, write_diabetes_home
 
 ROOT = Path(__file__).resolve().parent.parent
 GRAFANA = ROOT / "monitoring" / "grafana"
@@ -168,11 +170,11 @@ def test_the_provider_loads_the_folder_compose_mounts() -> None:
 # --- live: every panel query against a real Prometheus -------------------------------
 
 
-def start_exporter(trained_home: Path, tmp_path: Path, port: int,
-                   store_url: str) -> subprocess.Popen:
-    env = home_env(trained_home, PREDICTION_STORE_URL=store_url,
-                   MODEL_CACHE_DIR=str(tmp_path / "exporter-cache"))
-    with open(tmp_path / "exporter.log", "wb") as log:
+def start_exporter(home_settings: dict[str, str], tmp_path: Path, port: int, store_url: str,
+                   name: str = "exporter") -> subprocess.Popen:
+    env = {**home_settings, "PREDICTION_STORE_URL": store_url,
+           "MODEL_CACHE_DIR": str(tmp_path / f"{name}-cache")}
+    with open(tmp_path / f"{name}.log", "wb") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "monitoring.exporter", "--bind", f"127.0.0.1:{port}",
              "--interval", "2", "--window-rows", "1000"],
@@ -243,17 +245,34 @@ def log_tails(tmp_path: Path) -> str:
                      for path in sorted(tmp_path.glob("*.log")))
 
 
+@pytest.fixture
+def regression_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A regression business (the diabetes table) trained with the real train flow: the
+    number's panels are filled by its predictor and exporter."""
+    from orchestration.train import train
+
+    home = tmp_path_factory.mktemp("dashboards-regression")
+    with mock.patch.dict(os.environ, write_diabetes_home(home)):
+        assert train(n_trials=2)["promoted"]
+    return home
+
+
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_every_panel_query_returns_data_from_a_real_prometheus(
-    trained_home: Path, tmp_path: Path, schema: Schema, postgres_url: str
+    trained_home: Path, regression_home: Path, tmp_path: Path, schema: Schema,
+    postgres_url: str
 ) -> None:
+    """A churn predictor and exporter beside a regression business's (one prediction log,
+    each reading its own model's rows): every panel, of either task, shows data."""
     if not Path(PROMETHEUS).exists():
         pytest.fail("prometheus is not installed (apt-get install prometheus): the dashboards' "
                     "queries cannot be checked without it")
     queries = panel_queries()
-    predictor_port, exporter_port, prometheus_port = (processes.free_port() for _ in range(3))
+    predictor_port, exporter_port, prometheus_port, number_port, number_exporter_port = (
+        processes.free_port() for _ in range(5))
     predictor_url = f"http://127.0.0.1:{predictor_port}"
+    number_url = f"http://127.0.0.1:{number_port}"
     prometheus_url = f"http://127.0.0.1:{prometheus_port}"
     started: list[subprocess.Popen] = []
     try:
@@ -264,15 +283,29 @@ def test_every_panel_query_returns_data_from_a_real_prometheus(
             MODEL_CACHE_DIR=str(tmp_path / "predictor-cache"),
             SPOOL_DIR=str(tmp_path / "spool")), tmp_path / "predictor.log")
         started.append(predictor)
-        exporter = start_exporter(trained_home, tmp_path, exporter_port, postgres_url)
+        exporter = start_exporter(home_env(trained_home), tmp_path, exporter_port,
+                                  postgres_url)
         started.append(exporter)
+        number_env = diabetes_env(regression_home)
+        number_predictor = processes.start_predictor(number_port, {
+            **number_env, "PREDICTION_STORE_URL": postgres_url,
+            "MODEL_CACHE_DIR": str(tmp_path / "number-predictor-cache"),
+            "SPOOL_DIR": str(tmp_path / "number-spool")}, tmp_path / "number-predictor.log")
+        started.append(number_predictor)
+        number_exporter = start_exporter(number_env, tmp_path, number_exporter_port,
+                                         postgres_url, name="number-exporter")
+        started.append(number_exporter)
         prometheus = start_prometheus(tmp_path, prometheus_port, {
-            "predictor": predictor_port, "drift-exporter": exporter_port})
+            "predictor": predictor_port, "drift-exporter": exporter_port,
+            "number-predictor": number_port, "number-exporter": number_exporter_port})
         started.append(prometheus)
         processes.wait_until_healthy(f"{prometheus_url}/-/ready", prometheus, timeout=90)
-        processes.wait_until_healthy(f"{predictor_url}/health", predictor, timeout=90)
-        processes.wait_until_healthy(f"http://127.0.0.1:{exporter_port}/health", exporter,
-                                     timeout=90)
+        for url, process in ((f"{predictor_url}/health", predictor),
+                             (f"http://127.0.0.1:{exporter_port}/health", exporter),
+                             (f"{number_url}/health", number_predictor),
+                             (f"http://127.0.0.1:{number_exporter_port}/health",
+                              number_exporter)):
+            processes.wait_until_healthy(url, process, timeout=90)
 
         # Clean customers, then a shifted economy, each with its ground truth.  A burst
         # that falls between two scrapes never shows in rate() (a new series has no
@@ -280,10 +313,16 @@ def test_every_panel_query_returns_data_from_a_real_prometheus(
         traffic = pd.concat([generate(600, 71, schema=schema),
                              generate(400, 72, SCENARIOS["economic_shift"], schema)],
                             ignore_index=True)
+        # Then the number's: the whole diabetes table, each with its real outcome.
+        diabetes = Schema.load(Path(number_env["SCHEMA_PATH"]))
+        numbers = pd.read_csv(number_env["DATA_PATH"])
+        sends = [(predictor_url, traffic.iloc[start:start + CHUNK_ROWS], schema)
+                 for start in range(0, len(traffic), CHUNK_ROWS)]
+        sends += [(number_url, numbers.iloc[start:start + CHUNK_ROWS], diabetes)
+                  for start in range(0, len(numbers), CHUNK_ROWS)]
         predictions = feedback = 0
-        for start in range(0, len(traffic), CHUNK_ROWS):
-            chunk = traffic.iloc[start:start + CHUNK_ROWS]
-            stats = send_traffic(predictor_url, chunk, schema, batch_size=10, concurrency=4,
+        for url, chunk, chunk_schema in sends:
+            stats = send_traffic(url, chunk, chunk_schema, batch_size=10, concurrency=4,
                                  send_feedback=True)
             assert stats.failed == 0 and stats.predictions == len(chunk), stats
             assert stats.feedback_sent == len(chunk), stats
@@ -303,8 +342,8 @@ def test_every_panel_query_returns_data_from_a_real_prometheus(
         assert not failures, (f"{len(failures)} of {len(queries)} panel queries show no "
                               "data:\n" + "\n".join(failures) + "\n" + log_tails(tmp_path))
 
-        _, up = query(prometheus_url, 'up{job=~"predictor|drift-exporter"}')
-        assert up == [1.0, 1.0], "both jobs should be scraped successfully"
+        _, up = query(prometheus_url, "up")
+        assert up == [1.0] * 4, "every job should be scraped successfully"
     finally:
         for process in reversed(started):
             processes.stop(process)
