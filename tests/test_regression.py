@@ -458,6 +458,16 @@ def test_the_exporter_holds_the_live_error_to_the_holdouts(
     assert figures["onebox_live_quality_degraded"] == 1.0
     assert figures["onebox_drift_detected"] == 1.0
 
+    # The drift-check flow reads the same window and decides alike: it would start the
+    # train deployment, and says why (the train flow itself trains a number: above).
+    from monitoring.drift import DriftPolicy
+    from orchestration.drift_check import measure_window
+
+    with mock.patch.dict(os.environ, {**env_of(home), "PREDICTION_STORE_URL": served.store_url,
+                                      "MODEL_CACHE_DIR": str(settings.model_cache_dir)}):
+        measured = measure_window.fn(2000, DriftPolicy.from_settings(settings))
+    assert measured["drift_detected"] and "live RMSE" in measured["reason"]
+
 
 def test_the_report_shows_the_windows_drift_and_its_error_as_logged(
         served: Served, champion: LoadedModel, tmp_path: Path) -> None:
