@@ -73,12 +73,16 @@ def weighted_r2(y_true: np.ndarray, predicted: np.ndarray, weights: np.ndarray) 
     """1 - squared error / squared spread around the resample's own mean (NaN where a
     resample drew one value only)."""
     y = np.asarray(y_true, dtype=np.float64)
+    squared_errors = weights @ _errors(y, predicted) ** 2
+    # Centred on the rows' own mean first: sum(w y²) - W mean² loses its digits when the
+    # target's mean dwarfs its spread (a price in the millions that varies by thousands).
+    y = y - y.mean()
     total = weights.sum(axis=1)
     mean = weights @ y / total
     spread = weights @ (y ** 2) - total * mean ** 2
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(spread > 1e-12 * np.maximum(total * mean ** 2, 1.0),
-                        1.0 - weights @ _errors(y, predicted) ** 2 / spread, np.nan)
+        return np.where(spread > 1e-12 * np.maximum(weights @ (y ** 2), 1e-300),
+                        1.0 - squared_errors / spread, np.nan)
 
 
 # Each figure by its name (core.task.Metric.name, and R²) under bootstrap weights.

@@ -318,7 +318,8 @@ CARD_COLUMNS = (
      "confidence interval: AUC (the lower, the worse) or an error such as RMSE, in the "
      "target's unit (the higher, the worse)."),
     ("gate decision", "Whether the promotion gate made this version @champion, and why."),
-    ("champion then", "The @champion it was compared with, and its AUC on the same holdout."),
+    ("champion then", "The @champion it was compared with, and its score on the same "
+     "holdout."),
     ("model card", "The version's model card."),
 )
 

@@ -286,14 +286,19 @@ _SETTINGS_VARIABLES = tuple(sorted(
     | {"MLFLOW_REGISTRY_URI"}))
 
 
+# As the session found them: a module or session fixture sets up before a test's own
+# snapshot, so each test is held to these.
+_SETTINGS_AT_START = {name: os.environ.get(name) for name in _SETTINGS_VARIABLES}
+
+
 @pytest.fixture(autouse=True)
 def _no_setting_leaks_into_later_tests() -> Iterator[None]:
-    """Fail the test (or the fixture it set up) that leaves a setting in os.environ.
+    """Fail the test (or the fixture set up for it) that leaves a setting in os.environ.
     MLflow's set_tracking_uri exports MLFLOW_TRACKING_URI: a test that called it outside
     a patched environment sent every later train flow on its worker (pytest-randomly
     decides which) to its own registry."""
-    before = {name: os.environ.get(name) for name in _SETTINGS_VARIABLES}
     yield
     after = {name: os.environ.get(name) for name in _SETTINGS_VARIABLES}
-    leaked = {name: value for name, value in after.items() if value != before[name]}
+    leaked = {name: value for name, value in after.items()
+              if value != _SETTINGS_AT_START[name]}
     assert not leaked, f"settings left in os.environ for later tests: {leaked}"

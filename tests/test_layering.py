@@ -132,7 +132,10 @@ def test_the_reader_finds_relative_imports_and_imports_inside_functions(tmp_path
 REGISTRY_WRITES = {"set_registered_model_alias", "delete_registered_model_alias",
                    "set_model_version_tag", "delete_model_version_tag",
                    "update_model_version", "transition_model_version_stage",
-                   "create_model_version", "delete_model_version"}
+                   "create_model_version", "delete_model_version", "copy_model_version",
+                   "create_registered_model", "rename_registered_model",
+                   "update_registered_model", "delete_registered_model",
+                   "set_registered_model_tag", "delete_registered_model_tag"}
 
 
 def test_only_core_registry_writes_to_the_model_registry() -> None:

@@ -109,6 +109,43 @@ def test_an_errors_bootstrap_matches_resampling_the_rows_and_pairs_two_models(
     assert next(resample_weights(600, 1, 3)).sum() == 600
 
 
+def test_r2_under_weights_keeps_its_digits_when_the_mean_dwarfs_the_spread() -> None:
+    from core.bootstrap import weighted_r2
+    from core.task import regression_metrics
+
+    rng = np.random.default_rng(12)
+    y = rng.normal(0, 1_000, 500)
+    predicted = y + rng.normal(0, 300, 500)
+    ones = np.ones((1, 500))
+    expected = regression_metrics(y, predicted)["r2"]
+    for offset in (0.0, 1e9):  # a price in the billions that varies by thousands
+        assert weighted_r2(y + offset, predicted + offset, ones)[0] == pytest.approx(
+            expected, abs=1e-6)
+
+
+def test_residual_segments_of_text_with_many_values_keep_the_frequent_ones() -> None:
+    import pandas as pd
+
+    from reporting.model_card.statistics import (
+        OTHER_VALUES,
+        SEGMENT_BY_VALUE_MAX,
+        residuals_by_segment,
+    )
+
+    cities = [f"city-{i:02d}" for i in range(30)]
+    rng = np.random.default_rng(13)
+    frame = pd.DataFrame({"city": rng.choice(cities, 600, p=np.r_[[0.3], [0.7 / 29] * 29]),
+                          "size": rng.normal(50, 10, 600)})
+    actual = rng.normal(100, 10, 600)
+    segments = residuals_by_segment(frame, actual, actual + 1.0, ["city", "size"])
+    by_city = [s for s in segments if s.feature == "city"]
+    assert len(by_city) == SEGMENT_BY_VALUE_MAX and by_city[0].segment == "city-00"
+    assert by_city[-1].segment == OTHER_VALUES
+    assert sum(s.rows for s in by_city) == 600
+    assert all(s.mean_residual == pytest.approx(1.0) for s in segments)
+    assert len([s for s in segments if s.feature == "size"]) == 4  # quartiles
+
+
 def _drawn(rows: int, seed: int) -> np.ndarray:
     """The rows the first bootstrap resample of `seed` draws (as resample_weights does)."""
     return np.random.default_rng(seed).integers(0, rows, size=(1, rows))[0]

@@ -235,6 +235,7 @@ def test_the_rejected_candidates_card_weighs_its_error_against_the_champions(
     assert "rejected" in words and "(RMSE: lower is better)" in words
     assert f"champion v1 RMSE {summary['champion_rmse']:.4g}" in words
     assert f"{difference:+.4g}" in words
+    assert "difference required ≤ -1" in words  # an error must fall by the margin
 
 
 # --- served ------------------------------------------------------------------------------------

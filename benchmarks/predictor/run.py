@@ -272,15 +272,16 @@ def prepare_task_twins(scratch: Path, churn: Settings) -> dict[str, dict[str, st
     Each is searched with one trial of the same seed, which draws the same hyperparameters
     (checked), so both have as many trees of the same depth.  Returns their environments."""
     import numpy as np
-    import pandas as pd
     import yaml
 
     from simulation.generator import churn_probability
+    from simulation.loader import load_dataset
 
-    target = Schema.load(churn.schema_path).target
+    schema = Schema.load(churn.schema_path)
     number = scratch / "number-twin"
     number.mkdir()
-    frame = pd.read_csv(churn.data_path).drop(columns=[target])
+    # The schema's columns, whichever layout the table is in (the generator's, Kaggle's).
+    frame = load_dataset(churn.data_path, schema).drop(columns=[schema.target])
     noise = np.random.default_rng(REQUEST_SEED).normal(0, 5, len(frame))
     frame[NUMBER_TARGET] = 100 * churn_probability(frame) + noise
     frame.to_csv(number / "risk.csv", index=False)
@@ -306,7 +307,10 @@ def prepare_task_twins(scratch: Path, churn: Settings) -> dict[str, dict[str, st
                                        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120"),
                      home / "train.log")
         found = re.search(r"params (\{.*\})", (home / "train.log").read_text())
-        chosen[task] = found.group(1) if found else "?"
+        if found is None:
+            raise SetupFailed(f"the {task} twin's train log names no hyperparameters: "
+                              f"{servers.log_tail(home / 'train.log')}")
+        chosen[task] = found.group(1)
         say(f"  trained in {time.perf_counter() - started:.0f} s: {chosen[task]}")
     if len(set(chosen.values())) != 1:
         raise SetupFailed(f"the twins drew different hyperparameters: {chosen}")

@@ -58,21 +58,21 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
-def _format(metric: str) -> str:
+def score_format(metric: str) -> str:
     """AUC in four decimals (as the gate logs it); an error in the target's unit, four
     significant digits."""
     return "{:.4f}" if metric == "auc" else "{:.4g}"
 
 
 def _score(value: float | None, metric: str = "auc") -> str:
-    return "n/a" if value is None else _format(metric).format(value)
+    return "n/a" if value is None else score_format(metric).format(value)
 
 
 def _interval(ci: tuple[float, float] | None, signed: bool = False,
               metric: str = "auc") -> str:
     if ci is None:
         return "n/a"
-    fmt = _format(metric).replace("{:", "{:+") if signed else _format(metric)
+    fmt = score_format(metric).replace("{:", "{:+") if signed else score_format(metric)
     return f"[{fmt.format(ci[0])}, {fmt.format(ci[1])}]"
 
 
@@ -331,7 +331,7 @@ def _gate_section(card: ModelCard) -> str:
         [(f"candidate v{decision.candidate_version}", evidence.candidate,
           evidence.candidate_ci),
          (champion_label, float(decision.champion_score or 0.0), evidence.champion_ci)],
-        title=f"Holdout {label} with 95% intervals", fmt=_format(metric))
+        title=f"Holdout {label} with 95% intervals", fmt=score_format(metric))
     better = "higher" if evidence.metric.greater_is_better else "lower"
     rows = [
         [f"candidate v{escape(decision.candidate_version)} {label}",
@@ -341,9 +341,14 @@ def _gate_section(card: ModelCard) -> str:
          _interval(evidence.champion_ci, metric=metric)],
         ["difference (candidate − champion)",
          "n/a" if evidence.difference is None
-         else _format(metric).replace("{:", "{:+").format(evidence.difference),
+         else score_format(metric).replace("{:", "{:+").format(evidence.difference),
          _interval(evidence.difference_ci, signed=True, metric=metric)],
-        ["margin required", _format(metric).replace("{:", "{:+").format(decision.margin), ""],
+        # The difference the gate asks for: at least +margin for an AUC, at most -margin
+        # for an error.
+        ["difference required",
+         ("≥ " if evidence.metric.greater_is_better else "≤ ")
+         + score_format(metric).replace("{:", "{:+").format(
+             decision.margin if evidence.metric.greater_is_better else -decision.margin), ""],
     ]
     return (
         "<h2>Promotion gate</h2>" + head

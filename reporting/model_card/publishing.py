@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from core import registry
 from reporting.atomic import atomic_write_text
 from reporting.model_card.card import CARDS_DIR, ModelCard, card_stem, summary
-from reporting.model_card.page import render_html
+from reporting.model_card.page import render_html, score_format
 from reporting.model_card.statistics import CONFIDENCE
 
 if TYPE_CHECKING:
@@ -57,8 +57,9 @@ def link_from_version(client: MlflowClient, card: ModelCard) -> None:
     (markdown, shown on the version's page) and a tag scripts can read."""
     inputs, evidence = card.inputs, card.evidence
     low, high = evidence.candidate_ci
-    description = (f"Holdout {evidence.metric.label} {evidence.candidate:.4g} "
-                   f"({int(CONFIDENCE * 100)}% CI {low:.4g}–{high:.4g}). "
+    fmt = score_format(evidence.metric.name)
+    description = (f"Holdout {evidence.metric.label} {fmt.format(evidence.candidate)} "
+                   f"({int(CONFIDENCE * 100)}% CI {fmt.format(low)}–{fmt.format(high)}). "
                    f"Model card: [{card.url}]({card.url})")
     registry.link_card(client, inputs.model_name, inputs.version, card.url, description)
 

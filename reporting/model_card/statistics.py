@@ -17,6 +17,7 @@ from core.bootstrap import (
     CONFIDENCE,
     RESAMPLES,
     SEED,
+    WEIGHTED,
     percentile_interval,
     resampled,
     weighted_auc,
@@ -33,6 +34,8 @@ SHAP_MAX_ROWS = 1_000
 # A feature with at most this many distinct values is segmented by value; one with more,
 # by quartile.
 SEGMENT_BY_VALUE_MAX = 10
+# The segment of a text feature's less frequent values.
+OTHER_VALUES = "(other values)"
 
 
 def rank_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
@@ -82,19 +85,25 @@ class GateEvidence:
     difference_ci: tuple[float, float] | None = None
 
 
+def _score(metric: Metric, y_true: np.ndarray, predicted: np.ndarray) -> float:
+    """`metric` on every row once (the bootstrap's own formula: an AUC of one class is
+    NaN, not an exception)."""
+    return float(WEIGHTED[metric.name](y_true, predicted, np.ones((1, len(predicted))))[0])
+
+
 def gate_evidence(metric: Metric, y_true: np.ndarray, candidate: np.ndarray,
                   champion: np.ndarray | None) -> GateEvidence:
     candidate = np.asarray(candidate, dtype=np.float64)
     if champion is None:
         [scores] = bootstrap_scores(metric, y_true, candidate)
-        return GateEvidence(metric, metric.score(y_true, candidate),
+        return GateEvidence(metric, _score(metric, y_true, candidate),
                             percentile_interval(scores))
     champion = np.asarray(champion, dtype=np.float64)
     candidate_scores, champion_scores = bootstrap_scores(metric, y_true, candidate, champion)
     return GateEvidence(
-        metric, metric.score(y_true, candidate), percentile_interval(candidate_scores),
+        metric, _score(metric, y_true, candidate), percentile_interval(candidate_scores),
         champion_ci=percentile_interval(champion_scores),
-        difference=metric.score(y_true, candidate) - metric.score(y_true, champion),
+        difference=_score(metric, y_true, candidate) - _score(metric, y_true, champion),
         difference_ci=percentile_interval(candidate_scores - champion_scores))
 
 
@@ -189,6 +198,12 @@ def residuals_by_segment(frame: pd.DataFrame, actual: np.ndarray, predicted: np.
         if column.nunique(dropna=True) <= SEGMENT_BY_VALUE_MAX:
             groups = column.astype("string").fillna("missing")
             keys = sorted(groups.unique(), key=_natural)
+        elif not pd.api.types.is_numeric_dtype(column):
+            # Text of many values: the most frequent ones, the rest as one segment.
+            top = column.value_counts().index[:SEGMENT_BY_VALUE_MAX - 1].astype(str)
+            groups = column.astype("string").fillna("missing")
+            groups = groups.where(groups.isin(top) | (groups == "missing"), OTHER_VALUES)
+            keys = [*top, *(k for k in (OTHER_VALUES, "missing") if (groups == k).any())]
         else:
             bins = pd.qcut(column.astype(float), 4, duplicates="drop")
             groups = bins.astype("string").fillna("missing")
