@@ -113,6 +113,11 @@ def percentile_interval(values: np.ndarray, confidence: float = CONFIDENCE
 
 def intervals(figures: tuple[str, ...], y_true: np.ndarray, predicted: np.ndarray
               ) -> dict[str, tuple[float, float]]:
-    """The CONFIDENCE percentile interval of each of `figures` for one model."""
-    return {name: percentile_interval(resampled(name, y_true, predicted)[0])
-            for name in figures}
+    """The CONFIDENCE percentile interval of each of `figures` for one model, every figure
+    on the same resamples, drawn once."""
+    y_true = np.asarray(y_true)
+    samples: dict[str, list[np.ndarray]] = {name: [] for name in figures}
+    for weights in resample_weights(len(y_true)):
+        for name in figures:
+            samples[name].append(WEIGHTED[name](y_true, predicted, weights))
+    return {name: percentile_interval(np.concatenate(parts)) for name, parts in samples.items()}

@@ -12,8 +12,10 @@ from nginx, from a file:// URL or from MLflow.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
+from typing import Any
 
 import pandas as pd
 
@@ -58,10 +60,11 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
-def score_format(metric: str) -> str:
+def score_format(metric: str, signed: bool = False) -> str:
     """AUC in four decimals (as the gate logs it); an error in the target's unit, four
-    significant digits."""
-    return "{:.4f}" if metric == "auc" else "{:.4g}"
+    significant digits; `signed`: with its sign."""
+    sign = "+" if signed else ""
+    return f"{{:{sign}.4f}}" if metric == "auc" else f"{{:{sign}.4g}}"
 
 
 def _score(value: float | None, metric: str = "auc") -> str:
@@ -72,7 +75,7 @@ def _interval(ci: tuple[float, float] | None, signed: bool = False,
               metric: str = "auc") -> str:
     if ci is None:
         return "n/a"
-    fmt = score_format(metric).replace("{:", "{:+") if signed else score_format(metric)
+    fmt = score_format(metric, signed)
     return f"[{fmt.format(ci[0])}, {fmt.format(ci[1])}]"
 
 
@@ -154,7 +157,8 @@ def _data_section(card: ModelCard) -> str:
                         f"{data.production_rows:,}", escape(period)])
     else:
         sources.append(["labelled production rows", "0", "none yet"])
-    column, meaning, of = TARGET_COLUMNS[type(card.holdout)]
+    page = TASK_PAGES[type(card.holdout)]
+    column, meaning, of = page.target_column, page.target_meaning, page.target_cell
     split = [
         ["refit (train + validation)", f"{len(inputs.refit_rows):,}",
          of(inputs.refit_rows[target], card.holdout)],
@@ -180,14 +184,6 @@ def _mean_value(values: pd.Series, holdout: Holdout) -> str:
         return "n/a"
     unit = getattr(holdout, "unit", "")
     return escape(f"{float(values.mean()):.4g}{' ' + unit if unit else ''}")
-
-
-# Per task, the split table's target column: its header, what it means, its cell.
-TARGET_COLUMNS: dict[type, tuple[str, str, Callable[[pd.Series, Holdout], str]]] = {
-    BinaryHoldout: ("positive rate", "positive rate = share of rows whose label is 1",
-                    _positive_rate),
-    RegressionHoldout: ("mean target", "the mean of the target in each part", _mean_value),
-}
 
 
 def _binary_performance(card: ModelCard, holdout: BinaryHoldout) -> str:
@@ -286,23 +282,13 @@ def _headline_sentence(card: ModelCard) -> str:
 
 
 def _performance_section(card: ModelCard) -> str:
-    section = PERFORMANCE_SECTIONS[type(card.holdout)]
-    return "<h2>Holdout performance</h2>" + section(card, card.holdout)  # type: ignore[operator]
-
-
-PERFORMANCE_SECTIONS: dict[type, Callable[..., str]] = {
-    BinaryHoldout: _binary_performance, RegressionHoldout: _regression_performance}
-
-
-def _importance_unit(card: ModelCard) -> str:
-    if isinstance(card.holdout, RegressionHoldout):
-        return card.holdout.unit or card.inputs.schema.target
-    return "log-odds"
+    return ("<h2>Holdout performance</h2>"
+            + TASK_PAGES[type(card.holdout)].performance(card, card.holdout))
 
 
 def _importance_section(card: ModelCard) -> str:
     shown = card.importance[:TOP_FEATURES]
-    unit = _importance_unit(card)
+    unit = TASK_PAGES[type(card.holdout)].importance_unit(card)
     chart = bar_chart(shown, title=f"Mean |SHAP contribution| on the holdout ({unit})",
                       fmt="{:.3g}", width=460)
     holdout_rows = len(card.inputs.holdout)
@@ -341,13 +327,13 @@ def _gate_section(card: ModelCard) -> str:
          _interval(evidence.champion_ci, metric=metric)],
         ["difference (candidate − champion)",
          "n/a" if evidence.difference is None
-         else score_format(metric).replace("{:", "{:+").format(evidence.difference),
+         else score_format(metric, signed=True).format(evidence.difference),
          _interval(evidence.difference_ci, signed=True, metric=metric)],
         # The difference the gate asks for: at least +margin for an AUC, at most -margin
         # for an error.
         ["difference required",
          ("≥ " if evidence.metric.greater_is_better else "≤ ")
-         + score_format(metric).replace("{:", "{:+").format(
+         + score_format(metric, signed=True).format(
              decision.margin if evidence.metric.greater_is_better else -decision.margin), ""],
     ]
     return (
@@ -387,11 +373,31 @@ def _schema_section(schema: Schema) -> str:
     )
 
 
-def _task_headline(card: ModelCard) -> list[str]:
-    holdout = card.holdout
-    if isinstance(holdout, BinaryHoldout):
-        return [_figure(f"{holdout.threshold:.2f}", "decision threshold")]
-    return [_figure(f"{holdout.figures['r2']:.3f}", "holdout R²")]
+@dataclass(frozen=True)
+class TaskPage:
+    """What the page shows differently for a task's holdout section (card.HOLDOUT_SECTIONS
+    chose the section): the split table's target column (header, meaning, cell), the
+    holdout performance, the unit of the importance chart, and its headline figure."""
+
+    target_column: str
+    target_meaning: str
+    target_cell: Callable[[pd.Series, Holdout], str]
+    performance: Callable[[ModelCard, Any], str]
+    importance_unit: Callable[[ModelCard], str]
+    headline: Callable[[Any], str]
+
+
+TASK_PAGES: dict[type, TaskPage] = {
+    BinaryHoldout: TaskPage(
+        "positive rate", "positive rate = share of rows whose label is 1", _positive_rate,
+        _binary_performance, lambda card: "log-odds",
+        lambda holdout: _figure(f"{holdout.threshold:.2f}", "decision threshold")),
+    RegressionHoldout: TaskPage(
+        "mean target", "the mean of the target in each part", _mean_value,
+        _regression_performance,
+        lambda card: card.holdout.unit or card.inputs.schema.target,
+        lambda holdout: _figure(f"{holdout.figures['r2']:.3f}", "holdout R²")),
+}
 
 
 def render_html(card: ModelCard) -> str:
@@ -405,7 +411,7 @@ def render_html(card: ModelCard) -> str:
         _figure(_interval(evidence.candidate_ci, metric=metric),
                 f"{int(CONFIDENCE * 100)}% interval"),
         _figure(verdict, "promotion gate", verdict),
-        *_task_headline(card),
+        TASK_PAGES[type(card.holdout)].headline(card.holdout),
     ])
     training = _table(["", ""], [
         ["run id", f"<code>{escape(inputs.run_id)}</code>"],
