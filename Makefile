@@ -89,10 +89,10 @@ demo: $(STAMP) home
 	$(BIN)/python -m operations.demo
 
 data: $(STAMP) home
-	$(BIN)/python -m simulation.generator
+	$(BIN)/python -m simulation.demo_tables
 
 train: $(STAMP) home
-	@test -f "$${DATA_PATH:-$(ONEBOX_HOME)/data/churn.csv}" || $(BIN)/python -m simulation.generator
+	$(BIN)/python -m simulation.demo_tables --if-missing
 	$(BIN)/python -m orchestration.train
 
 # The embedded stack's setup first, as compose's `setup` step: the prediction log's tables

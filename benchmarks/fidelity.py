@@ -5,7 +5,7 @@ A champion is trained in a temporary home (or loaded with `--home`) on a
 10,000-row generated table (what `make data` writes), so its reference sample has
 REFERENCE_ROWS rows as in production.  Monitoring depends only on core, so the
 simulator and the trainer are run as the stack runs them: their commands
-(`python -m simulation.generator`, `python -m orchestration.train`).
+(`python -m simulation.demo_tables`, `python -m orchestration.train`).
 
 Then, for each window size and each simulator scenario, streams of model-scored
 traffic are replayed: a window of clean traffic, then drifted predictions
@@ -96,7 +96,7 @@ class Traffic:
     def table(self, rows: int, seed: int, scenario: str) -> pd.DataFrame:
         out = self.folder / f"{scenario}-{rows}-{seed}.csv"
         if not out.exists():
-            subprocess.run([sys.executable, "-m", "simulation.generator", "--rows", str(rows),
+            subprocess.run([sys.executable, "-m", "simulation.demo_tables", "--rows", str(rows),
                             "--seed", str(seed), "--scenario", scenario, "--out", str(out)],
                            check=True, stdout=subprocess.DEVNULL)
         # Keep category strings as written ("unknown" is a marital status, not a null).
@@ -322,7 +322,7 @@ def champion_home(home: Path | None, data_seed: int | None = None) -> Iterator[P
         seed = [] if data_seed is None else ["--seed", str(data_seed)]
         print(f"training a champion on {TRAINING_ROWS} generated rows (3 trials"
               f"{'' if data_seed is None else f', data seed {data_seed}'})...", flush=True)
-        subprocess.run([sys.executable, "-m", "simulation.generator",
+        subprocess.run([sys.executable, "-m", "simulation.demo_tables",
                         "--rows", str(TRAINING_ROWS), *seed], env=env, check=True)
         subprocess.run([sys.executable, "-m", "orchestration.train", "--trials", "3"],
                        env=env, check=True, stdout=subprocess.DEVNULL)

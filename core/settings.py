@@ -141,7 +141,10 @@ class Settings(BaseSettings):
             if name in _VARIABLES and not (value == "" and name in _EMPTY_MEANS_DEFAULT)}
         values["ONEBOX_HOME"] = home
         # Defaults that live under the home.
-        values.setdefault("DATA_PATH", home / "data" / "churn.csv")
+        # The table is named after the schema's file (churn.yaml: data/churn.csv), so
+        # choosing a business by SCHEMA_PATH also chooses where its table is.
+        schema_file = Path(values.get("SCHEMA_PATH") or DEFAULT_SCHEMA_PATH)
+        values.setdefault("DATA_PATH", home / "data" / f"{schema_file.stem}.csv")
         values.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
         values.setdefault("MLFLOW_ARTIFACT_ROOT", (home / "mlartifacts").as_uri())
         values["MLFLOW_ARTIFACT_ROOT"] = values["MLFLOW_ARTIFACT_ROOT"] or None

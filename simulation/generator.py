@@ -346,30 +346,3 @@ def generate(n: int, seed: int = 42, drift: Drift | None = None,
     prob = churn_probability(scoring, drift.concept)
     features[schema.target] = (_rng(seed, schema.target).random(n) < prob).astype(int)
     return features
-
-
-def main(argv: list[str] | None = None) -> None:
-    import argparse
-    from pathlib import Path
-
-    from core.settings import Settings
-
-    settings = Settings.from_env()
-    parser = argparse.ArgumentParser(description="Write a generated churn table as CSV.")
-    parser.add_argument("--rows", type=int, default=10_000)
-    parser.add_argument("--seed", type=int, default=settings.seed)
-    parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="none")
-    parser.add_argument("--out", type=Path, default=settings.data_path,
-                        help="output CSV (default: DATA_PATH)")
-    args = parser.parse_args(argv)
-    schema = Schema.load(settings.schema_path)
-    frame = generate(args.rows, args.seed, SCENARIOS[args.scenario], schema)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(args.out, index=False)
-    print(f"wrote {len(frame)} rows ({frame[schema.target].mean():.1%} churn) "
-          f"to {args.out}")
-
-
-
-if __name__ == "__main__":
-    main()

@@ -139,10 +139,12 @@ def send_traffic(
 
 def main(argv: list[str] | None = None) -> None:
     from core.settings import Settings
-    from simulation.generator import SCENARIOS, generate
+    from simulation.demo_tables import BUSINESSES, NoDemoTable, demo_table
 
     settings = Settings.from_env()
-    parser = argparse.ArgumentParser(description="Send simulated customers to the predictor.")
+    parser = argparse.ArgumentParser(
+        description="Send the generated rows of the schema's business (SCHEMA_PATH) to the "
+                    "predictor.")
     parser.add_argument("--url", default="http://127.0.0.1:9696",
                         help="the predictor (make serve), or the stack's front door "
                              "(PUBLIC_URL)")
@@ -152,7 +154,9 @@ def main(argv: list[str] | None = None) -> None:
                              "gateway:/etc/onebox/gateway/tls/cert.pem gateway-ca.pem)")
     parser.add_argument("--rows", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=settings.seed + 1)
-    parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="none")
+    parser.add_argument("--scenario", default="none",
+                        help="a drift scenario of the business (churn: "
+                             f"{', '.join(BUSINESSES['credit_card_churn'].scenarios)})")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--feedback", action="store_true", help="also send the true outcomes")
@@ -162,7 +166,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="API key for /feedback (default ONEBOX_FEEDBACK_KEY)")
     args = parser.parse_args(argv)
     schema = Schema.load(settings.schema_path)
-    frame = generate(args.rows, args.seed, SCENARIOS[args.scenario], schema)
+    try:
+        frame = demo_table(schema, args.rows, args.seed, args.scenario)
+    except NoDemoTable as exc:
+        parser.exit(2, f"{settings.schema_path}: {exc}\n")
     stats = send_traffic(args.url, frame, schema, batch_size=args.batch_size,
                          concurrency=args.concurrency, send_feedback=args.feedback,
                          predict_key=args.predict_key, feedback_key=args.feedback_key,

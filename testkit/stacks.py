@@ -36,7 +36,6 @@ import pytest
 import requests
 
 from operations.processes import free_port
-from simulation.generator import generate
 from swarm import deploy as swarm
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -253,6 +252,19 @@ class ComposeStack:
     def setting(self, name: str) -> str:
         return self.env[name]
 
+    def set_env(self, **values: str) -> None:
+        """Change the env file as a user edits .env (a line replaced, or added); the next
+        `up` recreates the services whose settings changed."""
+        lines = self.env_file.read_text().splitlines()
+        for name, value in values.items():
+            at = [i for i, line in enumerate(lines) if line.startswith(f"{name}=")]
+            if at:
+                lines[at[0]] = f"{name}={value}"
+            else:
+                lines.append(f"{name}={value}")
+        self.env_file.write_text("\n".join(lines) + "\n")
+        self.env = read_env_file(self.env_file)
+
     # --- MLflow and Prefect, through their APIs -----------------------------------------
 
     def model_versions(self, model: str) -> dict[str, dict[str, str]]:
@@ -362,13 +374,17 @@ def start_stack(workdir: Path, **overrides: str) -> ComposeStack:
     return ComposeStack.create(workdir, **overrides)
 
 
-def send_traffic(stack: ComposeStack, rows: int, seed: int, *, feedback: bool) -> list[str]:
-    """`rows` generated customers as 100-record batches; their outcomes as feedback."""
+def send_traffic(stack: ComposeStack, rows: int, seed: int, *, feedback: bool,
+                 schema_path: Path | None = None) -> list[str]:
+    """`rows` generated rows of the business (the churn demo, or the schema at
+    `schema_path`) as 100-record batches; their outcomes as feedback."""
     from core.schema import Schema
+    from core.task import task_of
+    from simulation.demo_tables import demo_table
     from simulation.traffic import records_from_frame
 
-    schema = Schema.load()
-    frame = generate(rows, seed, schema=schema)
+    schema = Schema.load(schema_path) if schema_path else Schema.load()
+    frame = demo_table(schema, rows, seed)
     records = records_from_frame(frame, schema)
     ids = []
     for start in range(0, rows, 100):
@@ -376,9 +392,10 @@ def send_traffic(stack: ComposeStack, rows: int, seed: int, *, feedback: bool) -
         assert answer.status_code == 200, answer.text
         ids += [p["prediction_id"] for p in answer.json()["predictions"]]
     if feedback:
-        for prediction_id, churn in zip(ids, frame[schema.target], strict=True):
+        outcomes = task_of(schema).canonical(frame[schema.target]).tolist()
+        for prediction_id, outcome in zip(ids, outcomes, strict=True):
             answer = stack.post("predictor", "/feedback",
-                                json={"prediction_id": prediction_id, "churn": int(churn)})
+                                json={"prediction_id": prediction_id, schema.target: outcome})
             assert answer.status_code == 200, answer.text
     return ids
 

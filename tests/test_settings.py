@@ -18,6 +18,13 @@ def test_embedded_defaults_live_under_onebox_home(tmp_path: Path) -> None:
     assert s.mlflow_artifact_root == (tmp_path / "mlartifacts").as_uri()
 
 
+def test_the_table_is_named_after_the_schema_chosen(tmp_path: Path) -> None:
+    """Choosing a business by SCHEMA_PATH also chooses its table; DATA_PATH still wins."""
+    env = {"ONEBOX_HOME": str(tmp_path), "SCHEMA_PATH": "core/schemas/flights.yaml"}
+    assert Settings.from_env(env).data_path == tmp_path / "data" / "flights.csv"
+    assert Settings.from_env({**env, "DATA_PATH": "/x/y.csv"}).data_path == Path("/x/y.csv")
+
+
 def test_postgres_dsn_gets_the_driver_named() -> None:
     s = Settings.from_env({"PREDICTION_STORE_URL": "postgres://u:p@db:5432/monitoring"})
     assert (s.prediction_store_url.get_secret_value()

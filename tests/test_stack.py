@@ -566,3 +566,87 @@ def test_no_secret_appears_in_any_log(stack: ComposeStack) -> None:
                 for i, record in enumerate(stack.env["PREDICTOR_API_KEYS"].split(","))}
     leaked = sorted(name for name, value in secrets.items() if value in logs)
     assert not leaked, f"in the logs: {leaked}"
+
+
+# --- another business, chosen in .env: a number to predict ------------------------------------
+
+FLIGHTS = {"SCHEMA_PATH": "core/schemas/flights.yaml", "MODEL_NAME": "flight-prices",
+           "MLFLOW_EXPERIMENT": "onebox-flights"}
+
+
+@pytest.mark.business_switch
+def test_flight_prices_chosen_in_env_run_the_loop_for_a_number_through_the_front_door(
+    stack: ComposeStack,
+) -> None:
+    """.env names the flight-price business (its schema, model, experiment) and `up` runs
+    again, as `make up` would: the bootstrap generates its table and trains its first
+    regressor, every service follows, and a fare goes round the loop -- served, refused,
+    labelled, monitored, reported -- while churn's versions stay in the registry."""
+    from core.schema import Schema
+    from simulation.demo_tables import demo_table
+    from simulation.traffic import records_from_frame
+
+    churn_champion = stack.alias(MODEL, "champion")
+    stack.set_env(**FLIGHTS)
+    seconds = stack.up()
+    print(f"\n[stack] switched to flight prices: up --wait in {seconds:.0f} s "
+          f"(the bootstrap trained its first model)")
+    fares = FLIGHTS["MODEL_NAME"]
+    assert stack.alias(fares, "champion") == "1"
+    assert stack.model_versions(fares)["1"]["onebox.business"] == "regression 'price'"
+    assert stack.alias(MODEL, "champion") == churn_champion  # the other business kept
+    model = stack.get("predictor", "/model").json()
+    assert (model["name"], model["task"], model["fast_path"]) == (fares, "regression", True)
+
+    schema = Schema.load(ROOT / FLIGHTS["SCHEMA_PATH"])
+    frame = demo_table(schema, 5, seed=3)
+    records = records_from_frame(frame, schema)
+    single = predict(stack, records[0])
+    assert single.status_code == 200, single.text
+    answer = single.json()
+    assert set(answer) == {"prediction_id", "price", "model"}
+    assert 500 <= answer["price"] <= 200_000 and answer["model"]["name"] == fares
+    sheet = frame[schema.feature_names].to_csv(index=False)
+    scored = stack.post("predictor", "/predict", data=sheet,
+                        headers={**stack.key("predict"), "Content-Type": "text/csv"})
+    assert scored.status_code == 200, scored.text
+    assert scored.text.splitlines()[0].endswith(",prediction_id,price_predicted")
+    refused = predict(stack, {**records[0], "destination_city": "Goa"})
+    assert refused.status_code == 422
+    assert [p["field"] for p in refused.json()["problems"]] == ["destination_city"]
+    too_dear = stack.post("predictor", "/feedback",
+                          json={"prediction_id": answer["prediction_id"], "price": 9e9})
+    assert too_dear.status_code == 422 and "price" in too_dear.text
+
+    # A window of fares with their real prices: the exporter's live error against the
+    # holdout's, in Prometheus; then a report of the window, on the front door.
+    ids = send_traffic(stack, 300, seed=29, feedback=True,
+                       schema_path=ROOT / FLIGHTS["SCHEMA_PATH"])
+    labelled = stack.psql("monitoring", "SELECT count(actual) FROM predictions WHERE "
+                          f"model_name = '{fares}' AND prediction_id = ANY('{{"
+                          + ",".join(ids) + "}'::uuid[])")
+    assert labelled == "300"
+
+    def live_error() -> dict[str, float] | None:
+        figures = {}
+        for name in ("onebox_live_rmse", "onebox_reference_rmse", "onebox_live_labels"):
+            result = stack.get("prometheus", "/api/v1/query",
+                               params={"query": name}).json()["data"]["result"]
+            if not result:
+                return None
+            figures[name] = float(result[0]["value"][1])
+        return figures if figures["onebox_live_labels"] >= 300 else None
+
+    figures = wait_for("the live RMSE of the labelled fares in Prometheus", live_error,
+                       timeout=180, interval=3)
+    # Fresh rows of the training table's process: the live error is the holdout's kind.
+    assert 0.5 < figures["onebox_live_rmse"] / figures["onebox_reference_rmse"] < 2, figures
+    stack.wait_for_flow_run(stack.quick_run("report/report"))
+    index = stack.get("reports", "/").text
+    assert f"{fares} v1" in index and f"models/{fares}-v1.html" in index
+    quality = sorted(set(re.findall(r'href="\.?/?(quality-[^"]+\.html)"', index)))
+    assert quality, index[:2000]
+    report = stack.get("reports", "/" + quality[-1])
+    assert report.status_code == 200 and len(report.content) > 100_000
+    card = stack.get("reports", f"/models/{fares}-v1.html").text
+    assert f"{fares} v1" in card and "INR" in card and "RMSE" in card

@@ -2,7 +2,7 @@
 the same wrk load, one after another, in one run; figures, ratios and targets printed.
 
 The home (data, a trained @champion) is made by the stack's own commands in
-subprocesses (`python -m simulation.generator`, `python -m orchestration.train`):
+subprocesses (`python -m simulation.demo_tables`, `python -m orchestration.train`):
 server/ may not import them, and a train flow run in this process would leave its
 temporary Prefect server running through the measurements.
 """
@@ -256,7 +256,7 @@ def prepare_home(home: Path, args: argparse.Namespace) -> Path:
     data = Settings.from_env({"ONEBOX_HOME": str(home)}).data_path
     say(f"training a champion in {home} ({args.train_rows} rows, {args.trials} trials)...")
     started = time.perf_counter()
-    _run_quietly([sys.executable, "-m", "simulation.generator", "--rows",
+    _run_quietly([sys.executable, "-m", "simulation.demo_tables", "--rows",
                   str(args.train_rows), "--seed", "42", "--out", str(data)], env,
                  home / "generator.log")
     _run_quietly([sys.executable, "-m", "orchestration.train", "--trials", str(args.trials),
@@ -333,7 +333,7 @@ def request_records(scratch: Path, schema: Schema, batch_size: int) -> tuple[dic
     (integer columns) takes the very record the others get.
     """
     path = scratch / "requests.csv"
-    _run_quietly([sys.executable, "-m", "simulation.generator", "--rows", str(batch_size),
+    _run_quietly([sys.executable, "-m", "simulation.demo_tables", "--rows", str(batch_size),
                   "--seed", str(REQUEST_SEED), "--out", str(path)],
                  servers.child_env(ONEBOX_HOME=str(scratch)), scratch / "generator.log")
     with open(path, newline="") as fh:
