@@ -75,7 +75,8 @@ def test_a_schema_without_a_generator_or_scenario_is_told_so() -> None:
     with pytest.raises(NoDemoTable, match=r"'diabetes'.*credit_card_churn, flight_prices.*"
                                           r"DATA_PATH"):
         demo_table(Schema.from_dict(diabetes_schema()), 10, 1)
-    with pytest.raises(NoDemoTable, match=r"flight_prices has no scenario 'covariate' \(its scenarios: none\)"):
+    with pytest.raises(NoDemoTable, match=r"flight_prices has no scenario 'covariate' "
+                                          r"\(its scenarios: none\)"):
         demo_table(Schema.load(FLIGHTS_SCHEMA), 10, 1, "covariate")
 
 
