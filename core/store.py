@@ -60,6 +60,9 @@ predictions = Table(
     Column("probability", Float, nullable=True),
     Column("decision", Integer, nullable=True),
     Column("value", Float, nullable=True),
+    # The number's prediction interval, as answered (empty for a probability).
+    Column("interval_low", Float, nullable=True),
+    Column("interval_high", Float, nullable=True),
     # The real outcome: 0 or 1, or the number.
     Column("actual", Float, nullable=True),
     Column("feedback_at", DateTime(timezone=True), nullable=True),
@@ -83,6 +86,8 @@ class PredictionRecord:
     decision: int | None
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     value: float | None = None  # a regression model's predicted number
+    interval_low: float | None = None  # ... and the interval it was answered with
+    interval_high: float | None = None
 
 
 @dataclass(frozen=True)
@@ -105,9 +110,12 @@ class PredictionBatch(Sequence[PredictionRecord]):
     probabilities: list[float] | None = None
     decisions: list[int] | None = None
     values: list[float] | None = None
+    interval_lows: list[float] | None = None
+    interval_highs: list[float] | None = None
 
     def column(self, name: str) -> list[Any]:
-        """`probabilities`, `decisions` or `values`, or a None per row if not given."""
+        """A task's column (`probabilities`, `decisions`, `values`, `interval_lows`,
+        `interval_highs`), or a None per row if not given."""
         given = getattr(self, name)
         return [None] * len(self.prediction_ids) if given is None else given
 
@@ -125,7 +133,8 @@ class PredictionBatch(Sequence[PredictionRecord]):
         return PredictionRecord(
             self.prediction_ids[index], self.model_name, self.model_version,
             self.features[index], _item(self.probabilities, index),
-            _item(self.decisions, index), self.created_at, _item(self.values, index))
+            _item(self.decisions, index), self.created_at, _item(self.values, index),
+            _item(self.interval_lows, index), _item(self.interval_highs, index))
 
     def __iter__(self) -> Iterator[PredictionRecord]:
         return (self[i] for i in range(len(self)))
@@ -209,6 +218,8 @@ class PredictionStore:
                 "probability": _float_or_none(r.probability),
                 "decision": None if r.decision is None else int(r.decision),
                 "value": _float_or_none(r.value),
+                "interval_low": _float_or_none(r.interval_low),
+                "interval_high": _float_or_none(r.interval_high),
             }
             for chunk in chunks for r in chunk
         ]
@@ -362,7 +373,7 @@ class PredictionStore:
 def _rows_to_frame(rows: Iterable[Any]) -> pd.DataFrame:
     rows = list(rows)
     meta_columns = ["prediction_id", "created_at", "model_version", "probability", "decision",
-                    "value", "actual", "feedback_by"]
+                    "value", "interval_low", "interval_high", "actual", "feedback_by"]
     if not rows:
         return pd.DataFrame(columns=meta_columns)
     features = pd.DataFrame.from_records([row["features"] for row in rows])
@@ -377,7 +388,7 @@ def _rows_to_frame(rows: Iterable[Any]) -> pd.DataFrame:
 
 _STAGING_TABLE = "incoming_predictions"
 _COPIED_COLUMNS = ("prediction_id", "created_at", "model_name", "model_version", "features",
-                   "probability", "decision", "value")
+                   "probability", "decision", "value", "interval_low", "interval_high")
 _UNIQUE_VIOLATION = "23505"
 
 
@@ -391,18 +402,20 @@ def _copy_text(chunks: Iterable[Sequence[PredictionRecord]]) -> str:
                               _copy_escape(chunk.model_version)))
             # A batch's ids are the predictor's own canonical UUIDs (hex and dashes): no
             # escape needed; records from elsewhere (spool, callers) get theirs below.
-            for prediction_id, features, probability, decision, value in zip(
+            for prediction_id, features, probability, decision, value, low, high in zip(
                     chunk.prediction_ids, chunk.features, chunk.column("probabilities"),
-                    chunk.column("decisions"), chunk.column("values"), strict=True):
+                    chunk.column("decisions"), chunk.column("values"),
+                    chunk.column("interval_lows"), chunk.column("interval_highs"), strict=True):
                 add(f"{prediction_id}\t{head}\t{_features_json(features)}\t"
                     f"{_copy_number(probability)}\t{_copy_integer(decision)}\t"
-                    f"{_copy_number(value)}\n")
+                    f"{_copy_number(value)}\t{_copy_number(low)}\t{_copy_number(high)}\n")
             continue
         for r in chunk:
             add(f"{_copy_escape(r.prediction_id)}\t{r.created_at.isoformat()}\t"
                 f"{_copy_escape(r.model_name)}\t{_copy_escape(r.model_version)}\t"
                 f"{_features_json(r.features)}\t{_copy_number(r.probability)}\t"
-                f"{_copy_integer(r.decision)}\t{_copy_number(r.value)}\n")
+                f"{_copy_integer(r.decision)}\t{_copy_number(r.value)}\t"
+                f"{_copy_number(r.interval_low)}\t{_copy_number(r.interval_high)}\n")
     return "".join(lines)
 
 

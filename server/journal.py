@@ -44,13 +44,14 @@ SEGMENT_GLOB = "journal-*.jsonl"
 
 def _line(prediction_id: str, model_name: str, model_version: str, features: dict,
           probability: float | None, decision: int | None, value: float | None,
-          created_at: str) -> bytes:
+          interval_low: float | None, interval_high: float | None, created_at: str) -> bytes:
     # The spool's line format (server/spool.py reads both), written by orjson: a
     # journal write is on the request's path.
     return orjson.dumps({
         "prediction_id": prediction_id, "model_name": model_name,
         "model_version": model_version, "features": features, "probability": probability,
-        "decision": decision, "value": value, "created_at": created_at,
+        "decision": decision, "value": value, "interval_low": interval_low,
+        "interval_high": interval_high, "created_at": created_at,
     }, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
 
 
@@ -70,12 +71,15 @@ def _encode_fast(records: Sequence[PredictionRecord]) -> bytes:
         created = records.created_at.isoformat()
         return b"".join(
             _line(prediction_id, records.model_name, records.model_version, features,
-                  probability, decision, value, created)
-            for prediction_id, features, probability, decision, value in zip(
+                  probability, decision, value, low, high, created)
+            for prediction_id, features, probability, decision, value, low, high in zip(
                 records.prediction_ids, records.features, records.column("probabilities"),
-                records.column("decisions"), records.column("values"), strict=True))
+                records.column("decisions"), records.column("values"),
+                records.column("interval_lows"), records.column("interval_highs"),
+                strict=True))
     return b"".join(_line(r.prediction_id, r.model_name, r.model_version, r.features,
-                          r.probability, r.decision, r.value, r.created_at.isoformat())
+                          r.probability, r.decision, r.value, r.interval_low, r.interval_high,
+                          r.created_at.isoformat())
                     for r in records)
 
 

@@ -45,12 +45,15 @@ def encode_line(record: PredictionRecord) -> str:
         "probability": record.probability,
         "decision": record.decision,
         "value": record.value,
+        "interval_low": record.interval_low,
+        "interval_high": record.interval_high,
         "created_at": record.created_at.isoformat(),
     }, separators=(",", ":"))
 
 
 def _decode(line: str) -> PredictionRecord:
-    # Lines spooled before regression rows carry no "value": the record's default.
+    # Lines spooled before regression rows carry no "value", before intervals no
+    # "interval_low"/"interval_high": the record's defaults.
     raw = json.loads(line)
     raw["created_at"] = datetime.fromisoformat(raw["created_at"])
     return PredictionRecord(**raw)

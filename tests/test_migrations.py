@@ -154,8 +154,9 @@ def id_column_type(engine: Engine) -> str:
 
 def assert_at_head(engine: Engine) -> None:
     now = shape(engine)
-    assert now["revision"] == migrations.head() == "0004"
-    assert {"feedback_by", "feedback_trusted", "value"} <= now["columns"]
+    assert now["revision"] == migrations.head() == "0005"
+    assert {"feedback_by", "feedback_trusted", "value", "interval_low",
+            "interval_high"} <= now["columns"]
     assert now["indexes"][NEW_INDEX] == ["model_version", "created_at"]
     assert OLD_INDEX not in now["indexes"]
     if engine.dialect.name == "postgresql":
@@ -227,7 +228,8 @@ def test_a_released_log_with_data_upgrades_keeping_every_row(
     assert window["prediction_id"].tolist()[-2:] == [r.prediction_id for r in fresh]
     # A regression model's rows beside them: a number predicted, a number as the outcome.
     priced = PredictionRecord(str(uuid.uuid4()), "flight-prices", "1", {"days_left": 3},
-                              probability=None, decision=None, value=5123.5)
+                              probability=None, decision=None, value=5123.5,
+                              interval_low=4100.0, interval_high=6150.25)
     assert store.log([priced]) == 1
     assert store.record_feedback(priced.prediction_id, 4980.25, sent_by="billing") \
         is FeedbackResult.RECORDED
@@ -236,7 +238,38 @@ def test_a_released_log_with_data_upgrades_keeping_every_row(
     assert store.record_feedback(priced.prediction_id, 4980.3) is FeedbackResult.CONFLICT
     row = store.recent(1, model_version="1").iloc[0]
     assert (row["value"], row["actual"]) == (5123.5, 4980.25)
+    assert (row["interval_low"], row["interval_high"]) == (4100.0, 6150.25)
     assert row["probability"] is None or np.isnan(row["probability"])
+
+
+def test_numbers_logged_before_intervals_keep_their_rows_and_new_ones_get_theirs(
+    store: PredictionStore,
+) -> None:
+    """0005 adds the interval's columns in place: a regression row logged at 0004 keeps
+    its number and outcome (interval empty); rows logged after carry theirs."""
+    engine = store.engine
+    migrations.upgrade(engine, "0004")
+    before_id = str(uuid.uuid4())
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO predictions (prediction_id, created_at, model_name, model_version, "
+            "features, value, actual, feedback_trusted) VALUES (:id, :at, 'flight-prices', "
+            "'1', '{}', 5123.5, 4980.25, :trusted)"),
+            {"id": before_id, "at": datetime(2026, 12, 1, tzinfo=UTC), "trusted": True})
+
+    store.migrate()
+
+    assert_at_head(engine)
+    after = PredictionRecord(str(uuid.uuid4()), "flight-prices", "1", {}, probability=None,
+                             decision=None, value=7000.0, interval_low=6000.0,
+                             interval_high=8100.5)
+    assert store.log([after]) == 1
+    window = store.recent(10, model_version="1").set_index("prediction_id")
+    assert (window.loc[before_id, "value"], window.loc[before_id, "actual"]) == (5123.5,
+                                                                                 4980.25)
+    assert window.loc[before_id, ["interval_low", "interval_high"]].isna().all()
+    assert tuple(window.loc[after.prediction_id, ["interval_low", "interval_high"]]) == (
+        6000.0, 8100.5)
 
 
 @pytest.mark.parametrize(("made_as", "detected"), [
@@ -464,13 +497,13 @@ def test_a_database_a_newer_version_migrated_is_left_alone(
 def test_by_hand_from_the_command_line(store: PredictionStore,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     migrations_cli(["--url", store.url, "current"])
-    assert capsys.readouterr().out.strip() == "none (head: 0004)"
+    assert capsys.readouterr().out.strip() == "none (head: 0005)"
     migrations_cli(["--url", store.url, "upgrade", "0002"])
-    assert capsys.readouterr().out.strip() == "0002 (head: 0004)"
+    assert capsys.readouterr().out.strip() == "0002 (head: 0005)"
     migrations_cli(["--url", store.url, "upgrade"])
-    assert capsys.readouterr().out.strip() == "0004 (head: 0004)"
+    assert capsys.readouterr().out.strip() == "0005 (head: 0005)"
     migrations_cli(["--url", store.url, "downgrade", "0001"])
-    assert capsys.readouterr().out.strip() == "0001 (head: 0004)"
+    assert capsys.readouterr().out.strip() == "0001 (head: 0005)"
     assert differences(store.engine, released_table("0001").metadata) == []
 
 
@@ -499,7 +532,7 @@ def test_a_reader_on_an_old_schema_stops_saying_to_run_the_migrations_and_change
         reader.dispose()
     assert shape(engine) == before and snapshot(engine) == rows
     shown = "revision 0002" if made_by == "migration 0002" else "from before migrations"
-    assert shown in str(refused.value) and "revision 0004" in str(refused.value)
+    assert shown in str(refused.value) and "revision 0005" in str(refused.value)
 
 
 def test_a_reader_on_an_empty_database_reads_nothing_and_creates_nothing(
