@@ -25,17 +25,25 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 
 from core.calibration import Calibration
+from core.intervals import Interval
 from core.schema import Schema
 from core.settings import Settings
-from core.task import Task, task_of
+from core.task import (  # noqa: F401 (the keys are read as registry.*_KEY too)
+    CALIBRATION_KEY,
+    INTERVAL_KEY,
+    THRESHOLD_KEY,
+    ServingFit,
+    Task,
+    task_of,
+)
 
 CHAMPION = "champion"
 PREVIOUS = "previous"
 # Keys of the model's MLmodel `metadata`.
 SCHEMA_KEY = "onebox_schema"
-THRESHOLD_KEY = "onebox_decision_threshold"
-# Platt scaling fitted by the train flow (core.calibration); absent on older versions.
-CALIBRATION_KEY = "onebox_calibration"
+# What travels with the version is under core.task's CALIBRATION_KEY, THRESHOLD_KEY and
+# INTERVAL_KEY (ServingFit.metadata: Platt scaling, absent on older versions; the decision
+# threshold; a number's interval).
 # The version's AUC on the gate's holdout: what the monitoring's estimate is held to.
 HOLDOUT_AUC_KEY = "onebox_holdout_auc"
 # Every holdout figure of the version (JSON: {"rmse": ..., "mae": ...}); absent on versions
@@ -115,8 +123,15 @@ class LoadedModel:
     threshold: float | None
     calibration: Calibration = Calibration()
     holdout_auc: float | None = None
+    # A number's prediction interval (None: a binary model, or a version from before).
+    interval: Interval | None = None
     reference_out_of_sample: bool = False
     holdout_metrics: dict[str, float] = field(default_factory=dict)
+
+    @cached_property
+    def serving(self) -> ServingFit:
+        """What the version carries, as the task answers with it."""
+        return ServingFit(self.calibration, self.threshold, self.interval)
 
     @cached_property
     def task(self) -> Task:
@@ -180,7 +195,7 @@ def load_local(path: Path, *, name: str, version: str) -> LoadedModel:
     schema = Schema.from_dict(json.loads(schema_raw) if isinstance(schema_raw, str)
                               else schema_raw)
     pipeline = mlflow.sklearn.load_model(str(path))
-    threshold = meta.get(THRESHOLD_KEY, task_of(schema).default_threshold)
+    serving = ServingFit.from_metadata(meta, task_of(schema).default_threshold)
     metrics = meta.get(HOLDOUT_METRICS_KEY) or {}
     return LoadedModel(
         name=name,
@@ -188,8 +203,9 @@ def load_local(path: Path, *, name: str, version: str) -> LoadedModel:
         path=path,
         pipeline=pipeline,
         schema=schema,
-        threshold=None if threshold is None else float(threshold),
-        calibration=Calibration.from_json(meta.get(CALIBRATION_KEY)),
+        threshold=serving.threshold,
+        calibration=serving.calibration,
+        interval=serving.interval,
         holdout_auc=float(meta[HOLDOUT_AUC_KEY]) if HOLDOUT_AUC_KEY in meta else None,
         reference_out_of_sample=meta.get(REFERENCE_PREDICTIONS_KEY) in (HOLDOUT, OUT_OF_FOLD),
         holdout_metrics={k: float(v) for k, v in (json.loads(metrics) if isinstance(metrics, str)

@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     model_cache_dir: Path = _env("MODEL_CACHE_DIR")
     n_trials: int = _env("N_TRIALS", 20, ge=1)
     promotion_margin: float = _env("PROMOTION_MARGIN", 0.002)
+    # A regression model's answers carry an interval holding the real number this often.
+    interval_level: float = _env("INTERVAL_LEVEL", 0.9, gt=0, lt=1)
     # A train run that finds MLflow away says so and tries again this often, this long apart.
     train_registry_retries: int = _env("TRAIN_REGISTRY_RETRIES", 5, ge=0)
     train_registry_retry_seconds: float = _env("TRAIN_REGISTRY_RETRY_SECONDS", 60.0, ge=0)

@@ -10,8 +10,8 @@ instead of branching on the task's name:
 - the split's stratification (only with classes) and the cross-fitting folds;
 - the search's metric, the gate's, and which way is better;
 - what is fitted on the out-of-fold predictions and travels with the version (a binary
-  model's calibration and decision threshold; nothing yet for a number: issue 26's
-  interval slots in there), and the holdout's figures;
+  model's calibration and decision threshold; a number's prediction interval), and the
+  holdout's figures;
 - what the predictor answers and logs for a prediction, and what feedback carries.
 """
 
@@ -33,6 +33,7 @@ from core.calibration import (
     fit_platt,
     reliability_bins,
 )
+from core.intervals import DEFAULT_LEVEL, Interval, fit_interval
 from core.schema import Schema, TargetSpec
 
 SUPPORTED = ("supported: task: binary (a target of 0 and 1) or task: regression "
@@ -75,15 +76,46 @@ class Metric:
         return candidate <= champion - margin
 
 
+# The version's metadata keys (its MLmodel file) of what travels with it.
+CALIBRATION_KEY = "onebox_calibration"
+THRESHOLD_KEY = "onebox_decision_threshold"
+INTERVAL_KEY = "onebox_interval"
+
+
 @dataclass(frozen=True)
 class ServingFit:
     """What the train flow fits on the out-of-fold predictions of the rows it trains on
     (never the gate's holdout) and what travels with the version to everything that
-    scores it: a binary model's calibration and decision threshold; for a number, nothing
-    yet (the identity calibration, no threshold)."""
+    scores it: a binary model's calibration and decision threshold; a number's
+    prediction interval (and the identity calibration, no threshold)."""
 
     calibration: Calibration = Calibration()
     threshold: float | None = None
+    interval: Interval | None = None
+    # What the fit measured, logged as the run's metrics.
+    figures: dict[str, float] = field(default_factory=dict)
+
+    def metadata(self) -> dict[str, Any]:
+        """The version's metadata entries (read back by `from_metadata`)."""
+        entries: dict[str, Any] = {CALIBRATION_KEY: self.calibration.to_json()}
+        if self.threshold is not None:
+            entries[THRESHOLD_KEY] = self.threshold
+        if self.interval is not None:
+            entries[INTERVAL_KEY] = self.interval.to_json()
+        return entries
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, Any], default_threshold: float | None
+                      ) -> ServingFit:
+        """What a version carries; a version from before one of them: the identity
+        calibration, the task's default threshold, no interval."""
+        raw_calibration = metadata.get(CALIBRATION_KEY)
+        threshold = metadata.get(THRESHOLD_KEY, default_threshold)
+        interval = metadata.get(INTERVAL_KEY)
+        return cls(Calibration.from_json(raw_calibration) if raw_calibration
+                   else Calibration(),
+                   None if threshold is None else float(threshold),
+                   None if interval is None else Interval.from_json(interval))
 
 
 @dataclass(frozen=True)
@@ -152,8 +184,10 @@ class Task(ABC):
         """What the search metric scores: the positive class's probability, or the number."""
 
     @abstractmethod
-    def fit_serving(self, y: np.ndarray, out_of_fold: np.ndarray) -> ServingFit:
-        """What travels with the version, fitted on out-of-fold predictions."""
+    def fit_serving(self, y: np.ndarray, out_of_fold: np.ndarray,
+                    interval_level: float = DEFAULT_LEVEL) -> ServingFit:
+        """What travels with the version, fitted on out-of-fold predictions (a number's
+        interval at `interval_level`)."""
 
     @abstractmethod
     def holdout_figures(self, y: np.ndarray, raw: np.ndarray, fit: ServingFit
@@ -161,10 +195,11 @@ class Task(ABC):
         """The figures of the raw holdout predictions served through `fit`."""
 
     @abstractmethod
-    def answers(self, ids: Sequence[str], predictions: list[float], threshold: float | None
+    def answers(self, ids: Sequence[str], predictions: list[float], fit: ServingFit
                 ) -> tuple[list[dict[str, Any]], dict[str, list[Any]]]:
-        """The answers to a request's records (JSON-ready dicts, in order) and the
-        prediction log's columns for them (core.store.PredictionBatch's keyword names)."""
+        """The answers to a request's records (JSON-ready dicts, in order) through what
+        the version carries, and the prediction log's columns for them
+        (core.store.PredictionBatch's keyword names)."""
 
     @property
     @abstractmethod
@@ -307,13 +342,17 @@ class Binary(Task):
     def predict(self, model: Any, x: pd.DataFrame) -> np.ndarray:
         return model.predict_proba(x)[:, 1]
 
-    def fit_serving(self, y: np.ndarray, out_of_fold: np.ndarray) -> ServingFit:
+    def fit_serving(self, y: np.ndarray, out_of_fold: np.ndarray,
+                    interval_level: float = DEFAULT_LEVEL) -> ServingFit:
         # Platt scaling and the outcome curve, then the threshold on the calibrated scores:
         # sklearn's CalibratedClassifierCV(ensemble=False) fits on out-of-fold scores too.
         platt = fit_platt(y, out_of_fold)
         calibrated = platt.apply(out_of_fold)
-        return ServingFit(platt.with_outcome_curve(y, calibrated),
-                          best_f1_threshold(y, calibrated))
+        calibration = platt.with_outcome_curve(y, calibrated)
+        threshold = best_f1_threshold(y, calibrated)
+        return ServingFit(calibration, threshold, figures={
+            "threshold": threshold, "calibration_slope": calibration.slope,
+            "calibration_intercept": calibration.intercept})
 
     def holdout_figures(self, y: np.ndarray, raw: np.ndarray, fit: ServingFit
                         ) -> HoldoutFigures:
@@ -334,9 +373,9 @@ class Binary(Task):
         return HoldoutFigures(metrics, {"calibration.json": {
             "calibration": asdict(fit.calibration), "holdout_reliability": reliability}})
 
-    def answers(self, ids: Sequence[str], predictions: list[float], threshold: float | None
+    def answers(self, ids: Sequence[str], predictions: list[float], fit: ServingFit
                 ) -> tuple[list[dict[str, Any]], dict[str, list[Any]]]:
-        cut = 0.5 if threshold is None else threshold
+        cut = 0.5 if fit.threshold is None else fit.threshold
         decisions = [p >= cut for p in predictions]
         probability, target = f"{self.target}_probability", self.target
         answers = [{"prediction_id": i, probability: p, target: d}
@@ -394,9 +433,17 @@ class Regression(Task):
         return outcomes.astype(float)
 
     def live_figures(self, labelled: pd.DataFrame) -> dict[str, float]:
-        metrics = regression_metrics(labelled["actual"].astype(float).to_numpy(),
-                                     labelled["value"].astype(float).to_numpy())
-        return {name: metrics[name] for name in ("rmse", "mae")}
+        actual = labelled["actual"].astype(float).to_numpy()
+        metrics = regression_metrics(actual, labelled["value"].astype(float).to_numpy())
+        figures = {name: metrics[name] for name in ("rmse", "mae")}
+        if "interval_low" in labelled:  # rows answered without one (older versions) aside
+            low = labelled["interval_low"].astype(float).to_numpy()
+            high = labelled["interval_high"].astype(float).to_numpy()
+            answered = ~np.isnan(low) & ~np.isnan(high)
+            if answered.any():
+                inside = (actual >= low) & (actual <= high)
+                figures["interval_coverage"] = float(inside[answered].mean())
+        return figures
 
     def shortfall(self, live: dict[str, float], reference: dict[str, float],
                   limits: QualityLimits) -> str | None:
@@ -471,8 +518,13 @@ class Regression(Task):
     def predict(self, model: Any, x: pd.DataFrame) -> np.ndarray:
         return model.predict(x)
 
-    def fit_serving(self, y: np.ndarray, out_of_fold: np.ndarray) -> ServingFit:
-        return ServingFit()  # the number is served as the model gives it
+    def fit_serving(self, y: np.ndarray, out_of_fold: np.ndarray,
+                    interval_level: float = DEFAULT_LEVEL) -> ServingFit:
+        # The number is served as the model gives it, with its conformal interval.
+        interval, widths = fit_interval(y, out_of_fold, interval_level)
+        return ServingFit(interval=interval, figures={
+            "interval_level": interval.level, "interval_scaled": float(bool(interval.scale)),
+            **{f"interval_oof_{name}": width for name, width in widths.items()}})
 
     def holdout_figures(self, y: np.ndarray, raw: np.ndarray, fit: ServingFit
                         ) -> HoldoutFigures:
@@ -480,20 +532,35 @@ class Regression(Task):
         metrics = regression_metrics(y, predicted)
         for name, (low, high) in bootstrap_intervals(y, predicted).items():
             metrics[f"{name}_low"], metrics[f"{name}_high"] = low, high
+        if fit.interval is not None:
+            coverage, width = fit.interval.coverage_and_width(y, predicted)
+            metrics |= {"interval_coverage": coverage, "interval_width": width,
+                        "interval_level": fit.interval.level}
         return HoldoutFigures(metrics)
 
-    def answers(self, ids: Sequence[str], predictions: list[float], threshold: float | None
+    def answers(self, ids: Sequence[str], predictions: list[float], fit: ServingFit
                 ) -> tuple[list[dict[str, Any]], dict[str, list[Any]]]:
         target = self.target
-        return ([{"prediction_id": i, target: v} for i, v in zip(ids, predictions, strict=True)],
-                {"values": predictions})
+        answers = [{"prediction_id": i, target: v} for i, v in zip(ids, predictions,
+                                                                  strict=True)]
+        if fit.interval is None:  # a version trained before intervals
+            return answers, {"values": predictions}
+        lows, highs = (bound.tolist() for bound in fit.interval.bounds(np.array(predictions)))
+        level = fit.interval.level
+        for answer, low, high in zip(answers, lows, highs, strict=True):
+            answer["interval"] = {"low": low, "high": high, "level": level}
+        return answers, {"values": predictions, "interval_lows": lows, "interval_highs": highs}
 
     @property
     def csv_answer_columns(self) -> tuple[str, ...]:
-        return ("prediction_id", f"{self.target}_predicted")
+        return ("prediction_id", f"{self.target}_predicted", f"{self.target}_low",
+                f"{self.target}_high")
 
     def csv_cells(self, answer: dict[str, Any]) -> list[str]:
-        return [answer["prediction_id"], repr(float(answer[self.target]))]
+        interval = answer.get("interval")
+        bounds = ([repr(float(interval["low"])), repr(float(interval["high"]))] if interval
+                  else ["", ""])
+        return [answer["prediction_id"], repr(float(answer[self.target])), *bounds]
 
     def outcome(self, value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -526,7 +593,14 @@ class Regression(Task):
         # The model's number is not clipped to the declared range: a tree ensemble stays
         # inside its training targets' range anyway, and a clipped answer would hide it.
         return {self.target: {"type": "number",
-                              "description": f"The predicted {self.target}{unit}."}}
+                              "description": f"The predicted {self.target}{unit}."},
+                "interval": {
+                    "type": "object", "required": ["low", "high", "level"],
+                    "description": f"Where the real {self.target} lies with probability "
+                                   "`level` (split-conformal on out-of-fold residuals).",
+                    "properties": {"low": {"type": "number"}, "high": {"type": "number"},
+                                   "level": {"type": "number", "exclusiveMinimum": 0,
+                                             "exclusiveMaximum": 1}}}}
 
     def outcome_schema(self) -> tuple[dict[str, Any], dict[str, Any]]:
         unit = f" in {self.spec.unit}" if self.spec.unit else ""

@@ -186,6 +186,11 @@ class SnapshotCollector(Collector):
                     yield _gauge(f"onebox_reference_{name}",
                                  f"The champion's {name} on the gate's holdout, when it was "
                                  "trained.", value)
+            if "interval_level" in assessment.reference:  # a version serving intervals
+                yield _gauge("onebox_interval_level",
+                             "The level of the champion's answered intervals: how often "
+                             "they should hold the real number (IntervalCoverageLow).",
+                             assessment.reference["interval_level"])
             estimated = assessment.estimated
             yield _gauge("onebox_estimated_rows",
                          "Predictions the quality estimate is made from (the window).",

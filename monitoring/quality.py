@@ -1,7 +1,8 @@
 """Live model quality from predictions whose real outcome has arrived.
 
 The figures are the task's (core.task `live_figures`): AUC, precision, recall and error
-rate of a binary model's logged decisions; RMSE and MAE of a regression model's numbers.
+rate of a binary model's logged decisions; RMSE and MAE of a regression model's numbers,
+and how often its intervals held the real number.
 A figure the task does not have, or cannot have yet (an AUC before both outcomes were
 seen), is None.
 """
@@ -24,6 +25,9 @@ class LiveQuality:
     error_rate: float | None = None
     rmse: float | None = None
     mae: float | None = None
+    # A number's: the share of labelled rows whose real value was inside the answered
+    # interval (None: no row of the window was answered with one).
+    interval_coverage: float | None = None
 
     @classmethod
     def figure_names(cls) -> tuple[str, ...]:

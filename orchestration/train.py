@@ -258,9 +258,11 @@ def fit_and_register(
     fit_rows = pd.concat([split.train, split.valid])
     x_fit, y_fit = model_frame(schema, fit_rows), fit_rows[schema.target].to_numpy()
     # Out-of-fold predictions: every refit row scored by a model that did not see it.
-    # What travels with the version (a binary model's calibration and threshold) is fitted
-    # on them, so nothing is fitted on the holdout nor on in-sample (overconfident) scores.
-    serving = task.fit_serving(y_fit, cross_fit_predictions(schema, params, seed, x_fit, y_fit))
+    # What travels with the version (a binary model's calibration and threshold, a number's
+    # interval) is fitted on them, so nothing is fitted on the holdout nor on in-sample
+    # (overconfident) scores.
+    serving = task.fit_serving(y_fit, cross_fit_predictions(schema, params, seed, x_fit, y_fit),
+                               settings.interval_level)
 
     pipeline = build_pipeline(schema, params, seed).fit(x_fit, y_fit)
     y_holdout = split.holdout[schema.target].to_numpy()
@@ -274,20 +276,13 @@ def fit_and_register(
     example = x_fit.head(5)
     metadata: dict[str, Any] = {
         registry.SCHEMA_KEY: json.dumps(schema.to_dict()),
-        registry.CALIBRATION_KEY: serving.calibration.to_json(),
         registry.HOLDOUT_METRICS_KEY: json.dumps(figures.metrics),
-        registry.REFERENCE_PREDICTIONS_KEY: registry.HOLDOUT}
-    if serving.threshold is not None:
-        metadata[registry.THRESHOLD_KEY] = serving.threshold
+        registry.REFERENCE_PREDICTIONS_KEY: registry.HOLDOUT, **serving.metadata()}
     if "auc" in figures.metrics:  # what the monitoring's AUC estimate is held to
         metadata[registry.HOLDOUT_AUC_KEY] = figures.metrics["auc"]
     run_metrics = {f"holdout_{k}": v for k, v in figures.metrics.items()} | {
         f"best_valid_{task.search_metric.name}": best[f"valid_{task.search_metric.name}"],
-        "train_rows": len(fit_rows), "holdout_rows": len(split.holdout)}
-    if serving.threshold is not None:
-        run_metrics |= {"threshold": serving.threshold,
-                        "calibration_slope": serving.calibration.slope,
-                        "calibration_intercept": serving.calibration.intercept}
+        "train_rows": len(fit_rows), "holdout_rows": len(split.holdout)} | serving.figures
     with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_id=parent_run_id):
         reference_path = Path(tmp) / REFERENCE_FILE
         reference.to_parquet(reference_path, index=False)
@@ -316,7 +311,7 @@ def fit_and_register(
     # The pipeline and its holdout predictions go on to the gate and the model card.
     return {"version": version, "holdout": figures.metrics, "threshold": serving.threshold,
             "holdout_proba": holdout_predictions, "pipeline": pipeline,
-            "calibration": serving.calibration}
+            "calibration": serving.calibration, "interval": serving.interval}
 
 
 def cross_fit_predictions(schema: Schema, params: dict[str, Any], seed: int,
@@ -395,7 +390,7 @@ def write_model_card(
         holdout_predicted=candidate["holdout_proba"], decision=decision,
         champion_holdout_predicted=champion.holdout_proba, data=data,
         training_seconds=training_seconds, trials=trials,
-        calibration=candidate["calibration"],
+        calibration=candidate["calibration"], interval=candidate["interval"],
     ))
     files = model_card.publish(card, settings.reports_dir, client)
     # The index lists the versions' cards: rebuilt now, not at the next drift report.

@@ -53,7 +53,7 @@ class Predictor:
         ids = new_prediction_ids(len(records), self.id_key)
         # What the answer and the log hold is the task's (core.task): a probability and a
         # decision, or the number.
-        answers, logged = model.task.answers(ids, predictions, model.threshold)
+        answers, logged = model.task.answers(ids, predictions, model.serving)
         if explanations is not None:
             for answer, explanation in zip(answers, explanations, strict=True):
                 answer["explanation"] = explanation

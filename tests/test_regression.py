@@ -131,9 +131,14 @@ def test_the_train_flow_judges_the_first_version_on_its_error_and_promotes_it(
     assert 0.2 < run["holdout_r2"] < 0.7 and 40 < run["holdout_rmse"] < 70
     assert run["holdout_mae"] < run["holdout_rmse"] == pytest.approx(first["holdout_rmse"])
     assert run["best_valid_rmse"] > 0 and "threshold" not in run
-    # What travels with the version: the task, its figures, no threshold.
+    # What travels with the version: the task, its figures, no threshold, its interval --
+    # whose coverage on the holdout (rows it was not fitted on) is near its level: 89
+    # rows, so within about three binomial standard errors of 0.9 (0.032 each).
     assert champion.task.name == "regression" and champion.threshold is None
     assert champion.holdout_metrics["rmse"] == pytest.approx(run["holdout_rmse"])
+    assert champion.interval is not None and run["interval_level"] == 0.9
+    assert 0.8 <= run["holdout_interval_coverage"] <= 1.0
+    assert run["holdout_interval_width"] > 0 and run["interval_oof_width_constant"] > 0
     tags = client.get_model_version(MODEL_NAME, champion.version).tags
     assert tags["gate.metric"] == "rmse" and tags["gate.decision"] == "promoted"
 
@@ -182,6 +187,10 @@ def test_the_card_shows_the_error_predicted_against_actual_and_residuals_by_segm
             [run[f"holdout_{name}_low"], run[f"holdout_{name}_high"]])
     low, high = summary["holdout_rmse_ci"]
     assert low < summary["holdout_rmse"] < high
+    # The served interval on the holdout: the run's figures, and what the page says.
+    interval = summary["interval"]
+    assert interval["coverage"] == pytest.approx(run["holdout_interval_coverage"])
+    assert interval["width"] == pytest.approx(run["holdout_interval_width"])
 
     # Residuals by segment, recomputed here from the registered model on the same split.
     split = split_data.fn(load_dataset(settings.data_path, champion.schema), champion.schema,
@@ -210,6 +219,8 @@ def test_the_card_shows_the_error_predicted_against_actual_and_residuals_by_segm
     assert "Mean |SHAP contribution| on the holdout (points)" in words
     assert f"By {leaned_on[0]}" in words and "decision threshold" not in words
     assert "no champion to compare against" in words
+    assert (f"Each answer carries a 90% interval ({interval['method']}" in words
+            and f"for {interval['coverage']:.1%} of the rows" in words)
 
 
 def test_the_rejected_candidates_card_weighs_its_error_against_the_champions(
@@ -287,21 +298,29 @@ def test_answers_are_the_models_number_on_every_door(
     single = served.post("/predict", records[0])
     assert single.status_code == 200, single.text
     answer = single.json()
-    assert set(answer) == {"prediction_id", TARGET, "model"}
+    assert set(answer) == {"prediction_id", TARGET, "interval", "model"}
     assert answer[TARGET] == pytest.approx(expected[0], rel=1e-5)
+    # The version's conformal interval around the number, at the trained level.
+    low, high = champion.interval.bounds(expected)
+    assert answer["interval"] == pytest.approx({"low": low[0], "high": high[0], "level": 0.9},
+                                               rel=1e-5)
+    assert answer["interval"]["low"] < answer[TARGET] < answer["interval"]["high"]
     batch = served.post("/predict", records).json()["predictions"]
-    assert [set(a) for a in batch] == [{"prediction_id", TARGET}] * len(records)
+    assert [set(a) for a in batch] == [{"prediction_id", TARGET, "interval"}] * len(records)
     np.testing.assert_allclose([a[TARGET] for a in batch], expected, rtol=1e-5)
+    np.testing.assert_allclose([a["interval"]["high"] for a in batch], high, rtol=1e-5)
 
     sheet = pd.DataFrame(records).assign(patient=[f"p{i}" for i in range(len(records))])
     scored = served.post("/predict", data=sheet.to_csv(index=False),
                          headers={"Content-Type": "text/csv"})
     assert scored.status_code == 200, scored.text
     back = list(csv.DictReader(io.StringIO(scored.text)))
-    assert list(back[0])[-2:] == ["prediction_id", f"{TARGET}_predicted"]
+    assert list(back[0])[-4:] == ["prediction_id", f"{TARGET}_predicted", f"{TARGET}_low",
+                                  f"{TARGET}_high"]
     assert [r["patient"] for r in back] == sheet["patient"].tolist()
     np.testing.assert_allclose([float(r[f"{TARGET}_predicted"]) for r in back], expected,
                                rtol=1e-5)
+    np.testing.assert_allclose([float(r[f"{TARGET}_low"]) for r in back], low, rtol=1e-5)
 
     explained = served.post("/predict?explain=true", records[:3]).json()["predictions"]
     for row, number in zip(explained, expected[:3], strict=True):
@@ -343,16 +362,22 @@ def test_feedback_takes_a_number_in_the_declared_range(served: Served,
         store.dispose()
     row = logged.set_index("prediction_id").loc[prediction_id]
     assert row["actual"] == 151.5
-    assert row["value"] == pytest.approx(
-        champion.predict(model_frame(champion.schema, [record]))[0], rel=1e-5)
+    predicted = champion.predict(model_frame(champion.schema, [record]))
+    assert row["value"] == pytest.approx(predicted[0], rel=1e-5)
     assert pd.isna(row["probability"]) and pd.isna(row["decision"])
+    # The interval it was answered with, logged beside the number.
+    low, high = champion.interval.bounds(predicted)
+    assert (row["interval_low"], row["interval_high"]) == pytest.approx((low[0], high[0]),
+                                                                        rel=1e-5)
 
 
 def test_the_openapi_document_describes_the_number(served: Served) -> None:
     document = requests.get(served.url + "/openapi.json", timeout=5).json()
     schemas = document["components"]["schemas"]
     assert schemas["Prediction"]["properties"][TARGET]["type"] == "number"
-    assert set(schemas["Prediction"]["required"]) == {"prediction_id", TARGET}
+    assert set(schemas["Prediction"]["required"]) == {"prediction_id", TARGET, "interval"}
+    interval = schemas["Prediction"]["properties"]["interval"]
+    assert set(interval["required"]) == {"low", "high", "level"}
     feedback = schemas["Feedback"]["properties"][TARGET]
     assert (feedback["type"], feedback["minimum"], feedback["maximum"]) == ("number", 0, 400)
     assert schemas["Explanation"]["properties"]["unit"]["enum"] == ["points"]
@@ -446,6 +471,11 @@ def test_the_exporter_holds_the_live_error_to_the_holdouts(
     assert figures["onebox_live_rmse"] == pytest.approx(float(np.sqrt((errors ** 2).mean())))
     assert figures["onebox_live_mae"] == pytest.approx(float(errors.abs().mean()))
     assert figures["onebox_reference_rmse"] == pytest.approx(champion.holdout_metrics["rmse"])
+    # How often the answered intervals held the real number, beside their level.
+    actual = labelled["actual"].astype(float)
+    inside = labelled["interval_low"].le(actual) & labelled["interval_high"].ge(actual)
+    assert figures["onebox_live_interval_coverage"] == pytest.approx(float(inside.mean()))
+    assert figures["onebox_interval_level"] == 0.9
     assert "onebox_live_auc" not in figures and "onebox_estimated_auc" not in figures
     assert "onebox_prediction_drift_score" in figures  # the number's drift is tested
     assert figures["onebox_live_quality_degraded"] == 0.0  # rows it trained on: no shortfall
@@ -456,6 +486,7 @@ def test_the_exporter_holds_the_live_error_to_the_holdouts(
     send_with_outcomes(served, table.iloc[250:], schema, drifted)
     figures = scrape()
     assert figures["onebox_live_rmse"] > 1.25 * figures["onebox_reference_rmse"]
+    assert figures["onebox_live_interval_coverage"] < 0.6  # 150 points off: most outside
     assert figures["onebox_live_quality_degraded"] == 1.0
     assert figures["onebox_drift_detected"] == 1.0
 
@@ -581,17 +612,24 @@ def test_a_person_tries_the_regression_model_in_a_browser(served: Served,
     from tests import browser
 
     model = requests.get(served.url + "/model", timeout=5).json()
-    expected = served.post("/predict", model["typical_record"]).json()[TARGET]
+    answer = served.post("/predict", model["typical_record"]).json()
+    expected, interval = answer[TARGET], answer["interval"]
     with browser.open_browser() as chrome:
         chrome.get(served.url + "/")
         line = browser.wait_for_text(chrome, f"{MODEL_NAME} v{champion.version}")
         assert "predicts progression in points" in line and "threshold" not in line
-        assert "progression_predicted" in chrome.find_element("id", "csv-columns").text
+        assert "progression_predicted and progression_low and progression_high" in (
+            chrome.find_element("id", "csv-columns").text)
         chrome.find_element("id", "predict").click()
         text = browser.wait_for_text(chrome, "predicted progression")
         shown = chrome.find_element("id", "probability").text
         assert shown.endswith(" points")
         assert float(shown.split(" ")[0].replace(",", "")) == pytest.approx(expected, rel=1e-3)
+        # The interval in words, its bounds as the answer gave them.
+        said = chrome.find_element("id", "decision").text
+        low, high = (float(n.replace(",", "")) for n in re.findall(
+            r"between ([\d,.]+) and ([\d,.]+) points 90 times in 100", said)[0])
+        assert (low, high) == pytest.approx((interval["low"], interval["high"]), rel=1e-3)
         bars = chrome.find_elements("css selector", "#explanation .bar[data-feature]")
         assert sorted(b.get_attribute("data-feature") for b in bars) == sorted(
             champion.schema.feature_names)

@@ -604,13 +604,16 @@ def test_flight_prices_chosen_in_env_run_the_loop_for_a_number_through_the_front
     single = predict(stack, records[0])
     assert single.status_code == 200, single.text
     answer = single.json()
-    assert set(answer) == {"prediction_id", "price", "model"}
+    assert set(answer) == {"prediction_id", "price", "interval", "model"}
     assert 500 <= answer["price"] <= 200_000 and answer["model"]["name"] == fares
+    interval = answer["interval"]
+    assert interval["low"] < answer["price"] < interval["high"] and interval["level"] == 0.9
     sheet = frame[schema.feature_names].to_csv(index=False)
     scored = stack.post("predictor", "/predict", data=sheet,
                         headers={**stack.key("predict"), "Content-Type": "text/csv"})
     assert scored.status_code == 200, scored.text
-    assert scored.text.splitlines()[0].endswith(",prediction_id,price_predicted")
+    assert scored.text.splitlines()[0].endswith(
+        ",prediction_id,price_predicted,price_low,price_high")
     refused = predict(stack, {**records[0], "destination_city": "Goa"})
     assert refused.status_code == 422
     assert [p["field"] for p in refused.json()["problems"]] == ["destination_city"]
@@ -629,7 +632,8 @@ def test_flight_prices_chosen_in_env_run_the_loop_for_a_number_through_the_front
 
     def live_error() -> dict[str, float] | None:
         figures = {}
-        for name in ("onebox_live_rmse", "onebox_reference_rmse", "onebox_live_labels"):
+        for name in ("onebox_live_rmse", "onebox_reference_rmse", "onebox_live_labels",
+                     "onebox_live_interval_coverage", "onebox_interval_level"):
             result = stack.get("prometheus", "/api/v1/query",
                                params={"query": name}).json()["data"]["result"]
             if not result:
@@ -641,6 +645,10 @@ def test_flight_prices_chosen_in_env_run_the_loop_for_a_number_through_the_front
                        timeout=180, interval=3)
     # Fresh rows of the training table's process: the live error is the holdout's kind.
     assert 0.5 < figures["onebox_live_rmse"] / figures["onebox_reference_rmse"] < 2, figures
+    # ... and the answered intervals held the real fares about as often as their level
+    # says (300 labels: three binomial standard errors of 0.9 are 0.052).
+    assert figures["onebox_interval_level"] == 0.9
+    assert 0.84 <= figures["onebox_live_interval_coverage"] <= 0.98, figures
     stack.wait_for_flow_run(stack.quick_run("report/report"))
     index = stack.get("reports", "/").text
     assert f"{fares} v1" in index and f"models/{fares}-v1.html" in index
@@ -650,3 +658,4 @@ def test_flight_prices_chosen_in_env_run_the_loop_for_a_number_through_the_front
     assert report.status_code == 200 and len(report.content) > 100_000
     card = stack.get("reports", f"/models/{fares}-v1.html").text
     assert f"{fares} v1" in card and "INR" in card and "RMSE" in card
+    assert "Each answer carries a 90% interval" in card

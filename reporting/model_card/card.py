@@ -13,6 +13,7 @@ import pandas as pd
 
 from core.calibration import Calibration, expected_calibration_error
 from core.gate import GateDecision
+from core.intervals import Interval
 from core.schema import Schema, model_frame
 from core.task import bootstrap_intervals, regression_metrics, task_of
 from reporting.model_card.statistics import (
@@ -78,6 +79,8 @@ class CardInputs:
     trials: int
     # The Platt scaling a binary model's probabilities went through (identity: none).
     calibration: Calibration = Calibration()
+    # A number's prediction interval (None: a binary model).
+    interval: Interval | None = None
 
 
 @dataclass(frozen=True)
@@ -119,10 +122,13 @@ class RegressionHoldout:
     intervals: dict[str, tuple[float, float]]    # the same, 95% bootstrap
     points: list[tuple[float, float]]            # (actual, predicted), a seeded sample
     segments: list[ResidualSegment]
+    # The served interval on the holdout (None: a version without one): its level, the
+    # share of real values inside, the mean width and how it was made.
+    interval: dict[str, Any] | None = None
 
     def summary(self) -> dict[str, Any]:
         return {
-            "threshold": None, "unit": self.unit,
+            "threshold": None, "unit": self.unit, "interval": self.interval,
             **{f"holdout_{name}": value for name, value in self.figures.items()},
             **{f"holdout_{name}_ci": list(ci) for name, ci in self.intervals.items()},
             "residual_segments": [
@@ -173,13 +179,19 @@ def _regression_holdout(inputs: CardInputs, y: np.ndarray,
         shown = np.sort(np.random.default_rng(0).choice(shown, SCATTER_MAX_POINTS,
                                                         replace=False))
     leaned_on = [name for name, _ in importance[:SEGMENTED_FEATURES]]
+    interval = None
+    if inputs.interval is not None:
+        coverage, width = inputs.interval.coverage_and_width(y, predicted)
+        interval = {"level": inputs.interval.level, "coverage": coverage, "width": width,
+                    "method": inputs.interval.method}
     return RegressionHoldout(
         unit=inputs.schema.target_spec.unit,
         figures=regression_metrics(y, predicted),
         intervals=bootstrap_intervals(y, predicted),
         points=[(float(y[i]), float(predicted[i])) for i in shown],
         segments=residuals_by_segment(inputs.holdout.reset_index(drop=True), y, predicted,
-                                      leaned_on))
+                                      leaned_on),
+        interval=interval)
 
 
 # The card's holdout section of each task (core.task names them).

@@ -259,6 +259,7 @@ def _regression_performance(card: ModelCard, holdout: RegressionHoldout) -> str:
     return (
         _headline_sentence(card)
         + _table(["", "value", f"{int(CONFIDENCE * 100)}% interval"], figures, numeric=[1, 2])
+        + _answer_interval(holdout)
         + f'<div class="charts"><div>{scatter}</div></div>'
         + f'<p class="note">The dashed line is a perfect prediction; {sample} are drawn.</p>'
         + "<h3>Residuals by segment</h3>"
@@ -269,6 +270,21 @@ def _regression_performance(card: ModelCard, holdout: RegressionHoldout) -> str:
           "where the model is least sure.</p>"
         + segments
     )
+
+
+def _answer_interval(holdout: RegressionHoldout) -> str:
+    """How the interval every answer carries did on the holdout."""
+    interval = holdout.interval
+    if interval is None:
+        return ("<p>This version serves no interval (trained before intervals were; a "
+                "retrain adds one).</p>")
+    unit = f" {escape(holdout.unit)}" if holdout.unit else ""
+    return (f"<h3>The interval on every answer</h3><p>Each answer carries a "
+            f"{interval['level']:.0%} interval ({escape(interval['method'])}, fitted on "
+            "the training rows' out-of-fold residuals, never on this holdout). On the "
+            f"holdout it held the real value for <strong>{interval['coverage']:.1%}</strong> "
+            f"of the rows (the level is {interval['level']:.0%}), with a mean width of "
+            f"<strong>{interval['width']:,.4g}{unit}</strong>.</p>")
 
 
 def _headline_sentence(card: ModelCard) -> str:
