@@ -37,12 +37,12 @@ def _churn(rows: int, seed: int, scenario: str, schema: Schema) -> pd.DataFrame:
 
 
 def _flights(rows: int, seed: int, scenario: str, schema: Schema) -> pd.DataFrame:
-    return flights.generate(rows, seed, schema)
+    return flights.generate(rows, seed, schema, flights.SCENARIOS[scenario])
 
 
 BUSINESSES: dict[str, DemoBusiness] = {
     "credit_card_churn": DemoBusiness(_churn, tuple(sorted(generator.SCENARIOS))),
-    "flight_prices": DemoBusiness(_flights, ("none",)),
+    "flight_prices": DemoBusiness(_flights, tuple(sorted(flights.SCENARIOS))),
 }
 
 
@@ -73,8 +73,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=settings.seed)
     parser.add_argument("--scenario", default="none",
-                        help="a drift scenario of the business (churn: "
-                             f"{', '.join(BUSINESSES['credit_card_churn'].scenarios)})")
+                        help="a drift scenario of the business (" + "; ".join(
+                            f"{name}: {', '.join(b.scenarios)}"
+                            for name, b in BUSINESSES.items()) + ")")
     parser.add_argument("--out", type=Path, default=settings.data_path,
                         help="output CSV (default: DATA_PATH)")
     parser.add_argument("--if-missing", action="store_true",

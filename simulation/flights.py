@@ -8,13 +8,26 @@ noise, so a model has a real signal to learn and its best possible error is know
 (`log_fare_mean` is the noise-free fare's log; FARE_NOISE its spread).
 
 Each column draws from its own random stream (seeded by the seed and the column name),
-as the churn generator's do.
+as the churn generator's do, so a drift scenario changes exactly the columns it names
+(and the fare, which follows them), nothing else:
+
+- `late_booking`: people book closer to departure (days_left from 1-15 instead of 1-49);
+- `business_up`: the full-service airlines sell business class to 80% of their
+  passengers instead of 45%;
+- `new_route`: a fifth of the flights go to a city the model never saw (Goa): the
+  schema refuses them (422 naming `destination_city`), so "caught" is the refusal rate
+  (PredictionsRefused), never the drift alarm;
+- `fuel_surcharge`: every fare 15% dearer, the features unchanged -- a concept change
+  only the live error and the intervals' coverage can see, once the real fares come
+  back (a fare is known when the ticket is sold: the label delay is the booking's, about
+  `days_left` days at most, 49 here).
 """
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -31,7 +44,8 @@ CITY_SHARES = {"Delhi": 0.20, "Mumbai": 0.20, "Bangalore": 0.17, "Kolkata": 0.15
                "Hyderabad": 0.14, "Chennai": 0.14}
 # Rough positions (km east, km north of an origin): a route's length is their distance.
 CITY_KM = {"Delhi": (0, 1400), "Mumbai": (-350, 300), "Bangalore": (100, -300),
-           "Kolkata": (1200, 750), "Hyderabad": (150, 100), "Chennai": (370, -330)}
+           "Kolkata": (1200, 750), "Hyderabad": (150, 100), "Chennai": (370, -330),
+           "Goa": (-250, -50)}  # not in the schema: the new route's city
 TIMES_OF_DAY = ("Early_Morning", "Morning", "Afternoon", "Evening", "Night", "Late_Night")
 # Where each time of day starts, in hours after midnight (Late_Night wraps past 24).
 TIME_OF_DAY_STARTS = {"Late_Night": 0, "Early_Morning": 4, "Morning": 8, "Afternoon": 12,
@@ -55,6 +69,26 @@ LAST_MINUTE_DAYS = 6.0               # ... by e every this many days
 PER_EXTRA_HOUR = 0.012               # each hour of layover above the direct flight's time
 FARE_NOISE = 0.15
 CRUISE_KMH = 650.0
+
+
+@dataclass(frozen=True)
+class FlightDrift:
+    """What a scenario changes (the defaults change nothing)."""
+
+    days_left: tuple[int, int] = DAYS_LEFT_RANGE
+    business_share: float = BUSINESS_SHARE_ON_THEM
+    new_city: str | None = None
+    new_city_share: float = 0.0
+    fare_factor: float = 1.0
+
+
+SCENARIOS: dict[str, FlightDrift] = {
+    "none": FlightDrift(),
+    "late_booking": FlightDrift(days_left=(1, 15)),
+    "business_up": FlightDrift(business_share=0.8),
+    "new_route": FlightDrift(new_city="Goa", new_city_share=0.2),
+    "fuel_surcharge": FlightDrift(fare_factor=1.15),
+}
 
 
 def _rng(seed: int, column: str) -> np.random.Generator:
@@ -81,7 +115,8 @@ def time_of_day(hours: np.ndarray) -> np.ndarray:
     return names[np.searchsorted(edges, np.mod(hours, 24.0), side="right") - 1]
 
 
-def generate_features(n: int, seed: int = 42) -> pd.DataFrame:
+def generate_features(n: int, seed: int = 42, drift: FlightDrift = FlightDrift()
+                      ) -> pd.DataFrame:
     airline = _choice(_rng(seed, "airline"), AIRLINE_SHARES, n)
     source = _choice(_rng(seed, "source_city"), CITY_SHARES, n)
     # The destination: any other city, in the same shares.
@@ -93,14 +128,17 @@ def generate_features(n: int, seed: int = 42) -> pd.DataFrame:
         same = destination == source
     stops = _choice(_rng(seed, "stops"), STOP_SHARES, n).astype(int)
     full_service = np.isin(airline, BUSINESS_AIRLINES)
-    business = full_service & (_rng(seed, "travel_class").random(n) < BUSINESS_SHARE_ON_THEM)
+    business = full_service & (_rng(seed, "travel_class").random(n) < drift.business_share)
     direct_hours = 0.6 + route_km(source, destination) / CRUISE_KMH
     layover = _rng(seed, "duration_hours").gamma(2.0, 3.5, n)  # hours on the ground
     duration = np.round(np.clip(direct_hours + stops * layover, 0.5, 50.0), 2)
     departure = _choice(_rng(seed, "departure_time"), DEPARTURE_SHARES, n)
     start = np.array([TIME_OF_DAY_STARTS[d] for d in departure], dtype=float)
     leaves_at = start + _rng(seed, "departure_hour").random(n) * 4.0
-    low, high = DAYS_LEFT_RANGE
+    low, high = drift.days_left
+    if drift.new_city is not None:  # the new route: only the destination changes
+        moved = _rng(seed, "new_route").random(n) < drift.new_city_share
+        destination = np.where(moved, drift.new_city, destination).astype(object)
     return pd.DataFrame({
         "airline": airline,
         "source_city": source,
@@ -130,10 +168,12 @@ def log_fare_mean(features: pd.DataFrame) -> np.ndarray:
             + PER_EXTRA_HOUR * extra_hours)
 
 
-def generate(n: int, seed: int = 42, schema: Schema | None = None) -> pd.DataFrame:
+def generate(n: int, seed: int = 42, schema: Schema | None = None,
+             drift: FlightDrift = FlightDrift()) -> pd.DataFrame:
     """A table of `n` flights: the schema's features plus the fare (`price`, INR)."""
-    features = generate_features(n, seed)
+    features = generate_features(n, seed, drift)
     noise = _rng(seed, "price").normal(0.0, FARE_NOISE, n)
     target = schema.target if schema is not None else "price"
-    features[target] = np.round(np.exp(log_fare_mean(features) + noise)).astype(int)
+    fare = np.exp(log_fare_mean(features) + noise) * drift.fare_factor
+    features[target] = np.round(fare).astype(int)
     return features

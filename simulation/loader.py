@@ -1,9 +1,18 @@
-"""Read the real Kaggle "BankChurners.csv" layout into the schema's columns.
+"""Read the real Kaggle tables' layouts into the schema's columns.
 
-Names become snake_case, category strings the schema's values, income and
-education their ordinal codes, "Unknown" null.  The two trailing
-`Naive_Bayes_Classifier_*` columns are another model's outputs that leak the
-label, so they are dropped, as are the columns the schema does not use.
+"BankChurners.csv" (churn): names become snake_case, category strings the schema's
+values, income and education their ordinal codes, "Unknown" null.  The two trailing
+`Naive_Bayes_Classifier_*` columns are another model's outputs that leak the label, so
+they are dropped, as are the columns the schema does not use.
+
+"Clean_Dataset.csv" (flight prices, core/schemas/flights.yaml): an unnamed index column,
+airline, flight, source_city, departure_time, stops ("zero", "one", "two_or_more"),
+arrival_time, destination_city, class, duration, days_left, price.  The flight code is
+an identifier (it names the row, not the fare's causes) and the index a row number:
+both dropped; stops become 0, 1 and 2, class `travel_class`, duration
+`duration_hours`.
+
+Any other file is read in the schema's own layout (what the generators write).
 """
 
 from __future__ import annotations
@@ -92,6 +101,48 @@ def load_bankchurners(path: str | Path, schema: Schema | None = None) -> pd.Data
     return out[[*schema.feature_names, schema.target]]
 
 
+FLIGHT_COLUMNS = {
+    "airline": "airline", "source_city": "source_city", "departure_time": "departure_time",
+    "stops": "stops", "arrival_time": "arrival_time", "destination_city": "destination_city",
+    "class": "travel_class", "duration": "duration_hours", "days_left": "days_left",
+}
+FLIGHT_TARGET = "price"
+STOP_CODES = {"zero": 0, "one": 1, "two_or_more": 2}
+# The column that tells the flight table's layout from the others (the flight code).
+FLIGHT_CODE_COLUMN = "flight"
+
+
+def load_flight_prices(path: str | Path, schema: Schema) -> pd.DataFrame:
+    """Read a Clean_Dataset.csv file into the flight schema's features plus the fare."""
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = sorted((set(FLIGHT_COLUMNS) | {FLIGHT_TARGET}) - set(raw.columns))
+    if missing:
+        raise LayoutError(f"{path}: missing columns {missing} (the Clean_Dataset.csv layout)")
+    out = pd.DataFrame(index=raw.index)
+    for source, name in FLIGHT_COLUMNS.items():
+        column = raw[source].str.strip()
+        feat = schema.feature(name)
+        if source == "stops":
+            unknown = sorted(set(column) - set(STOP_CODES))
+            if unknown:
+                raise LayoutError(f"{source}: unexpected values {unknown} "
+                                  f"(expected {', '.join(STOP_CODES)})")
+            out[name] = column.map(STOP_CODES).astype(int)
+        elif feat.kind == "categorical":
+            unknown = sorted(set(column) - set(feat.values))
+            if unknown:
+                raise LayoutError(f"{source}: values the schema ({name}) does not allow: "
+                                  f"{unknown}")
+            out[name] = column
+        else:
+            numbers = pd.to_numeric(column, errors="coerce")
+            if numbers.isna().any():
+                raise LayoutError(f"{source}: not a number: {column[numbers.isna()].iloc[0]!r}")
+            out[name] = numbers.astype(int) if feat.kind == "integer" else numbers.astype(float)
+    out[schema.target] = raw[FLIGHT_TARGET].str.strip()  # checked by the task (numbers)
+    return out[[*schema.feature_names, schema.target]]
+
+
 def read_schema_csv(path: str | Path, schema: Schema) -> pd.DataFrame:
     """Read a CSV already in the schema's layout (as the generator writes it)."""
     frame = pd.read_csv(path)
@@ -105,14 +156,19 @@ def read_schema_csv(path: str | Path, schema: Schema) -> pd.DataFrame:
 
 
 def load_dataset(path: str | Path, schema: Schema | None = None) -> pd.DataFrame:
-    """Read a training table: the Kaggle BankChurners layout or the schema's own layout.
+    """Read a training table: a Kaggle layout (BankChurners, Clean_Dataset) or the
+    schema's own layout.
 
     Its target is checked against the schema's task here, where the file is known
     (core.task.TargetInvalid names the file, the field and what is supported), so a table
     the task cannot learn from never reaches the split or the search."""
     schema = schema or Schema.load()
     header = pd.read_csv(path, nrows=0).columns
-    frame = (load_bankchurners(path, schema) if TARGET_COLUMN in header
-             else read_schema_csv(path, schema))
+    if TARGET_COLUMN in header:
+        frame = load_bankchurners(path, schema)
+    elif FLIGHT_CODE_COLUMN in header:
+        frame = load_flight_prices(path, schema)
+    else:
+        frame = read_schema_csv(path, schema)
     frame[schema.target] = task_of(schema).check_target(frame[schema.target], str(path))
     return frame

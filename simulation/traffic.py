@@ -155,8 +155,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=settings.seed + 1)
     parser.add_argument("--scenario", default="none",
-                        help="a drift scenario of the business (churn: "
-                             f"{', '.join(BUSINESSES['credit_card_churn'].scenarios)})")
+                        help="a drift scenario of the business (" + "; ".join(
+                            f"{name}: {', '.join(b.scenarios)}"
+                            for name, b in BUSINESSES.items()) + ")")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--feedback", action="store_true", help="also send the true outcomes")
