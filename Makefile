@@ -24,7 +24,8 @@ PYTEST_ARGS ?=
 .PHONY: screenshots help venv home demo data train serve traffic report rollback bench bench-train bench-fidelity bench-false-alarms bench-estimation bench-exporter bench-stack bench-swarm bench-journal soak test test-fast test-stack test-prereqs lint audit compose-check clean up down logs ps backup restore up-offline down-offline standins test-images env-file swarm-up swarm-down swarm-up-offline swarm-render traffic-stack
 
 help:
-	@echo "make demo      the whole loop on embedded defaults (data, train, serve, traffic, report)"
+	@echo "make demo      the whole loop on embedded defaults (data, train, serve, traffic, report);"
+	@echo "               DEMO=flights runs it on flight fares (a number) instead of churn"
 	@echo "make test      the test suite (starts its own servers; needs PostgreSQL reachable)"
 	@echo "make data      generate the demo training table (DATA_PATH)"
 	@echo "make train     run the train flow (search, register, gate)"
@@ -85,8 +86,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
+# DEMO=flights: the flight-fare business (a number) instead of churn.
+DEMO ?=
+
 demo: $(STAMP) home
-	$(BIN)/python -m operations.demo
+	$(BIN)/python -m operations.demo $(if $(DEMO),--business $(DEMO))
 
 data: $(STAMP) home
 	$(BIN)/python -m simulation.demo_tables

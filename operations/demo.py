@@ -4,7 +4,8 @@ Generate data -> train (search, register, gate) -> start the predictor under
 gunicorn -> send a normal phase of traffic, then a drifted one -> measure the
 drift of each phase -> write the drift report and index -> stop the predictor
 -> print a summary.  Everything lives under ONEBOX_HOME (./.onebox); nothing is
-left running.
+left running.  `--business flights` (make demo DEMO=flights) runs it on flight fares
+(simulation/demo_tables.py names each demo business's settings and drifted phase).
 """
 
 from __future__ import annotations
@@ -19,19 +20,12 @@ from core import registry
 from core.schema import Schema
 from core.settings import Settings
 from core.store import PredictionStore
+from core.task import task_of
 from operations import processes
 from orchestration.train import train
 from reporting.report import window_from_log, write_report
-from simulation.generator import SCENARIOS, Drift, generate
+from simulation.demo_tables import business, by_short_name, demo_table
 from simulation.traffic import TrafficStats, send_traffic
-
-# The drifted phase: an economic shift (older customers, higher limits, lower balances)
-# plus a move towards premium cards.
-DEMO_DRIFT = Drift(
-    scale=SCENARIOS["economic_shift"].scale,
-    offset=SCENARIOS["economic_shift"].offset,
-    category_shares=SCENARIOS["premium_cards"].category_shares,
-)
 
 
 @dataclass
@@ -40,8 +34,10 @@ class Phase:
     stats: TrafficStats
     drift_share: float = 0.0
     drifted_features: tuple[str, ...] = ()
-    live_auc: float | None = None        # on the phase's labelled predictions
-    estimated_auc: float | None = None   # from its probabilities alone (monitoring.cbpe)
+    # The task's figures on the phase's labelled predictions (AUC..., or RMSE, MAE and the
+    # intervals' coverage), and those estimated without labels (a binary model's CBPE).
+    live: dict[str, float | None] | None = None
+    estimated: dict[str, float | None] | None = None
     report: str = ""
 
 
@@ -62,9 +58,11 @@ def run_demo(rows: int, phase_rows: int, trials: int, port: int | None) -> int:
     store = PredictionStore(settings.prediction_store_url.get_secret_value())
     store.migrate()
 
-    print(f"== 1/5 data: {rows} generated customers -> {settings.data_path}", flush=True)
+    demo = business(schema)
+    print(f"== 1/5 data: {rows} generated rows of {schema.name} -> {settings.data_path}",
+          flush=True)
     settings.data_path.parent.mkdir(parents=True, exist_ok=True)
-    generate(rows, settings.seed, schema=schema).to_csv(settings.data_path, index=False)
+    demo_table(schema, rows, settings.seed).to_csv(settings.data_path, index=False)
 
     print(f"== 2/5 train: {trials} trials, register, gate", flush=True)
     result = train(n_trials=trials, data_path=str(settings.data_path))
@@ -79,10 +77,11 @@ def run_demo(rows: int, phase_rows: int, trials: int, port: int | None) -> int:
     try:
         health = processes.wait_until_healthy(f"{url}/health", predictor)
         print(f"   serving {health['model']['name']} v{health['model']['version']}", flush=True)
-        for name, drift, seed in (("normal", None, settings.seed + 1),
-                                  ("drifted", DEMO_DRIFT, settings.seed + 2)):
+        assert demo.demo_drift is not None
+        for name, seed in (("normal", settings.seed + 1), ("drifted", settings.seed + 2)):
             print(f"== 4/5 traffic: {phase_rows} requests, {name} phase", flush=True)
-            frame = generate(phase_rows, seed, drift, schema)
+            frame = (demo_table(schema, phase_rows, seed) if name == "normal"
+                     else demo.demo_drift(phase_rows, seed, schema))
             phases.append(Phase(name, send_traffic(url, frame, schema, send_feedback=True)))
     finally:
         processes.stop(predictor)
@@ -103,8 +102,8 @@ def run_demo(rows: int, phase_rows: int, trials: int, port: int | None) -> int:
                              title=f"Demo: {phase.name} phase")
         phase.drift_share = files.summary_data["drift_share"]
         phase.drifted_features = tuple(files.summary_data["drifted_features"])
-        phase.live_auc = files.summary_data["quality"]["auc"]
-        phase.estimated_auc = files.summary_data["estimated"]["auc"]
+        phase.live = files.summary_data["quality"]
+        phase.estimated = files.summary_data["estimated"]
         phase.report = str(files.html)
     store.dispose()
 
@@ -113,14 +112,26 @@ def run_demo(rows: int, phase_rows: int, trials: int, port: int | None) -> int:
     print(f"model            {result['model_name']} v{result['version']} "
           f"({'promoted to @champion' if result['promoted'] else 'not promoted'}: "
           f"{result['gate']['reason']})")
-    print(f"holdout AUC      {result['holdout_auc']:.4f} (threshold {result['threshold']:.2f})")
+    metric = task_of(schema).gate_metric  # AUC, or the number's RMSE or MAE
+    holdout = result["holdout"]
+    extras = ([f"threshold {result['threshold']:.2f}"] if result["threshold"] is not None
+              else []) + ([f"{holdout['interval_level']:.0%} interval covers "
+                           f"{holdout['interval_coverage']:.1%}, mean width "
+                           f"{holdout['interval_width']:,.0f}"]
+                          if "interval_coverage" in holdout else [])
+    said = f" ({'; '.join(extras)})" if extras else ""
+    print(f"holdout {metric.label:<8} {holdout[metric.name]:,.4g}{said}")
     for phase in phases:
         s = phase.stats
+        live, estimated = phase.live or {}, phase.estimated or {}
+        coverage = ("" if live.get("interval_coverage") is None
+                    else f"; intervals held {live['interval_coverage']:.1%}")
         print(f"{phase.name:<8} phase   {s.requests} requests: {s.ok} served, "
               f"{s.client_errors} refused, {s.failed} failed; feedback {s.feedback_sent}; "
               f"drift share {phase.drift_share:.2f} "
               f"({', '.join(phase.drifted_features) or 'no feature drifted'}); "
-              f"AUC estimated {_auc(phase.estimated_auc)}, live {_auc(phase.live_auc)}")
+              f"{metric.label} estimated {_figure(estimated.get(metric.name))}, "
+              f"live {_figure(live.get(metric.name))}{coverage}")
     print(f"prediction log   {logged - logged_before} of {expected - logged_before} "
           f"predictions logged ({settings.prediction_store_shown})")
     print(f"reports          {settings.reports_dir / 'index.html'}")
@@ -128,8 +139,11 @@ def run_demo(rows: int, phase_rows: int, trials: int, port: int | None) -> int:
     return 0 if failed == 0 and logged >= expected else 1
 
 
-def _auc(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
+def _figure(value: float | None) -> str:
+    """An AUC in three decimals, an error in four significant digits."""
+    if value is None:
+        return "n/a"
+    return f"{value:.3f}" if abs(value) <= 1 else f"{value:,.4g}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -139,8 +153,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="requests in each traffic phase")
     parser.add_argument("--trials", type=int, default=None, help="Optuna trials (N_TRIALS)")
     parser.add_argument("--port", type=int, default=None, help="predictor port (9696)")
+    parser.add_argument("--business", default=None,
+                        help="a demo business (churn, flights); default: SCHEMA_PATH's")
     args = parser.parse_args(argv)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if args.business:
+        os.environ.update(by_short_name(args.business).settings())
     trials = args.trials or Settings.from_env().n_trials
     sys.exit(run_demo(args.rows, args.phase_rows, trials, args.port))
 

@@ -491,6 +491,7 @@ def train(
         "version": candidate["version"],
         "task": task_of(schema).name,
         f"holdout_{gate_metric}": candidate["holdout"][gate_metric],
+        "holdout": candidate["holdout"],  # every holdout figure (the interval's too)
         "threshold": candidate["threshold"],
         "promoted": decision.promoted,
         "gate": decision.as_dict(),

@@ -30,10 +30,31 @@ class NoDemoTable(ValueError):
 class DemoBusiness:
     draw: Callable[[int, int, str, Schema], pd.DataFrame]  # rows, seed, scenario, schema
     scenarios: tuple[str, ...]
+    # What `make demo DEMO=<short name>` runs on: the schema file, the registered model
+    # and the experiment (the settings SCHEMA_PATH, MODEL_NAME, MLFLOW_EXPERIMENT) ...
+    short_name: str = ""
+    schema_file: str = ""
+    model_name: str = ""
+    experiment: str = ""
+    # ... and its drifted phase: a scenario, or (churn) a mix of them.
+    demo_drift: Callable[[int, int, Schema], pd.DataFrame] | None = None
+
+    def settings(self) -> dict[str, str]:
+        return {"SCHEMA_PATH": self.schema_file, "MODEL_NAME": self.model_name,
+                "MLFLOW_EXPERIMENT": self.experiment}
 
 
 def _churn(rows: int, seed: int, scenario: str, schema: Schema) -> pd.DataFrame:
     return generator.generate(rows, seed, generator.SCENARIOS[scenario], schema)
+
+
+# The churn demo's drifted phase: an economic shift (older customers, higher limits,
+# lower balances) plus a move towards premium cards.
+CHURN_DEMO_DRIFT = generator.Drift(
+    scale=generator.SCENARIOS["economic_shift"].scale,
+    offset=generator.SCENARIOS["economic_shift"].offset,
+    category_shares=generator.SCENARIOS["premium_cards"].category_shares,
+)
 
 
 def _flights(rows: int, seed: int, scenario: str, schema: Schema) -> pd.DataFrame:
@@ -41,9 +62,25 @@ def _flights(rows: int, seed: int, scenario: str, schema: Schema) -> pd.DataFram
 
 
 BUSINESSES: dict[str, DemoBusiness] = {
-    "credit_card_churn": DemoBusiness(_churn, tuple(sorted(generator.SCENARIOS))),
-    "flight_prices": DemoBusiness(_flights, tuple(sorted(flights.SCENARIOS))),
+    "credit_card_churn": DemoBusiness(
+        _churn, tuple(sorted(generator.SCENARIOS)), "churn", "core/schemas/churn.yaml",
+        "churn-classifier", "onebox-churn",
+        lambda rows, seed, schema: generator.generate(rows, seed, CHURN_DEMO_DRIFT, schema)),
+    "flight_prices": DemoBusiness(
+        _flights, tuple(sorted(flights.SCENARIOS)), "flights", "core/schemas/flights.yaml",
+        "flight-prices", "onebox-flights",
+        # Booking closer to departure: the fares, and the model's errors, grow.
+        lambda rows, seed, schema: _flights(rows, seed, "late_booking", schema)),
 }
+
+
+def by_short_name(short_name: str) -> DemoBusiness:
+    """The demo business `make demo DEMO=...` names (churn, flights)."""
+    for found in BUSINESSES.values():
+        if found.short_name == short_name:
+            return found
+    raise NoDemoTable(f"DEMO={short_name!r}: the demo businesses are "
+                      f"{', '.join(b.short_name for b in BUSINESSES.values())}")
 
 
 def business(schema: Schema) -> DemoBusiness:
