@@ -66,13 +66,19 @@ class LayoutError(ValueError):
     """The file is not in the BankChurners layout; the message names the column or value."""
 
 
+def _read_layout(path: str | Path, columns: set[str], layout: str) -> pd.DataFrame:
+    """The file's cells as text, once it has every column of the layout."""
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = sorted(columns - set(raw.columns))
+    if missing:
+        raise LayoutError(f"{path}: missing columns {missing} (the {layout} layout)")
+    return raw
+
+
 def load_bankchurners(path: str | Path, schema: Schema | None = None) -> pd.DataFrame:
     """Read a BankChurners.csv file into the schema's features plus the target."""
     schema = schema or Schema.load()
-    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = sorted((set(COLUMN_NAMES) | {TARGET_COLUMN}) - set(raw.columns))
-    if missing:
-        raise LayoutError(f"{path}: missing columns {missing}")
+    raw = _read_layout(path, set(COLUMN_NAMES) | {TARGET_COLUMN}, "BankChurners.csv")
     # Naive_Bayes_* leak the label; everything not named in the schema is simply not read.
     out = pd.DataFrame(index=raw.index)
     for source, name in COLUMN_NAMES.items():
@@ -114,10 +120,7 @@ FLIGHT_CODE_COLUMN = "flight"
 
 def load_flight_prices(path: str | Path, schema: Schema) -> pd.DataFrame:
     """Read a Clean_Dataset.csv file into the flight schema's features plus the fare."""
-    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = sorted((set(FLIGHT_COLUMNS) | {FLIGHT_TARGET}) - set(raw.columns))
-    if missing:
-        raise LayoutError(f"{path}: missing columns {missing} (the Clean_Dataset.csv layout)")
+    raw = _read_layout(path, set(FLIGHT_COLUMNS) | {FLIGHT_TARGET}, "Clean_Dataset.csv")
     out = pd.DataFrame(index=raw.index)
     for source, name in FLIGHT_COLUMNS.items():
         column = raw[source].str.strip()
