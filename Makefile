@@ -21,7 +21,7 @@ export PYTHONDONTWRITEBYTECODE ?= 1
 
 PYTEST_ARGS ?=
 
-.PHONY: screenshots help venv home demo data train serve traffic report rollback bench bench-train bench-fidelity bench-false-alarms bench-estimation bench-exporter bench-stack bench-swarm bench-journal soak test test-fast test-stack test-prereqs lint audit compose-check clean up down logs ps backup restore up-offline down-offline standins test-images env-file swarm-up swarm-down swarm-up-offline swarm-render traffic-stack
+.PHONY: screenshots help venv home demo data train serve traffic report rollback bench bench-train bench-intervals bench-fidelity bench-false-alarms bench-estimation bench-exporter bench-stack bench-swarm bench-journal soak test test-fast test-stack test-prereqs lint audit compose-check clean up down logs ps backup restore up-offline down-offline standins test-images env-file swarm-up swarm-down swarm-up-offline swarm-render traffic-stack
 
 help:
 	@echo "make demo      the whole loop on embedded defaults (data, train, serve, traffic, report);"
@@ -130,6 +130,9 @@ bench-exporter: $(STAMP) home
 
 bench-train: $(STAMP) home
 	$(BIN)/python -m benchmarks.train
+
+bench-intervals: $(STAMP)
+	$(BIN)/python -m benchmarks.intervals
 
 bench-stack: $(STAMP) home standins
 	$(BIN)/python -m benchmarks.stack $(BENCH_ARGS)

@@ -1,31 +1,36 @@
-"""Prediction intervals for a number: split-conformal on out-of-fold residuals.
+"""Prediction intervals for a number: conformal on out-of-fold residuals.
 
 The train flow has each training row's out-of-fold prediction (a model that never saw
 the row made it; never the gate's holdout).  The interval at level 1 - alpha is the
-prediction plus or minus the ceil((n + 1)(1 - alpha))-th smallest of the rows' scores,
-which covers a new row with probability at least 1 - alpha when the rows are
-exchangeable (Lei et al. 2018, "Distribution-free predictive inference for regression";
-the out-of-fold residuals are the CV variant of Barber et al. 2021, "Predictive
-inference with the jackknife+", whose coverage is 1 - 2 alpha in the worst case and
-about 1 - alpha in practice: the holdout's coverage is measured and shown).
+served prediction plus or minus the ceil((n + 1)(1 - alpha))-th smallest of the rows'
+scores (Lei et al. 2018, "Distribution-free predictive inference for regression").  The
+served prediction is the final model's, refit on every row, while the residuals are the
+fold models': this is CV conformal, not CV+ (Barber et al. 2021), so its coverage is not
+guaranteed, only close to the level in practice -- it is measured on the gate's holdout
+(the card and the run's metrics show it) and live on labelled rows (IntervalCoverageLow).
 
 The score is the residual's size, either as it is (one width for every answer) or
 divided by a model of its size given the predicted number (`Scale`: an isotonic fit of
 |residual| on the prediction), so a fare of 5,000 INR does not get the interval of one
-of 60,000.  Which of the two serves is decided on the out-of-fold rows themselves: each
-is fitted on one half and judged on the other half at its own level by the interval
-score (Gneiting & Raftery 2007: the width, plus 2 / (1 - level) times how far a real
-value falls outside -- a proper score, so an interval that is narrow where the numbers
-are small and wide where they are large beats one of the same mean width that misses
-the large ones); the scaled one wins when its score is lower by SCALED_MIN_GAIN, and is
-then fitted on every row.
+of 60,000.  The scale is fitted on one half of the rows and the quantile taken on the
+other half (a scale fitted on the rows it is then measured on makes them look
+better-behaved than new rows, and the interval too narrow).
+
+Which of the two serves is decided on the out-of-fold rows themselves: each is fitted on
+one half and judged on the other half at its own level by the interval score (Gneiting &
+Raftery 2007: the width, plus 2 / (1 - level) times how far a real value falls outside
+-- a proper score, so an interval that is narrow where the numbers are small and wide
+where they are large beats one of the same mean width that misses the large ones); the
+scaled one wins when its score is lower by SCALED_MIN_GAIN.  Either is clipped to the
+target's declared range (a fare is never negative): a real value outside it is refused
+anyway, so clipping loses no coverage.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -74,11 +79,18 @@ class Interval:
     # The conformal quantile of the scores: a half-width (no scale), or how many scales.
     quantile: float
     scale: Scale | None = None
+    # The target's declared range (None: unbounded on that side).
+    floor: float | None = None
+    ceiling: float | None = None
 
     def bounds(self, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         predicted = np.asarray(predicted, float)
         half = self.quantile * (self.scale(predicted) if self.scale else 1.0)
-        return predicted - half, predicted + half
+        low, high = predicted - half, predicted + half
+        if self.floor is not None or self.ceiling is not None:
+            low = np.clip(low, self.floor, self.ceiling)
+            high = np.clip(high, self.floor, self.ceiling)
+        return low, high
 
     def coverage_and_width(self, y: np.ndarray, predicted: np.ndarray) -> tuple[float, float]:
         """The share of `y` inside the intervals, and their mean width."""
@@ -93,7 +105,8 @@ class Interval:
     def to_json(self) -> str:
         scale = None if self.scale is None else {"knots": list(self.scale.knots),
                                                  "sizes": list(self.scale.sizes)}
-        return json.dumps({"level": self.level, "quantile": self.quantile, "scale": scale})
+        return json.dumps({"level": self.level, "quantile": self.quantile, "scale": scale,
+                           "floor": self.floor, "ceiling": self.ceiling})
 
     @classmethod
     def from_json(cls, text: str) -> Interval:
@@ -101,20 +114,27 @@ class Interval:
         scale = raw.get("scale")
         return cls(float(raw["level"]), float(raw["quantile"]),
                    None if scale is None else Scale(tuple(scale["knots"]),
-                                                    tuple(scale["sizes"])))
+                                                    tuple(scale["sizes"])),
+                   raw.get("floor"), raw.get("ceiling"))
 
 
 def conformal_quantile(scores: np.ndarray, level: float) -> float:
-    """The ceil((n + 1) level)-th smallest score (the largest when that is past n)."""
+    """The ceil((n + 1) level)-th smallest score (the largest when that is past n: with
+    fewer than 1 / (1 - level) rows the method asks for an unbounded interval)."""
     ordered = np.sort(np.asarray(scores, float))
+    if not len(ordered):
+        raise ValueError("no residuals to take an interval's quantile from")
     rank = min(math.ceil((len(ordered) + 1) * level), len(ordered))
     return float(ordered[rank - 1])
 
 
-def _fit(predicted: np.ndarray, residuals: np.ndarray, level: float, scaled: bool) -> Interval:
-    if not scaled:
-        return Interval(level, conformal_quantile(np.abs(residuals), level))
-    scale = Scale.fit(predicted, residuals)
+def _constant(residuals: np.ndarray, level: float) -> Interval:
+    return Interval(level, conformal_quantile(np.abs(residuals), level))
+
+
+def _scaled(scale: Scale, predicted: np.ndarray, residuals: np.ndarray, level: float
+            ) -> Interval:
+    """`scale` (fitted elsewhere) with the quantile of these rows' scaled residuals."""
     return Interval(level, conformal_quantile(np.abs(residuals) / scale(predicted), level),
                     scale)
 
@@ -127,22 +147,28 @@ def interval_score(y: np.ndarray, low: np.ndarray, high: np.ndarray, level: floa
 
 
 def fit_interval(y: np.ndarray, out_of_fold: np.ndarray, level: float = DEFAULT_LEVEL,
-                 seed: int = 42) -> tuple[Interval, dict[str, float]]:
-    """The interval to serve, and what chose it: each kind's mean interval score and width
-    on the half of the out-of-fold rows it was not fitted on (`score_constant`,
-    `score_scaled`, `width_constant`, `width_scaled`)."""
+                 seed: int = 42, floor: float | None = None, ceiling: float | None = None,
+                 ) -> tuple[Interval, dict[str, float]]:
+    """The interval to serve (clipped to [floor, ceiling]), and what chose it: each kind's
+    mean interval score and width on the half of the out-of-fold rows it was not fitted
+    on (`score_constant`, `score_scaled`, `width_constant`, `width_scaled`)."""
     if not 0 < level < 1:
         raise ValueError(f"an interval's level is between 0 and 1, not {level}")
     y, predicted = np.asarray(y, float), np.asarray(out_of_fold, float)
     residuals = y - predicted
     order = np.random.default_rng(seed).permutation(len(y))
     fit_rows, judge_rows = order[: len(y) // 2], order[len(y) // 2:]
+    scale = Scale.fit(predicted[fit_rows], residuals[fit_rows])
+    candidates = {"constant": _constant(residuals[fit_rows], level),
+                  "scaled": _scaled(scale, predicted[fit_rows], residuals[fit_rows], level)}
     judged: dict[str, float] = {}
-    for kind in ("constant", "scaled"):
-        # Fitted on one half (the scale, and the quantile), judged on the other.
-        candidate = _fit(predicted[fit_rows], residuals[fit_rows], level, kind == "scaled")
+    for kind, candidate in candidates.items():  # fitted on one half, judged on the other
         low, high = candidate.bounds(predicted[judge_rows])
         judged[f"score_{kind}"] = interval_score(y[judge_rows], low, high, level)
         judged[f"width_{kind}"] = float((high - low).mean())
-    scaled = judged["score_scaled"] < (1 - SCALED_MIN_GAIN) * judged["score_constant"]
-    return _fit(predicted, residuals, level, scaled), judged
+    if judged["score_scaled"] < (1 - SCALED_MIN_GAIN) * judged["score_constant"]:
+        # The scale from the first half, the quantile from the second (split conformal).
+        chosen = _scaled(scale, predicted[judge_rows], residuals[judge_rows], level)
+    else:
+        chosen = _constant(residuals, level)  # nothing fitted: every row's residual
+    return replace(chosen, floor=floor, ceiling=ceiling), judged

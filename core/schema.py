@@ -439,8 +439,8 @@ def _valid_column(feat: Feature, values: list[Any]) -> Any:
 # Columns the prediction log's rows (core.store) and the reference sample (core.registry)
 # keep beside the features: a feature of the same name would be overwritten by them.
 RESERVED_NAMES = ("prediction_id", "created_at", "model_name", "model_version", "probability",
-                  "decision", "value", "actual", "feedback_at", "feedback_by",
-                  "feedback_trusted", "prediction")
+                  "decision", "value", "interval_low", "interval_high", "actual",
+                  "feedback_at", "feedback_by", "feedback_trusted", "prediction")
 
 # The largest magnitude a feature may have: XGBoost's float32.
 MODEL_FLOAT_MAX = float(np.finfo(np.float32).max)

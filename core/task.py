@@ -157,6 +157,9 @@ class Task(ABC):
     default_threshold: float | None = None
     # What MLflow's pyfunc flavour calls on the pipeline (`mlflow models serve` answers it).
     pyfunc_predict_fn: str
+    # Answer fields a version may lack (a number's interval, on a version trained before
+    # intervals): documented, not required.
+    optional_answers: tuple[str, ...] = ()
 
     def __init__(self, target: str, spec: TargetSpec):
         self.target = target
@@ -428,6 +431,7 @@ class Regression(Task):
     logged_prediction = "value"
     score_meaning = "the score is the prediction itself"
     pyfunc_predict_fn = "predict"
+    optional_answers = ("interval",)
 
     def canonical(self, outcomes: pd.Series) -> pd.Series:
         return outcomes.astype(float)
@@ -521,7 +525,8 @@ class Regression(Task):
     def fit_serving(self, y: np.ndarray, out_of_fold: np.ndarray,
                     interval_level: float = DEFAULT_LEVEL) -> ServingFit:
         # The number is served as the model gives it, with its conformal interval.
-        interval, widths = fit_interval(y, out_of_fold, interval_level)
+        interval, widths = fit_interval(y, out_of_fold, interval_level,
+                                        floor=self.spec.min, ceiling=self.spec.max)
         return ServingFit(interval=interval, figures={
             "interval_level": interval.level, "interval_scaled": float(bool(interval.scale)),
             **{f"interval_oof_{name}": width for name, width in widths.items()}})
@@ -597,7 +602,9 @@ class Regression(Task):
                 "interval": {
                     "type": "object", "required": ["low", "high", "level"],
                     "description": f"Where the real {self.target} lies with probability "
-                                   "`level` (split-conformal on out-of-fold residuals).",
+                                   "`level` (conformal on out-of-fold residuals, clipped to "
+                                   "the target's range; absent on a version trained before "
+                                   "intervals).",
                     "properties": {"low": {"type": "number"}, "high": {"type": "number"},
                                    "level": {"type": "number", "exclusiveMinimum": 0,
                                              "exclusiveMaximum": 1}}}}

@@ -159,6 +159,9 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if args.business:
         os.environ.update(by_short_name(args.business).settings())
+        # Its own table under ONEBOX_HOME, never a DATA_PATH of the shell's (the demo
+        # writes its generated table there).
+        os.environ.pop("DATA_PATH", None)
     trials = args.trials or Settings.from_env().n_trials
     sys.exit(run_demo(args.rows, args.phase_rows, trials, args.port))
 

@@ -107,6 +107,7 @@ def _components(schema: Schema, max_batch_records: int) -> dict[str, Any]:
                           "description": "Send it back with the real outcome to POST /feedback."},
         **task.answer_schema(),
     }
+    answered = [name for name in prediction if name not in task.optional_answers]
     taken_outcome, answered_outcome = task.outcome_schema()
     explanation = {
         "type": "object",
@@ -141,13 +142,13 @@ def _components(schema: Schema, max_batch_records: int) -> dict[str, Any]:
         "Prediction": {
             "type": "object",
             "properties": prediction_with_explanation,
-            "required": list(prediction),
+            "required": answered,
             "additionalProperties": False,
         },
         "SinglePrediction": {
             "type": "object",
             "properties": {**prediction_with_explanation, "model": _ref("ModelRef")},
-            "required": [*prediction, "model"],
+            "required": [*answered, "model"],
             "additionalProperties": False,
         },
         "BatchPrediction": {

@@ -2,7 +2,8 @@
 
 The shape of the flight-price table the systems onebox grew from were trained on (six
 airlines, six cities, times of day, stops, economy or business, duration, days before
-departure -> the fare in INR; fares from about 1,100 to 120,000): the columns are drawn
+departure -> the fare in INR; the real table's fares run from 1,105 to 123,071, these
+from about 1,500 to 190,000 with a longer tail): the columns are drawn
 with its shares, and the fare from a log-linear model of them with multiplicative
 noise, so a model has a real signal to learn and its best possible error is known
 (`log_fare_mean` is the noise-free fare's log; FARE_NOISE its spread).

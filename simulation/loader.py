@@ -121,6 +121,11 @@ FLIGHT_CODE_COLUMN = "flight"
 def load_flight_prices(path: str | Path, schema: Schema) -> pd.DataFrame:
     """Read a Clean_Dataset.csv file into the flight schema's features plus the fare."""
     raw = _read_layout(path, set(FLIGHT_COLUMNS) | {FLIGHT_TARGET}, "Clean_Dataset.csv")
+    absent = [name for name in FLIGHT_COLUMNS.values() if name not in schema.feature_names]
+    if absent:
+        raise LayoutError(f"{path}: the flight-price table (Clean_Dataset.csv layout), but "
+                          f"the schema {schema.name!r} has no feature {absent[0]!r}: set "
+                          "SCHEMA_PATH=core/schemas/flights.yaml")
     out = pd.DataFrame(index=raw.index)
     for source, name in FLIGHT_COLUMNS.items():
         column = raw[source].str.strip()

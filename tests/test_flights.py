@@ -170,3 +170,14 @@ def test_a_file_of_another_layout_is_refused_naming_the_column(
     path.write_text(change("\n".join([KAGGLE_HEADER, *KAGGLE_ROWS]) + "\n"))  # type: ignore[operator]
     with pytest.raises(LayoutError, match=message):
         load_dataset(path, schema)
+
+
+def test_the_flight_table_under_the_churn_schema_says_which_schema_it_needs(
+        tmp_path: Path) -> None:
+    from simulation.loader import LayoutError, load_dataset
+
+    path = tmp_path / "Clean_Dataset.csv"
+    path.write_text("\n".join([KAGGLE_HEADER, *KAGGLE_ROWS]) + "\n")
+    with pytest.raises(LayoutError, match="has no feature 'airline': set "
+                                          "SCHEMA_PATH=core/schemas/flights.yaml"):
+        load_dataset(path, Schema.load())

@@ -36,8 +36,6 @@ def test_coverage_on_fresh_rows_is_the_level_and_the_better_kind_is_chosen(
         assert (interval.scale is not None) is scaled, widths
         coverage, width = interval.coverage_and_width(fresh_y, fresh_predicted)
         assert abs(coverage - level) <= 0.02, (level, coverage)
-        other, _ = fit_interval(y, predicted, level)  # the same fit: deterministic
-        assert other == interval
     if scaled:  # what chose it: the scaled interval scores far better
         assert widths["score_scaled"] < 0.8 * widths["score_constant"]
 
@@ -57,3 +55,15 @@ def test_it_travels_as_json_and_a_level_outside_0_1_is_refused() -> None:
     for level in (0.0, 1.0, 90):
         with pytest.raises(ValueError, match="between 0 and 1"):
             fit_interval(y, predicted, level)
+
+
+def test_the_interval_stays_inside_the_targets_declared_range() -> None:
+    """A constant width around a small number would reach below 0 INR: clipped to the
+    declared range, where every real value lies (feedback outside it is refused)."""
+    y, predicted = rows(2_000, 5, multiplicative=False)  # +-3,000 around 2,000-80,000
+    interval, _ = fit_interval(y, predicted, 0.9, floor=500.0, ceiling=100_000.0)
+    low, high = interval.bounds(np.array([1_000.0, 99_000.0]))
+    assert low[0] == 500.0 and high[1] == 100_000.0
+    assert Interval.from_json(interval.to_json()) == interval
+    unclipped, _ = fit_interval(y, predicted, 0.9)
+    assert unclipped.bounds(np.array([1_000.0]))[0][0] < 0

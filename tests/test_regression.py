@@ -375,7 +375,8 @@ def test_the_openapi_document_describes_the_number(served: Served) -> None:
     document = requests.get(served.url + "/openapi.json", timeout=5).json()
     schemas = document["components"]["schemas"]
     assert schemas["Prediction"]["properties"][TARGET]["type"] == "number"
-    assert set(schemas["Prediction"]["required"]) == {"prediction_id", TARGET, "interval"}
+    # The interval is described, not required: a version trained before intervals has none.
+    assert set(schemas["Prediction"]["required"]) == {"prediction_id", TARGET}
     interval = schemas["Prediction"]["properties"]["interval"]
     assert set(interval["required"]) == {"low", "high", "level"}
     feedback = schemas["Feedback"]["properties"][TARGET]
@@ -476,6 +477,7 @@ def test_the_exporter_holds_the_live_error_to_the_holdouts(
     inside = labelled["interval_low"].le(actual) & labelled["interval_high"].ge(actual)
     assert figures["onebox_live_interval_coverage"] == pytest.approx(float(inside.mean()))
     assert figures["onebox_interval_level"] == 0.9
+    clean_coverage = figures["onebox_live_interval_coverage"]
     assert "onebox_live_auc" not in figures and "onebox_estimated_auc" not in figures
     assert "onebox_prediction_drift_score" in figures  # the number's drift is tested
     assert figures["onebox_live_quality_degraded"] == 0.0  # rows it trained on: no shortfall
@@ -486,7 +488,9 @@ def test_the_exporter_holds_the_live_error_to_the_holdouts(
     send_with_outcomes(served, table.iloc[250:], schema, drifted)
     figures = scrape()
     assert figures["onebox_live_rmse"] > 1.25 * figures["onebox_reference_rmse"]
-    assert figures["onebox_live_interval_coverage"] < 0.6  # 150 points off: most outside
+    # 150 points off: most of the new rows outside their interval (the window also holds
+    # the clean rows above, and other tests' labelled rows).
+    assert figures["onebox_live_interval_coverage"] < clean_coverage - 0.2
     assert figures["onebox_live_quality_degraded"] == 1.0
     assert figures["onebox_drift_detected"] == 1.0
 
