@@ -304,6 +304,10 @@ def _explain_requested() -> bool:
     document's boolean); anything else, an empty value included, is named."""
     if not request.query_string:  # the common case: no parsing at all
         return False
+    unknown = sorted(set(request.args) - {"explain"})
+    if unknown:  # a misspelt `explain` must not pass silently as "no explanation"
+        raise BadRequest(400, [FieldProblem(name or '""', "is not a query parameter of "
+                                            "/predict (only explain)") for name in unknown])
     value = request.args.get("explain")
     if value is None or value == "false":
         return False

@@ -121,6 +121,17 @@ def test_a_bad_explain_flag_is_named(predictor: Predictor, value: str) -> None:
     assert repr(value) in refused.json()["problems"][0]["problem"]
 
 
+def test_an_unknown_query_parameter_is_named_not_ignored(predictor: Predictor) -> None:
+    """`?explian=true` (misspelt) would otherwise answer without the explanation asked
+    for; found by schemathesis' negative fuzzing (an unknown query parameter accepted)."""
+    refused = predictor.post("/predict?explian=true", valid_record(), headers=AUTH)
+    assert refused.status_code == 400
+    assert refused.json()["problems"] == [
+        {"field": "explian", "problem": "is not a query parameter of /predict (only explain)"}]
+    assert predictor.post("/predict?explain=false", valid_record(),
+                          headers=AUTH).status_code == 200
+
+
 # --- CSV files --------------------------------------------------------------------------------
 
 def csv_text(rows: list[dict], columns: list[str]) -> str:
