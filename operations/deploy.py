@@ -34,11 +34,18 @@ from prefect.client.schemas.objects import StateType
 from prefect.events.actions import ChangeFlowRunState
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 from prefect.exceptions import ObjectAlreadyExists
+from prefect.settings import PREFECT_API_URL
+
+from operations.processes import wait_until_healthy
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 UNRESPONSIVE_AUTOMATION = "Crash unresponsive flow runs"
 # Three missed heartbeats at the worker's PREFECT_FLOWS_HEARTBEAT_FREQUENCY (30 s).
 UNRESPONSIVE_SECONDS = 90
+# `docker compose restart` (or a host's reboot) starts this one-off beside the Prefect
+# server, not after its health check as `up` does: it waits for the server's API this long
+# instead of failing on a refused connection (it did in CI, and `up --wait` then failed).
+SERVER_WAIT_SECONDS = 180
 
 
 @dataclass(frozen=True)
@@ -130,6 +137,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work-pool", default=os.environ.get("WORK_POOL", "onebox"))
     args = parser.parse_args(argv)
+    api_url = PREFECT_API_URL.value()
+    if api_url:  # none: an ephemeral server in this process, nothing to wait for
+        wait_until_healthy(f"{api_url.rstrip('/')}/health", timeout=SERVER_WAIT_SECONDS)
     register(args.work_pool, deployment_specs(os.environ))
     within = float(os.environ.get("UNRESPONSIVE_SECONDS", UNRESPONSIVE_SECONDS))
     created = asyncio.run(ensure_unresponsive_runs_automation(within))

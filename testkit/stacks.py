@@ -146,9 +146,14 @@ class ComposeStack:
         done = subprocess.run(self.compose_argv(*args), capture_output=True, text=True,
                               timeout=timeout, check=False, cwd=ROOT)
         if check and done.returncode != 0:
+            # A one-off that exited non-zero says why only in its own log.
+            failed = sorted(set(re.findall(r'service "([\w-]+)" didn\'t complete',
+                                           done.stdout + done.stderr)))
             raise AssertionError(f"docker compose {' '.join(args)} failed "
                                  f"({done.returncode}):\n{done.stdout[-3000:]}\n"
-                                 f"{done.stderr[-3000:]}")
+                                 f"{done.stderr[-3000:]}"
+                                 + (f"\n--- logs of {', '.join(failed)} ---\n"
+                                    f"{self.logs(*failed)}" if failed else ""))
         return done
 
     def up(self, timeout: float = 1200) -> float:
@@ -170,8 +175,18 @@ class ComposeStack:
         return self.ca_file
 
     def down(self, *, volumes: bool = False) -> None:
-        self.compose("down", "--remove-orphans", *(["--volumes"] if volumes else []),
-                     timeout=300)
+        argv = ("down", "--remove-orphans", *(["--volumes"] if volumes else []))
+        for _ in range(3):
+            done = self.compose(*argv, timeout=300, check=False)
+            # Docker 20.10 sometimes frees a just-removed container's endpoint after it
+            # tried to remove the network ("has active endpoints"): a second `down` finds
+            # the endpoint gone and finishes the job.
+            if done.returncode == 0 or "has active endpoints" not in done.stderr:
+                break
+            time.sleep(2)
+        if done.returncode != 0:
+            raise AssertionError(f"docker compose {' '.join(argv)} failed "
+                                 f"({done.returncode}):\n{done.stderr[-3000:]}")
 
     def logs(self, *services: str, tail: int = 60) -> str:
         done = self.compose("logs", "--no-color", "--tail", str(tail), *services, check=False,
