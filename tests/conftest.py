@@ -111,7 +111,7 @@ TRACKS = {module: CONTAINER_TRACK for module in
 # with it (make test, images built): the walk-through 250 s (258 s alone, 430 s before),
 # the swarm 438 s (360 s alone, 786 s before), and the rest done in 544 s (1,292 s before:
 # its servers waited on the starved stacks' neighbours less than on each other).
-OTHER_MODULES_NICENESS = 10
+OTHER_MODULES_NICENESS = 19
 
 
 @pytest.fixture(scope="module", autouse=True)
