@@ -110,7 +110,10 @@ TRACKS = {module: CONTAINER_TRACK for module in
 # priority: they take what the containers leave, which is most of the machine.  Measured
 # with it (make test, images built): the walk-through 250 s (258 s alone, 430 s before),
 # the swarm 438 s (360 s alone, 786 s before), and the rest done in 544 s (1,292 s before:
-# its servers waited on the starved stacks' neighbours less than on each other).
+# its servers waited on the starved stacks' neighbours less than on each other).  At 10 the
+# container track still set CI's wall time (2,115 s busy; its backup test 383 s where it
+# takes 199 s alone); at 19, measured on a fresh machine (.ci/run): the container track
+# 1,639 s, the rest 776 s, CI 1,802 s in all (2,324 s at 10).
 OTHER_MODULES_NICENESS = 19
 
 
