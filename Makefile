@@ -37,7 +37,7 @@ help:
 	@echo "make bench-train  train wall time by rows and trials"
 	@echo "make bench-fidelity  predictions until each simulated drift raises the alarm; false alarms (~15 min)"
 	@echo "make bench-false-alarms  clean 1,000-row windows alarmed, over 4 champions trained on tables of their own (~35 min, both cores)"
-	@echo "make bench-estimation  label-free quality estimate (CBPE) against the realised AUC (~5 min)"
+	@echo "make bench-estimation  label-free quality estimates against the realised: CBPE's AUC (churn), DLE's error vs NannyML's (flights) (~10 min)"
 	@echo "make bench-exporter  drift exporter compute time at 3k/10k/100k rows"
 	@echo "make bench-stack  the compose stack's figures: memory, image size, build and start times, req/s (Docker)"
 	@echo "make bench-swarm  Docker Swarm: /predict req/s through the front door with 1, 2, 3 replicas vs one replica's port"
@@ -122,8 +122,13 @@ bench-fidelity: $(STAMP) home
 bench-false-alarms: $(STAMP) home
 	$(BIN)/python -m benchmarks.false_alarms $(BENCH_ARGS)
 
+# The regression half compares with NannyML's own DLE, in a venv of its own (it pins older
+# lightgbm and plotly than onebox's); never part of the tests.
+NANNYML_VENV := .venv-nannyml
 bench-estimation: $(STAMP) home
+	@test -x $(NANNYML_VENV)/bin/python || { $(PYTHON) -m venv $(NANNYML_VENV) && $(NANNYML_VENV)/bin/pip install --quiet -r benchmarks/nannyml-requirements.txt; }
 	$(BIN)/python -m benchmarks.estimation
+	NANNYML_PYTHON=$(NANNYML_VENV)/bin/python $(BIN)/python -m benchmarks.loss_estimation
 
 bench-exporter: $(STAMP) home
 	$(BIN)/python -m benchmarks.exporter

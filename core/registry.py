@@ -26,7 +26,8 @@ from mlflow.models import Model
 
 from core.calibration import Calibration
 from core.intervals import Interval
-from core.schema import Schema
+from core.loss_estimation import LossEstimator
+from core.schema import Schema, model_frame
 from core.settings import Settings
 from core.task import (  # noqa: F401 (the keys are read as registry.*_KEY too)
     CALIBRATION_KEY,
@@ -155,6 +156,18 @@ class LoadedModel:
     def reference(self) -> pd.DataFrame:
         """The reference sample of the training data (features, target and `prediction`)."""
         return pd.read_parquet(self.path / REFERENCE_RELATIVE_PATH)
+
+    @cached_property
+    def loss_estimator(self) -> LossEstimator | None:
+        """A number's models of its error (DLE), read when first asked for: only the
+        monitoring uses them, never the predictor.  None: a binary model, or a version
+        from before them."""
+        return LossEstimator.load(self.path / REFERENCE_RELATIVE_PATH.parent)
+
+    def encode(self, frame: pd.DataFrame) -> Any:
+        """The features of `frame` as the pipeline's estimator sees them (its
+        preprocessing step's output)."""
+        return self.pipeline[:-1].transform(model_frame(self.schema, frame))
 
 
 def download_version(client: MlflowClient, name: str, version: str, cache_dir: Path) -> Path:

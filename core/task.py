@@ -10,8 +10,10 @@ instead of branching on the task's name:
 - the split's stratification (only with classes) and the cross-fitting folds;
 - the search's metric, the gate's, and which way is better;
 - what is fitted on the out-of-fold predictions and travels with the version (a binary
-  model's calibration and decision threshold; a number's prediction interval), and the
-  holdout's figures;
+  model's calibration and decision threshold; a number's prediction interval and the
+  models of its error), and the holdout's figures;
+- how a window's quality is estimated before its labels (CBPE, or DLE) and when the
+  estimate is too poor;
 - what the predictor answers and logs for a prediction, and what feedback carries.
 """
 
@@ -34,6 +36,7 @@ from core.calibration import (
     reliability_bins,
 )
 from core.intervals import DEFAULT_LEVEL, Interval, fit_interval
+from core.loss_estimation import LossEstimator
 from core.schema import Schema, TargetSpec
 
 SUPPORTED = ("supported: task: binary (a target of 0 and 1) or task: regression "
@@ -133,6 +136,15 @@ class QualityLimits:
     """How poor live quality may get (settings QUALITY_MIN_AUC, QUALITY_MAX_ERROR_RATIO)."""
 
     min_auc: float
+    max_error_ratio: float
+
+
+@dataclass(frozen=True)
+class EstimateLimits:
+    """How far a label-free estimate may fall from the holdout's figure (settings
+    ESTIMATED_AUC_MARGIN, and QUALITY_MAX_ERROR_RATIO as the live error is held to)."""
+
+    auc_margin: float
     max_error_ratio: float
 
 
@@ -238,10 +250,23 @@ class Task(ABC):
     # How an explanation's score relates to the answer (the OpenAPI document says it).
     score_meaning: str
 
-    # Whether a window's quality can be estimated from the served predictions alone (a
-    # binary model's calibrated probabilities: CBPE, monitoring.cbpe); a number's estimate
-    # comes with issue 26.
-    estimates_without_labels: bool = False
+    # How a window's quality is estimated before its labels arrive: "cbpe" (a binary
+    # model's calibrated probabilities, monitoring.cbpe) or "dle" (a number's error, from
+    # models of the error fitted on out-of-fold rows, core.loss_estimation).
+    label_free_method: str
+
+    def fit_loss_estimator(self, encoded: np.ndarray, y: np.ndarray, out_of_fold: np.ndarray,
+                           seed: int) -> LossEstimator | None:
+        """The models of the error that travel with the version (DLE), fitted on the
+        out-of-fold rows (`encoded`: the pipeline's encoding of their features); None
+        when the task estimates otherwise."""
+        return None
+
+    @abstractmethod
+    def estimated_shortfall(self, estimated: dict[str, float | None],
+                            reference: dict[str, float], limits: EstimateLimits) -> str | None:
+        """Why the label-free estimate of a window is too poor against the version's
+        holdout figures `reference` (the EstimatedQualityLow alert's condition), or None."""
 
     @abstractmethod
     def live_figures(self, labelled: pd.DataFrame) -> dict[str, float]:
@@ -278,8 +303,15 @@ class Binary(Task):
     score_meaning = "the probability is its logistic"
     default_threshold = 0.5
     pyfunc_predict_fn = "predict_proba"
+    label_free_method = "cbpe"
 
-    estimates_without_labels = True
+    def estimated_shortfall(self, estimated: dict[str, float | None],
+                            reference: dict[str, float], limits: EstimateLimits) -> str | None:
+        auc, held_out = estimated.get("auc"), reference.get("auc")
+        if auc is not None and held_out is not None and auc < held_out - limits.auc_margin:
+            return (f"estimated AUC {auc:.3f} < the holdout's {held_out:.3f} - "
+                    f"{limits.auc_margin:g}")
+        return None
 
     def canonical(self, outcomes: pd.Series) -> pd.Series:
         return outcomes.astype(int)
@@ -432,6 +464,23 @@ class Regression(Task):
     score_meaning = "the score is the prediction itself"
     pyfunc_predict_fn = "predict"
     optional_answers = ("interval",)
+    label_free_method = "dle"
+
+    def fit_loss_estimator(self, encoded: np.ndarray, y: np.ndarray, out_of_fold: np.ndarray,
+                           seed: int) -> LossEstimator:
+        return LossEstimator.fit(encoded, out_of_fold, y, seed)
+
+    def estimated_shortfall(self, estimated: dict[str, float | None],
+                            reference: dict[str, float], limits: EstimateLimits) -> str | None:
+        # As LiveErrorHigh reads the live error: either figure past the ratio.
+        reasons = []
+        for name in ("rmse", "mae"):
+            error, held_out = estimated.get(name), reference.get(name)
+            if error is not None and held_out is not None and (
+                    error > limits.max_error_ratio * held_out):
+                reasons.append(f"estimated {name.upper()} {error:.4g} > "
+                               f"{limits.max_error_ratio:g} x the holdout's {held_out:.4g}")
+        return "; ".join(reasons) or None
 
     def canonical(self, outcomes: pd.Series) -> pd.Series:
         return outcomes.astype(float)

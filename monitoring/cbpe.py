@@ -27,26 +27,10 @@ What it assumes, and so what it cannot see:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import numpy as np
 from numpy.typing import ArrayLike
 
-
-@dataclass(frozen=True)
-class EstimatedQuality:
-    rows: int
-    auc: float | None          # None when the window is empty or one class is impossible
-    precision: float | None    # None when no row is decided positive
-    recall: float | None       # None when no positive is expected (all p = 0)
-
-    @classmethod
-    def none(cls) -> EstimatedQuality:
-        """No estimate: a model whose task has none (a number, until issue 26's)."""
-        return cls(0, None, None, None)
-
-    def as_dict(self) -> dict[str, float | int | None]:
-        return asdict(self)
+from monitoring.estimate import EstimatedQuality
 
 
 def _probabilities(values: ArrayLike, name: str) -> np.ndarray:

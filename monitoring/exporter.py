@@ -139,6 +139,17 @@ def window_key(model: LoadedModel, window: Any) -> int:
     return hash((model.name, model.version, ids, outcomes))
 
 
+# The label-free estimates (monitoring.estimate), by figure.
+_CBPE = "from the served probabilities alone (CBPE; no labels; blind to a concept change)."
+_DLE = ("from the features and the predictions alone (DLE: models of the error fitted on "
+        "out-of-fold rows; no labels; blind to a concept change).")
+ESTIMATE_HELP = {"auc": f"Expected ROC AUC of the window {_CBPE}",
+                 "precision": f"Expected precision of the window {_CBPE}",
+                 "recall": f"Expected recall of the window {_CBPE}",
+                 "mae": f"Expected MAE of the window {_DLE}",
+                 "rmse": f"Expected RMSE of the window {_DLE}"}
+
+
 class SnapshotCollector(Collector):
     """Turns the exporter's last snapshot into metric families at scrape time."""
 
@@ -195,12 +206,8 @@ class SnapshotCollector(Collector):
             yield _gauge("onebox_estimated_rows",
                          "Predictions the quality estimate is made from (the window).",
                          estimated.rows)
-            for name in ("auc", "precision", "recall"):
-                value = getattr(estimated, name)
-                if value is not None:
-                    yield _gauge(f"onebox_estimated_{name}",
-                                 f"Expected {name} of the window from the served probabilities "
-                                 "alone (CBPE; no labels; blind to a concept change).", value)
+            for name, value in estimated.figures().items():
+                yield _gauge(f"onebox_estimated_{name}", ESTIMATE_HELP[name], value)
             if alarm is not None:
                 yield _gauge("onebox_drift_detected",
                              "1 when data drift or low live quality calls for attention "

@@ -12,9 +12,9 @@ The assessment of a window:
   predicted probability counted only when the reference's predictions are out of
   fold (core.registry: older versions scored their reference in-sample);
 - live quality on the rows whose outcome has arrived (monitoring.quality);
-- estimated quality from the served probabilities alone (monitoring.cbpe), held to
-  the version's AUC on the gate's holdout: labels arrive weeks late, the estimate
-  at once;
+- estimated quality before the labels (monitoring.estimate: CBPE from a binary model's
+  probabilities, DLE for a number's error), held to the version's figures on the gate's
+  holdout: labels arrive weeks late, the estimate at once;
 - the alarm (monitoring.drift `drift_alarm`).
 """
 
@@ -31,8 +31,10 @@ from core import registry
 from core.registry import PREDICTION_COLUMN, LoadedModel
 from core.settings import Settings
 from core.store import PredictionStore
-from monitoring.cbpe import EstimatedQuality, estimate_quality
+from core.task import EstimateLimits
+from monitoring.cbpe import estimate_quality
 from monitoring.drift import Alarm, DriftPolicy, DriftResult, compute_drift, drift_alarm
+from monitoring.estimate import EstimatedQuality
 from monitoring.quality import LiveQuality, live_quality
 
 
@@ -49,6 +51,29 @@ def estimate_from_served(model: LoadedModel, served: np.ndarray) -> EstimatedQua
     by the version's expected outcome at that probability (core.calibration)."""
     return estimate_quality(model.calibration.expected_outcome(served), model.threshold,
                             scores=served)
+
+
+def _cbpe(model: LoadedModel, window: pd.DataFrame) -> EstimatedQuality:
+    served = (window["probability"].astype(float).to_numpy() if "probability" in window
+              else np.empty(0))
+    return estimate_from_served(model, served)
+
+
+def _dle(model: LoadedModel, window: pd.DataFrame) -> EstimatedQuality:
+    estimator = model.loss_estimator
+    if estimator is None or window.empty:
+        return EstimatedQuality.none(len(window))
+    served = window[model.task.logged_prediction].astype(float).to_numpy()
+    return EstimatedQuality(len(window), **estimator.estimate(model.encode(window), served))
+
+
+# By the task's label_free_method (core.task): the one place that reads it.
+LABEL_FREE_ESTIMATES = {"cbpe": _cbpe, "dle": _dle}
+
+
+def estimate_window(model: LoadedModel, window: pd.DataFrame) -> EstimatedQuality:
+    """The window's quality estimated from what `model` served, before any label."""
+    return LABEL_FREE_ESTIMATES[model.task.label_free_method](model, window)
 
 
 class NoChampion(RuntimeError):
@@ -101,13 +126,13 @@ class Assessment:
     alarm: Alarm
     # The version's holdout figures that live quality is held to, by name (its task's).
     reference: dict[str, float] = field(default_factory=dict)
+    # Why the label-free estimate is too poor against the holdout's figures (the
+    # EstimatedQualityLow alert's condition, for the reports), or None.
+    estimated_shortfall: str | None = None
 
     @property
     def estimated_quality_low(self) -> bool:
-        """The label-free AUC estimate has fallen `estimated_auc_margin` below the gate's
-        figure (the EstimatedQualityLow alert's condition, for the reports)."""
-        return (self.estimated.auc is not None and self.reference_auc is not None
-                and self.estimated.auc < self.reference_auc - self.estimated_auc_margin)
+        return self.estimated_shortfall is not None
 
     def summary(self) -> dict[str, Any]:
         drift = self.drift
@@ -124,6 +149,7 @@ class Assessment:
             "reference_auc": self.reference_auc,
             "reference": self.reference,
             "estimated_quality_low": self.estimated_quality_low,
+            "estimated_shortfall": self.estimated_shortfall,
         }
 
 
@@ -138,11 +164,11 @@ def assess(model: LoadedModel, window: pd.DataFrame, policy: DriftPolicy,
                               policy, report=report)
     task = model.task
     quality = live_quality(window, task)
-    estimated = EstimatedQuality.none()
-    if task.estimates_without_labels:
-        served = (window["probability"].astype(float).to_numpy() if "probability" in window
-                  else np.empty(0))
-        estimated = estimate_from_served(model, served)
+    estimated = estimate_window(model, window)
+    reference = reference_figures(model)
+    shortfall = task.estimated_shortfall(
+        estimated.figures(), reference,
+        EstimateLimits(estimated_auc_margin, policy.max_error_ratio))
     newest = None
     if not window.empty and "created_at" in window:
         newest = pd.to_datetime(window["created_at"], utc=True).max().to_pydatetime()
@@ -150,5 +176,5 @@ def assess(model: LoadedModel, window: pd.DataFrame, policy: DriftPolicy,
         model_name=model.name, model_version=model.version, rows=len(window), newest_at=newest,
         drift=drift, quality=quality, estimated=estimated, reference_auc=model.holdout_auc,
         estimated_auc_margin=estimated_auc_margin,
-        alarm=drift_alarm(drift, quality, policy, task, reference_figures(model)),
-        reference=reference_figures(model))
+        alarm=drift_alarm(drift, quality, policy, task, reference),
+        reference=reference, estimated_shortfall=shortfall)

@@ -140,10 +140,13 @@ def run_demo(rows: int, phase_rows: int, trials: int, port: int | None) -> int:
 
 
 def _figure(value: float | None) -> str:
-    """An AUC in three decimals, an error in four significant digits."""
+    """An AUC in three decimals; an error in four significant digits, whole from 1,000
+    on (`,.4g` wrote 12,345 INR as 1.234e+04)."""
     if value is None:
         return "n/a"
-    return f"{value:.3f}" if abs(value) <= 1 else f"{value:,.4g}"
+    if abs(value) <= 1:
+        return f"{value:.3f}"
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
 def main(argv: list[str] | None = None) -> None:

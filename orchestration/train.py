@@ -261,15 +261,22 @@ def fit_and_register(
     # What travels with the version (a binary model's calibration and threshold, a number's
     # interval) is fitted on them, so nothing is fitted on the holdout nor on in-sample
     # (overconfident) scores.
-    serving = task.fit_serving(y_fit, cross_fit_predictions(schema, params, seed, x_fit, y_fit),
-                               settings.interval_level)
+    out_of_fold = cross_fit_predictions(schema, params, seed, x_fit, y_fit)
+    serving = task.fit_serving(y_fit, out_of_fold, settings.interval_level)
 
     pipeline = build_pipeline(schema, params, seed).fit(x_fit, y_fit)
+    # A number's models of its error (DLE), on the same out-of-fold rows.
+    loss_estimator = task.fit_loss_estimator(pipeline[:-1].transform(x_fit), y_fit,
+                                             out_of_fold, seed)
     y_holdout = split.holdout[schema.target].to_numpy()
-    raw_holdout = task.predict(pipeline, model_frame(schema, split.holdout))
+    x_holdout = model_frame(schema, split.holdout)
+    raw_holdout = task.predict(pipeline, x_holdout)
     holdout_predictions = serving.calibration.apply(raw_holdout)
     figures = task.holdout_figures(y_holdout, raw_holdout, serving)
     gate_figure = figures.metrics[task.gate_metric.name]
+    # DLE's estimate of the holdout's error, made without its labels (the card shows it).
+    estimated_error = None if loss_estimator is None else loss_estimator.estimate(
+        pipeline[:-1].transform(x_holdout), raw_holdout)
 
     reference = reference_sample(fit_rows, split.holdout, holdout_predictions,
                                  settings.reference_rows, seed)
@@ -282,10 +289,12 @@ def fit_and_register(
         metadata[registry.HOLDOUT_AUC_KEY] = figures.metrics["auc"]
     run_metrics = {f"holdout_{k}": v for k, v in figures.metrics.items()} | {
         f"best_valid_{task.search_metric.name}": best[f"valid_{task.search_metric.name}"],
-        "train_rows": len(fit_rows), "holdout_rows": len(split.holdout)} | serving.figures
+        "train_rows": len(fit_rows), "holdout_rows": len(split.holdout)} | serving.figures | {
+        f"holdout_estimated_{name}": value for name, value in (estimated_error or {}).items()}
     with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_id=parent_run_id):
         reference_path = Path(tmp) / REFERENCE_FILE
         reference.to_parquet(reference_path, index=False)
+        loss_files = [] if loss_estimator is None else loss_estimator.save(Path(tmp))
         mlflow.log_params({f"best.{k}": v for k, v in params.items()})
         mlflow.log_metrics(run_metrics)
         for name, document in figures.documents.items():
@@ -297,7 +306,7 @@ def fit_and_register(
             input_example=example,
             pyfunc_predict_fn=task.pyfunc_predict_fn,
             metadata=metadata,
-            extra_files=[str(reference_path)],
+            extra_files=[str(reference_path), *map(str, loss_files)],
             skops_trusted_types=SKOPS_TRUSTED_TYPES,
             registered_model_name=settings.model_name,
         )
@@ -311,7 +320,8 @@ def fit_and_register(
     # The pipeline and its holdout predictions go on to the gate and the model card.
     return {"version": version, "holdout": figures.metrics, "threshold": serving.threshold,
             "holdout_proba": holdout_predictions, "pipeline": pipeline,
-            "calibration": serving.calibration, "interval": serving.interval}
+            "calibration": serving.calibration, "interval": serving.interval,
+            "estimated_error": estimated_error}
 
 
 def cross_fit_predictions(schema: Schema, params: dict[str, Any], seed: int,
@@ -391,6 +401,7 @@ def write_model_card(
         champion_holdout_predicted=champion.holdout_proba, data=data,
         training_seconds=training_seconds, trials=trials,
         calibration=candidate["calibration"], interval=candidate["interval"],
+        estimated_error=candidate.get("estimated_error"),
     ))
     files = model_card.publish(card, settings.reports_dir, client)
     # The index lists the versions' cards: rebuilt now, not at the next drift report.

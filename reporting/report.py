@@ -119,12 +119,14 @@ def write_report(
         **drift.summary(),
         "quality": {**quality.as_dict(),
                     "estimated_auc": assessment.estimated.auc,
+                    "estimated_rmse": assessment.estimated.rmse,
                     "report": None if quality_path is None else quality_path.name},
         "estimated": assessment.estimated.as_dict(),
         "reference_auc": assessment.reference_auc,
         "estimated_auc_floor": (None if assessment.reference_auc is None
                                 else assessment.reference_auc - estimated_auc_margin),
         "estimated_quality_low": assessment.estimated_quality_low,
+        "estimated_shortfall": assessment.estimated_shortfall,
         "quality_min_auc": policy.min_auc,
         # What a regression model's live error is held to: its holdout figures times this.
         "reference": assessment.reference,
@@ -307,6 +309,12 @@ ESTIMATED_AUC_COLUMN = (
     "customers changed: a change in how churn follows the features shows in the live AUC "
     "only. The lower, the worse; the EstimatedQualityLow alert fires below the gate's AUC "
     "minus ESTIMATED_AUC_MARGIN.")
+ESTIMATED_RMSE_COLUMN = (
+    "estimated RMSE ↑ worse", "RMSE the window should have, estimated from its features and "
+    "predictions alone (DLE: models of the error that travel with the version; no labels "
+    "needed, ready at once). It assumes only the inputs moved: a change in how the target "
+    "follows them shows in the live RMSE only. The higher, the worse; the "
+    "EstimatedQualityLow alert fires above QUALITY_MAX_ERROR_RATIO times the holdout's.")
 QUALITY_REPORT_COLUMN = (
     "quality report", "Evidently's quality report of the labelled predictions "
     "(classification, or regression).")
@@ -343,10 +351,14 @@ def write_index(reports_dir: Path, *, min_auc: float | None = None) -> Path:
     shown = LiveFigures(
         error=any(_number(_quality(s).get("rmse")) is not None for s in summaries),
         auc=any(_number(_quality(s).get("auc")) is not None for s in summaries),
-        estimated=estimated, min_auc=min_auc, error_limit=_error_limit(summaries))
+        estimated=estimated, min_auc=min_auc, error_limit=_error_limit(summaries),
+        estimated_error=any(_number(_quality(s).get("estimated_rmse")) is not None
+                            for s in summaries))
     columns = [*WINDOW_COLUMNS, *([LIVE_AUC_COLUMN] if shown.shows_auc else []),
                *([LIVE_RMSE_COLUMN] if shown.error else []),
-               *([ESTIMATED_AUC_COLUMN] if estimated else []), QUALITY_REPORT_COLUMN]
+               *([ESTIMATED_AUC_COLUMN] if estimated else []),
+               *([ESTIMATED_RMSE_COLUMN] if shown.estimated_error else []),
+               QUALITY_REPORT_COLUMN]
     rows = "\n".join(_index_row(s, reports_dir, shown) for s in newest_first) or (
         f'<tr><td colspan="{len(columns)}">No reports yet.</td></tr>')
     charts = (_charts(summaries, shown) if summaries
@@ -458,6 +470,8 @@ class LiveFigures:
     estimated: bool
     min_auc: float | None
     error_limit: float | None
+    # A number's label-free RMSE (DLE), held to the same limit as the live one.
+    estimated_error: bool = False
 
     @property
     def shows_auc(self) -> bool:
@@ -509,6 +523,12 @@ def _charts(chronological: list[dict[str, Any]], shown: LiveFigures) -> str:
             better="higher", limit=min_auc if floor is None else floor,
             limit_label=auc_label if floor is None else f"alert < {floor:.3f}",
             fmt="{:.3f}"))
+    if shown.estimated_error:
+        limit = shown.error_limit
+        charts.append(trend_chart(series(lambda s: _quality(s).get("estimated_rmse")), labels,
+                                  title="Estimated RMSE", better="lower", limit=limit,
+                                  limit_label="" if limit is None else f"alert > {limit:.4g}",
+                                  fmt="{:.4g}"))
     charts += [
         # Requests, not logged rows (a batch is one request, many rows): the log's figure
         # stands in for Prometheus in the table, marked, but is not drawn on this line.
@@ -623,6 +643,7 @@ def _quality_cells(s: dict[str, Any], shown: LiveFigures) -> str:
             f"{auc_cell(quality.get('auc')) if shown.shows_auc else ''}"
             f"{error_cell(quality.get('rmse')) if shown.error else ''}"
             f"{auc_cell(quality.get('estimated_auc')) if shown.estimated else ''}"
+            f"{error_cell(quality.get('estimated_rmse')) if shown.estimated_error else ''}"
             f"<td>{link}</td>")
 
 

@@ -36,7 +36,11 @@ def test_the_flight_fare_demo_answers_numbers_with_intervals_and_sees_late_booki
     for phase in ("normal", "drifted"):
         line = next(line for line in summary.splitlines() if line.startswith(phase))
         assert "300 served, 0 refused, 0 failed; feedback 300" in line, line
-        assert "RMSE estimated n/a, live" in line and "intervals held" in line, line
+        # The error estimated before the labels (DLE) beside the live one, both in INR.
+        figures = re.search(r"RMSE estimated ([\d,]+), live ([\d,]+);", line)
+        assert figures and "intervals held" in line, line
+        estimated, live = (float(figure.replace(",", "")) for figure in figures.groups())
+        assert 0.5 < estimated / live < 2, line
     drifted = next(line for line in summary.splitlines() if line.startswith("drifted"))
     assert "(days_left)" in drifted  # booking closer to departure, and only that
     assert "prediction log   600 of 600 predictions logged" in summary

@@ -139,6 +139,11 @@ def test_the_train_flow_judges_the_first_version_on_its_error_and_promotes_it(
     assert champion.interval is not None and run["interval_level"] == 0.9
     assert 0.8 <= run["holdout_interval_coverage"] <= 1.0
     assert run["holdout_interval_width"] > 0 and run["interval_oof_width_constant"] > 0
+    # ... and the models of its error (DLE), whose estimate of the holdout's error, made
+    # without its labels, is near the real one.
+    assert champion.loss_estimator is not None
+    for name in ("rmse", "mae"):
+        assert 0.7 < run[f"holdout_estimated_{name}"] / run[f"holdout_{name}"] < 1.4, run
     tags = client.get_model_version(MODEL_NAME, champion.version).tags
     assert tags["gate.metric"] == "rmse" and tags["gate.decision"] == "promoted"
 
@@ -221,6 +226,11 @@ def test_the_card_shows_the_error_predicted_against_actual_and_residuals_by_segm
     assert "no champion to compare against" in words
     assert (f"Each answer carries a 90% interval ({interval['method']}" in words
             and f"for {interval['coverage']:.1%} of the rows" in words)
+    # The error DLE estimated on the holdout without its labels: the run's, on the page.
+    estimated = summary["estimated_error"]
+    assert estimated["rmse"] == pytest.approx(run["holdout_estimated_rmse"])
+    assert (f"estimated an RMSE of {estimated['rmse']:,.4g} points (measured: "
+            f"{summary['holdout_rmse']:,.4g})") in words
 
 
 def test_the_rejected_candidates_card_weighs_its_error_against_the_champions(
@@ -435,8 +445,8 @@ def test_the_exporter_holds_the_live_error_to_the_holdouts(
         served: Served, home: Path, champion: LoadedModel,
         tmp_path_factory: pytest.TempPathFactory) -> None:
     """The drift exporter on a regression champion: drift of every feature and of the
-    predicted number, the live RMSE and MAE of the labelled rows beside the holdout's, no
-    label-free estimate (issue 26 brings one), and the alarm when the live error passes
+    predicted number, the live RMSE and MAE of the labelled rows beside the holdout's,
+    their estimate before the labels (DLE), and the alarm when the live error passes
     QUALITY_MAX_ERROR_RATIO times the holdout's on QUALITY_MIN_LABELS labels."""
     from prometheus_client import CollectorRegistry, generate_latest
 
@@ -479,6 +489,12 @@ def test_the_exporter_holds_the_live_error_to_the_holdouts(
     assert figures["onebox_interval_level"] == 0.9
     clean_coverage = figures["onebox_live_interval_coverage"]
     assert "onebox_live_auc" not in figures and "onebox_estimated_auc" not in figures
+    # The error estimated from the window's features and numbers alone: the holdout's kind.
+    clean_estimate = figures["onebox_estimated_rmse"]
+    assert 0.6 < clean_estimate / figures["onebox_reference_rmse"] < 1.5, figures
+    assert 0.6 < figures["onebox_estimated_mae"] / figures["onebox_reference_mae"] < 1.5
+    # ... of the whole window, labelled or not: no label is needed.
+    assert figures["onebox_estimated_rows"] >= figures["onebox_live_labels"]
     assert "onebox_prediction_drift_score" in figures  # the number's drift is tested
     assert figures["onebox_live_quality_degraded"] == 0.0  # rows it trained on: no shortfall
     assert np.abs(served_numbers - truth).mean() < 2 * champion.holdout_metrics["mae"]
@@ -493,6 +509,10 @@ def test_the_exporter_holds_the_live_error_to_the_holdouts(
     assert figures["onebox_live_interval_coverage"] < clean_coverage - 0.2
     assert figures["onebox_live_quality_degraded"] == 1.0
     assert figures["onebox_drift_detected"] == 1.0
+    # A concept change (the same inputs, other outcomes) is what the estimate cannot see,
+    # as its documentation says: it stays where it was while the live error doubles.
+    assert figures["onebox_estimated_rmse"] == pytest.approx(clean_estimate, rel=0.25)
+    assert figures["onebox_estimated_rmse"] < 1.25 * figures["onebox_reference_rmse"]
 
     # The drift-check flow reads the same window and decides alike: it would start the
     # train deployment, and says why (the train flow itself trains a number: above).
@@ -551,6 +571,10 @@ def test_the_report_shows_the_windows_drift_and_its_error_as_logged(
     limit = champion.holdout_metrics["rmse"] * summary["quality_max_error_ratio"]
     assert f"alarm &gt; {limit:.4g}" in index or f"alarm > {limit:.4g}" in index
     assert "regression quality" in index
+    # ... and the error estimated before the labels (DLE), beside it.
+    assert summary["quality"]["estimated_rmse"] == pytest.approx(summary["estimated"]["rmse"])
+    assert summary["estimated"]["rmse"] > 0 and summary["estimated"]["mae"] > 0
+    assert "Estimated RMSE" in index and "estimated RMSE" in index
 
 
 def test_one_registered_model_per_business(home: Path, champion: LoadedModel,

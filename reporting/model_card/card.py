@@ -81,6 +81,9 @@ class CardInputs:
     calibration: Calibration = Calibration()
     # A number's prediction interval (None: a binary model).
     interval: Interval | None = None
+    # A number's error on the holdout as DLE estimated it without its labels ({"mae": ...,
+    # "rmse": ...}; None: a binary model).
+    estimated_error: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -125,10 +128,13 @@ class RegressionHoldout:
     # The served interval on the holdout (None: a version without one): its level, the
     # share of real values inside, the mean width and how it was made.
     interval: dict[str, Any] | None = None
+    # The holdout's error as estimated before its labels (DLE), beside `figures`.
+    estimated_error: dict[str, float] | None = None
 
     def summary(self) -> dict[str, Any]:
         return {
             "threshold": None, "unit": self.unit, "interval": self.interval,
+            "estimated_error": self.estimated_error,
             **{f"holdout_{name}": value for name, value in self.figures.items()},
             **{f"holdout_{name}_ci": list(ci) for name, ci in self.intervals.items()},
             "residual_segments": [
@@ -191,7 +197,7 @@ def _regression_holdout(inputs: CardInputs, y: np.ndarray,
         points=[(float(y[i]), float(predicted[i])) for i in shown],
         segments=residuals_by_segment(inputs.holdout.reset_index(drop=True), y, predicted,
                                       leaned_on),
-        interval=interval)
+        interval=interval, estimated_error=inputs.estimated_error)
 
 
 # The card's holdout section of each task (core.task names them).

@@ -260,6 +260,7 @@ def _regression_performance(card: ModelCard, holdout: RegressionHoldout) -> str:
         _headline_sentence(card)
         + _table(["", "value", f"{int(CONFIDENCE * 100)}% interval"], figures, numeric=[1, 2])
         + _answer_interval(holdout)
+        + _estimated_error(holdout)
         + f'<div class="charts"><div>{scatter}</div></div>'
         + f'<p class="note">The dashed line is a perfect prediction; {sample} are drawn.</p>'
         + "<h3>Residuals by segment</h3>"
@@ -285,6 +286,24 @@ def _answer_interval(holdout: RegressionHoldout) -> str:
             f"holdout it held the real value for <strong>{interval['coverage']:.1%}</strong> "
             f"of the rows (the level is {interval['level']:.0%}), with a mean width of "
             f"<strong>{interval['width']:,.4g}{unit}</strong>.</p>")
+
+
+def _estimated_error(holdout: RegressionHoldout) -> str:
+    """What the monitoring's label-free estimate (DLE) said of the holdout, beside the truth."""
+    estimated = holdout.estimated_error
+    if not estimated:
+        return ""
+    unit = f" {escape(holdout.unit)}" if holdout.unit else ""
+    return ("<h3>Its error before the labels</h3><p>The version carries models of its own "
+            "error (Direct Loss Estimation, fitted on the training rows' out-of-fold "
+            "residuals): the drift exporter estimates each window's RMSE and MAE with them "
+            "as soon as it is served, weeks before the real values come back. On this "
+            "holdout, without its labels, they estimated an RMSE of "
+            f"<strong>{estimated['rmse']:,.4g}{unit}</strong> (measured: "
+            f"{holdout.figures['rmse']:,.4g}) and an MAE of "
+            f"<strong>{estimated['mae']:,.4g}{unit}</strong> (measured: "
+            f"{holdout.figures['mae']:,.4g}). They see the inputs move, never a change in how "
+            "the target follows them.</p>")
 
 
 def _headline_sentence(card: ModelCard) -> str:
