@@ -134,7 +134,7 @@ bench-exporter: $(STAMP) home
 	$(BIN)/python -m benchmarks.exporter
 
 bench-train: $(STAMP) home
-	$(BIN)/python -m benchmarks.train
+	$(BIN)/python -m benchmarks.train $(BENCH_ARGS)
 
 bench-intervals: $(STAMP)
 	$(BIN)/python -m benchmarks.intervals

@@ -103,7 +103,8 @@ def main() -> None:
     pipeline = build_pipeline(schema, PARAMS, 42)
     out_of_fold = cross_val_predict(pipeline, x, y, cv=KFold(5, shuffle=True, random_state=0))
     pipeline.fit(x, y)
-    estimator = LossEstimator.fit(pipeline[:-1].transform(x), out_of_fold, y, seed=42)
+    estimator = LossEstimator.fit(pipeline[:-1].transform(x), predicted=out_of_fold,
+                                  actual=y, seed=42)
 
     rows: list[dict] = []
     windows: dict[str, pd.DataFrame] = {}

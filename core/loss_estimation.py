@@ -72,7 +72,7 @@ class LossEstimator:
     squared: Any
 
     @classmethod
-    def fit(cls, encoded: np.ndarray, predicted: np.ndarray, actual: np.ndarray,
+    def fit(cls, encoded: np.ndarray, *, predicted: np.ndarray, actual: np.ndarray,
             seed: int) -> LossEstimator:
         """Fitted on rows whose `predicted` numbers came from models that never saw them
         (out of fold), with their `actual` outcomes."""

@@ -253,13 +253,15 @@ class Task(ABC):
     # How a window's quality is estimated before its labels arrive: "cbpe" (a binary
     # model's calibrated probabilities, monitoring.cbpe) or "dle" (a number's error, from
     # models of the error fitted on out-of-fold rows, core.loss_estimation).
-    label_free_method: str
+    @property
+    @abstractmethod
+    def label_free_method(self) -> str: ...
 
-    def fit_loss_estimator(self, encoded: np.ndarray, y: np.ndarray, out_of_fold: np.ndarray,
-                           seed: int) -> LossEstimator | None:
+    def fit_loss_estimator(self, pipeline: Any, x: pd.DataFrame, y: np.ndarray,
+                           out_of_fold: np.ndarray, seed: int) -> LossEstimator | None:
         """The models of the error that travel with the version (DLE), fitted on the
-        out-of-fold rows (`encoded`: the pipeline's encoding of their features); None
-        when the task estimates otherwise."""
+        out-of-fold rows `x` (encoded by `pipeline`'s preprocessing, as the monitoring
+        encodes a window); None when the task estimates otherwise."""
         return None
 
     @abstractmethod
@@ -466,9 +468,10 @@ class Regression(Task):
     optional_answers = ("interval",)
     label_free_method = "dle"
 
-    def fit_loss_estimator(self, encoded: np.ndarray, y: np.ndarray, out_of_fold: np.ndarray,
-                           seed: int) -> LossEstimator:
-        return LossEstimator.fit(encoded, out_of_fold, y, seed)
+    def fit_loss_estimator(self, pipeline: Any, x: pd.DataFrame, y: np.ndarray,
+                           out_of_fold: np.ndarray, seed: int) -> LossEstimator:
+        return LossEstimator.fit(pipeline[:-1].transform(x), predicted=out_of_fold, actual=y,
+                                 seed=seed)
 
     def estimated_shortfall(self, estimated: dict[str, float | None],
                             reference: dict[str, float], limits: EstimateLimits) -> str | None:

@@ -29,9 +29,9 @@ class EstimatedQuality:
     rmse: float | None = None
 
     @classmethod
-    def none(cls, rows: int = 0) -> EstimatedQuality:
-        """No estimate (a version that carries nothing to make one with)."""
-        return cls(rows)
+    def none(cls) -> EstimatedQuality:
+        """No estimate (a version that carries nothing to make one with): of no rows."""
+        return cls(0)
 
     def as_dict(self) -> dict[str, float | int | None]:
         return asdict(self)

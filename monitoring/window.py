@@ -61,8 +61,8 @@ def _cbpe(model: LoadedModel, window: pd.DataFrame) -> EstimatedQuality:
 
 def _dle(model: LoadedModel, window: pd.DataFrame) -> EstimatedQuality:
     estimator = model.loss_estimator
-    if estimator is None or window.empty:
-        return EstimatedQuality.none(len(window))
+    if estimator is None or window.empty:  # a version from before DLE: no estimate
+        return EstimatedQuality.none()
     served = window[model.task.logged_prediction].astype(float).to_numpy()
     return EstimatedQuality(len(window), **estimator.estimate(model.encode(window), served))
 

@@ -179,16 +179,25 @@ def split_data(frame: pd.DataFrame, schema: Schema, seed: int) -> Split:
 @task(cache_policy=NO_CACHE)
 def search_hyperparameters(
     split: Split, schema: Schema, n_trials: int, seed: int, client: MlflowClient,
-    experiment_id: str, parent_run_id: str,
+    experiment_id: str, parent_run_id: str, max_rows: int | None = None,
 ) -> dict[str, Any]:
     """Optuna search on the task's validation metric (AUC for a binary target, RMSE or MAE
-    for a number); every trial is an MLflow run under the parent run."""
+    for a number); every trial is an MLflow run under the parent run.  `max_rows`: the
+    trials fit on a seeded sample of at most that many training rows, and are judged on at
+    most a third as many validation rows (SEARCH_MAX_ROWS)."""
     logger = _logger()
     task = task_of(schema)
     metric = task.search_metric
     figure = f"valid_{metric.name}"
-    x_train, y_train = model_frame(schema, split.train), split.train[schema.target].to_numpy()
-    x_valid, y_valid = model_frame(schema, split.valid), split.valid[schema.target].to_numpy()
+    train, valid = split.train, split.valid
+    if max_rows is not None and len(train) > max_rows:
+        train = train.sample(n=max_rows, random_state=seed)
+        valid = valid.sample(n=min(len(valid), max(max_rows // 3, 1)), random_state=seed)
+        logger.info("search on %d of %d training rows and %d of %d validation rows "
+                    "(SEARCH_MAX_ROWS %d)", len(train), len(split.train), len(valid),
+                    len(split.valid), max_rows)
+    x_train, y_train = model_frame(schema, train), train[schema.target].to_numpy()
+    x_valid, y_valid = model_frame(schema, valid), valid[schema.target].to_numpy()
 
     def objective(trial: optuna.Trial) -> float:
         params = suggest_params(trial)
@@ -266,8 +275,7 @@ def fit_and_register(
 
     pipeline = build_pipeline(schema, params, seed).fit(x_fit, y_fit)
     # A number's models of its error (DLE), on the same out-of-fold rows.
-    loss_estimator = task.fit_loss_estimator(pipeline[:-1].transform(x_fit), y_fit,
-                                             out_of_fold, seed)
+    loss_estimator = task.fit_loss_estimator(pipeline, x_fit, y_fit, out_of_fold, seed)
     y_holdout = split.holdout[schema.target].to_numpy()
     x_holdout = model_frame(schema, split.holdout)
     raw_holdout = task.predict(pipeline, x_holdout)
@@ -469,7 +477,7 @@ def train(
         split = split_data(frame, schema, settings.seed)
         started = time.perf_counter()
         best = search_hyperparameters(split, schema, n_trials, settings.seed, client,
-                                      experiment_id, parent_id)
+                                      experiment_id, parent_id, settings.search_max_rows)
         candidate = fit_and_register(split, schema, best, settings, parent_id)
         training_seconds = time.perf_counter() - started
         client.log_metric(parent_id, "training_seconds", training_seconds)

@@ -82,6 +82,12 @@ def test_every_alert_has_a_case_that_fires_and_one_that_must_not() -> None:
         assert any(not case["exp_alerts"] for case in mine), f"{rule['alert']} never stays quiet"
         for alert in fired:
             assert set(alert["exp_annotations"]) == set(rule["annotations"])
+    # ... and every expected alert is some rule's (its name and labels).
+    for case in cases:
+        for alert in case["exp_alerts"]:
+            assert any(rule["alert"] == case["alertname"] and all(
+                alert["exp_labels"].get(k) == v for k, v in rule["labels"].items())
+                for rule in alert_rules()), (case["alertname"], alert["exp_labels"])
 
 
 def test_every_alert_waits_has_a_severity_and_says_what_to_do() -> None:

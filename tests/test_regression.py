@@ -494,7 +494,13 @@ def test_the_exporter_holds_the_live_error_to_the_holdouts(
     assert 0.6 < clean_estimate / figures["onebox_reference_rmse"] < 1.5, figures
     assert 0.6 < figures["onebox_estimated_mae"] / figures["onebox_reference_mae"] < 1.5
     # ... of the whole window, labelled or not: no label is needed.
-    assert figures["onebox_estimated_rows"] >= figures["onebox_live_labels"]
+    store = PredictionStore(served.store_url)
+    try:
+        window_rows = len(store.recent(2000, model_version=champion.version,
+                                       model_name=MODEL_NAME))
+    finally:
+        store.dispose()
+    assert figures["onebox_estimated_rows"] == window_rows
     assert "onebox_prediction_drift_score" in figures  # the number's drift is tested
     assert figures["onebox_live_quality_degraded"] == 0.0  # rows it trained on: no shortfall
     assert np.abs(served_numbers - truth).mean() < 2 * champion.holdout_metrics["mae"]
@@ -631,6 +637,32 @@ def test_a_version_registered_before_the_business_tag_is_loaded_to_read_its_busi
                        match=r"holds binary 'churn' models .* predicts regression"):
         check_business.fn(client, settings, champion.schema)
     check_business.fn(client, settings, schema)  # churn may go on training there
+
+
+def test_a_version_from_before_the_error_models_is_assessed_without_an_estimate(
+        champion: LoadedModel, tmp_path: Path) -> None:
+    """A number's version trained before DLE carries no loss_*.json: its window gets no
+    estimate and no estimated shortfall (live quality and drift as before), never an error."""
+    import shutil
+
+    from core.loss_estimation import FILES
+    from monitoring.drift import DriftPolicy
+    from monitoring.window import assess
+
+    older = tmp_path / "older"
+    shutil.copytree(champion.path, older)
+    for name in FILES:
+        (older / "extra_files" / name).unlink()
+    loaded = registry.load_local(older, name=MODEL_NAME, version=champion.version)
+    assert loaded.loss_estimator is None
+    table = load_diabetes(as_frame=True).frame.rename(columns={"target": TARGET}).head(200)
+    window = table.assign(value=champion.predict(model_frame(champion.schema, table)))
+    assessment = assess(loaded, window, DriftPolicy(), 0.05)
+    assert assessment.estimated.figures() == {} and assessment.estimated.rows == 0
+    assert assessment.estimated_shortfall is None and assessment.drift is not None
+    # The same window with the error models: an estimate, of every row.
+    estimated = assess(champion, window, DriftPolicy(), 0.05).estimated
+    assert estimated.rows == 200 and estimated.rmse > 0 and estimated.mae > 0
 
 
 def test_a_person_tries_the_regression_model_in_a_browser(served: Served,
