@@ -116,11 +116,12 @@ BENCH_ARGS ?=
 bench: $(STAMP) home
 	$(BIN)/python -m benchmarks.predictor $(BENCH_ARGS)
 
+# DEMO=flights: the flight-fare business's drift scenarios and clean windows instead.
 bench-fidelity: $(STAMP) home
-	$(BIN)/python -m benchmarks.fidelity
+	$(BIN)/python -m $(if $(filter flights,$(DEMO)),benchmarks.flight_drift,benchmarks.fidelity) $(BENCH_ARGS)
 
 bench-false-alarms: $(STAMP) home
-	$(BIN)/python -m benchmarks.false_alarms $(BENCH_ARGS)
+	$(BIN)/python -m $(if $(filter flights,$(DEMO)),benchmarks.flight_drift --clean-windows 400 --scenario-windows 0,benchmarks.false_alarms) $(BENCH_ARGS)
 
 # The regression half compares with NannyML's own DLE, in a venv of its own (it pins older
 # lightgbm and plotly than onebox's); never part of the tests.
