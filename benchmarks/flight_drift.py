@@ -100,10 +100,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clean-windows", type=int, default=100, help="per window size")
     parser.add_argument("--scenario-windows", type=int, default=10, help="per size")
+    parser.add_argument("--data-seed", type=int, default=None,
+                        help="the champion's training table's seed (default: SEED's)")
+    parser.add_argument("--sizes", type=int, nargs="*", default=list(SIZES))
     args = parser.parse_args(argv)
     started = time.perf_counter()
     with (mock.patch.dict(os.environ, by_short_name("flights").settings()),
-          champion_home(None) as home, tempfile.TemporaryDirectory() as tmp):
+          champion_home(None, args.data_seed) as home, tempfile.TemporaryDirectory() as tmp):
         model, settings = load(home)
         policy = DriftPolicy.from_settings(settings)
         traffic = Traffic(Path(tmp))
@@ -114,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
               f"{policy.min_labels} labels")
         print(f"{'traffic':<16} {'rows':>5} {'windows':>7} {'alarmed':>8} {'95% interval':>15}  "
               f"{'estimated RMSE / holdout':>24}  raised by")
-        for size in SIZES:
+        for size in args.sizes:
             runs = [("none", args.clean_windows)] + [
                 (drift, args.scenario_windows) for drift in DRIFTS if args.scenario_windows]
             for scenario, count in runs:
