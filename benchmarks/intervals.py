@@ -11,6 +11,11 @@ README quotes them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
 from sklearn.model_selection import KFold, cross_val_predict
 
 from core.intervals import _constant, fit_interval
@@ -23,13 +28,31 @@ PARAMS = {"n_estimators": 300, "max_depth": 6, "learning_rate": 0.1}
 TRAINING_ROWS, HOLDOUT_ROWS = 8_000, 4_000
 
 
-def main() -> None:
+@dataclass(frozen=True)
+class FittedFares:
+    """A fare model fitted the train flow's way, for the flight benchmarks."""
+
+    schema: Schema
+    x: pd.DataFrame
+    y: np.ndarray
+    out_of_fold: np.ndarray  # each training row's, from the fold model that never saw it
+    pipeline: Any            # refit on every training row
+
+
+def fitted_fares() -> FittedFares:
+    """TRAINING_ROWS generated fares, their 5-fold out-of-fold predictions, and the
+    pipeline refit on all of them."""
     schema = Schema.load(SCHEMA)
     training = demo_table(schema, TRAINING_ROWS, 1)
     x, y = training[schema.feature_names], training[schema.target].to_numpy(float)
     pipeline = build_pipeline(schema, PARAMS, 42)
     out_of_fold = cross_val_predict(pipeline, x, y, cv=KFold(5, shuffle=True, random_state=0))
-    pipeline.fit(x, y)
+    return FittedFares(schema, x, y, out_of_fold, pipeline.fit(x, y))
+
+
+def main() -> None:
+    fares = fitted_fares()
+    schema, y, out_of_fold, pipeline = fares.schema, fares.y, fares.out_of_fold, fares.pipeline
     print(f"flight fares: {TRAINING_ROWS:,} training rows (5-fold out-of-fold predictions), "
           f"{HOLDOUT_ROWS:,} fresh rows per holdout")
     print(f"{'level':>5}  {'holdout':<15} {'served kind':<11} {'coverage':>8} {'width':>8}   "

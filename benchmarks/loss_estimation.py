@@ -31,17 +31,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import KFold, cross_val_predict
 
+from benchmarks.intervals import TRAINING_ROWS, fitted_fares
 from core.loss_estimation import LossEstimator
 from core.schema import Schema
-from orchestration.model import build_pipeline
 from simulation.demo_tables import demo_table
 from simulation.flights import FARE_NOISE, SCENARIOS, log_fare_mean
 
-SCHEMA = "core/schemas/flights.yaml"
-PARAMS = {"n_estimators": 300, "max_depth": 6, "learning_rate": 0.1}
-TRAINING_ROWS = 8_000
 SIZES = (1_000, 5_000)
 WINDOWS = 5
 OUTCOME_DRAWS = 400
@@ -97,12 +93,9 @@ def _cell(group: list[dict], kind: str, figure: str, real: np.ndarray) -> str:
 
 
 def main() -> None:
-    schema = Schema.load(SCHEMA)
-    training = demo_table(schema, TRAINING_ROWS, 1)
-    x, y = training[schema.feature_names], training[schema.target].to_numpy(float)
-    pipeline = build_pipeline(schema, PARAMS, 42)
-    out_of_fold = cross_val_predict(pipeline, x, y, cv=KFold(5, shuffle=True, random_state=0))
-    pipeline.fit(x, y)
+    fares = fitted_fares()  # bench-intervals' model: the same fares, folds and refit
+    schema, x, y = fares.schema, fares.x, fares.y
+    out_of_fold, pipeline = fares.out_of_fold, fares.pipeline
     estimator = LossEstimator.fit(pipeline[:-1].transform(x), predicted=out_of_fold,
                                   actual=y, seed=42)
 

@@ -476,14 +476,7 @@ class Regression(Task):
     def estimated_shortfall(self, estimated: dict[str, float | None],
                             reference: dict[str, float], limits: EstimateLimits) -> str | None:
         # As LiveErrorHigh reads the live error: either figure past the ratio.
-        reasons = []
-        for name in ("rmse", "mae"):
-            error, held_out = estimated.get(name), reference.get(name)
-            if error is not None and held_out is not None and (
-                    error > limits.max_error_ratio * held_out):
-                reasons.append(f"estimated {name.upper()} {error:.4g} > "
-                               f"{limits.max_error_ratio:g} x the holdout's {held_out:.4g}")
-        return "; ".join(reasons) or None
+        return _errors_past_ratio("estimated", estimated, reference, limits.max_error_ratio)
 
     def canonical(self, outcomes: pd.Series) -> pd.Series:
         return outcomes.astype(float)
@@ -505,14 +498,7 @@ class Regression(Task):
                   limits: QualityLimits) -> str | None:
         # Either error past the ratio, as the LiveErrorHigh alert reads it: a model gated
         # on MAE whose RMSE doubles (a few large misses) is worth a look too.
-        reasons = []
-        for name in ("rmse", "mae"):
-            error, held_out = live.get(name), reference.get(name)
-            if error is not None and held_out is not None and (
-                    error > limits.max_error_ratio * held_out):
-                reasons.append(f"live {name.upper()} {error:.4g} > "
-                               f"{limits.max_error_ratio:g} x the holdout's {held_out:.4g}")
-        return "; ".join(reasons) or None
+        return _errors_past_ratio("live", live, reference, limits.max_error_ratio)
 
     def describe(self, y: pd.Series) -> str:
         unit = f" {self.spec.unit}" if self.spec.unit else ""
@@ -676,6 +662,19 @@ class Regression(Task):
         if high is not None:
             return f" of at most {high:g}{unit}"
         return f" (in{unit})" if unit else ""
+
+
+def _errors_past_ratio(kind: str, errors: dict[str, float | None],
+                       reference: dict[str, float], ratio: float) -> str | None:
+    """Each of the RMSE and MAE (`kind`: live, or estimated) above `ratio` times the
+    holdout's, said; None when neither is."""
+    reasons = []
+    for name in ("rmse", "mae"):
+        error, held_out = errors.get(name), reference.get(name)
+        if error is not None and held_out is not None and error > ratio * held_out:
+            reasons.append(f"{kind} {name.upper()} {error:.4g} > {ratio:g} x the holdout's "
+                           f"{held_out:.4g}")
+    return "; ".join(reasons) or None
 
 
 def regression_metrics(y: np.ndarray, predicted: np.ndarray) -> dict[str, float]:

@@ -508,12 +508,15 @@ def _charts(chronological: list[dict[str, Any]], shown: LiveFigures) -> str:
         charts.append(trend_chart(series(lambda s: _quality(s).get("auc")), labels,
                                   title="Live AUC", better="higher", limit=min_auc,
                                   limit_label=auc_label, fmt="{:.3f}"))
-    if shown.error:
+    def error_chart(key: str, title: str, crossing: str) -> str:
+        # Both RMSEs are held to the same line: the holdout's times the ratio.
         limit = shown.error_limit
-        charts.append(trend_chart(series(lambda s: _quality(s).get("rmse")), labels,
-                                  title="Live RMSE", better="lower", limit=limit,
-                                  limit_label="" if limit is None else f"alarm > {limit:.4g}",
-                                  fmt="{:.4g}"))
+        return trend_chart(series(lambda s: _quality(s).get(key)), labels, title=title,
+                           better="lower", limit=limit, fmt="{:.4g}",
+                           limit_label="" if limit is None else f"{crossing} > {limit:.4g}")
+
+    if shown.error:
+        charts.append(error_chart("rmse", "Live RMSE", "alarm"))
     if estimated:
         # The estimate is held to the champion's own holdout AUC (less the margin), not to
         # the live floor: it is the alert's line, drawn where the newest window had it.
@@ -524,11 +527,7 @@ def _charts(chronological: list[dict[str, Any]], shown: LiveFigures) -> str:
             limit_label=auc_label if floor is None else f"alert < {floor:.3f}",
             fmt="{:.3f}"))
     if shown.estimated_error:
-        limit = shown.error_limit
-        charts.append(trend_chart(series(lambda s: _quality(s).get("estimated_rmse")), labels,
-                                  title="Estimated RMSE", better="lower", limit=limit,
-                                  limit_label="" if limit is None else f"alert > {limit:.4g}",
-                                  fmt="{:.4g}"))
+        charts.append(error_chart("estimated_rmse", "Estimated RMSE", "alert"))
     charts += [
         # Requests, not logged rows (a batch is one request, many rows): the log's figure
         # stands in for Prometheus in the table, marked, but is not drawn on this line.
