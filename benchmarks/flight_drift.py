@@ -7,7 +7,8 @@ demo table's command, then the train flow, on TRAINING_ROWS generated fares).  W
 1,000 and 5,000 fares are then scored as the predictor scores them and assessed as the
 drift exporter and the drift-check flow assess them (monitoring.window `assess`: every
 feature's and the predicted number's drift test, the joint test, live quality on labelled
-rows against the holdout's, the label-free estimate), each window whole:
+rows against the holdout's -- LiveErrorHigh's limit, core.task live_error_limits --, the
+label-free estimate), each window whole:
 
 - clean windows (`--clean-windows` per size): the share that raised the alarm, against the
   policy's DRIFT_FALSE_ALARM_RATE (its promise per window) with its 95% interval;
@@ -113,8 +114,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"\nflight-prices v{model.version}: holdout RMSE "
               f"{model.holdout_metrics['rmse']:,.0f} INR; reference {len(model.reference())} "
               f"rows; policy: false-alarm rate {policy.false_alarm_rate:.1%} per window, live "
-              f"error > {policy.max_error_ratio:g} x the holdout's on "
-              f"{policy.min_labels} labels")
+              f"error past {policy.max_error_ratio:g} x the holdout's and past it by three "
+              f"standard errors, on {policy.min_labels} labels")
         print(f"{'traffic':<16} {'rows':>5} {'windows':>7} {'alarmed':>8} {'95% interval':>15}  "
               f"{'estimated RMSE / holdout':>24}  raised by")
         for size in args.sizes:

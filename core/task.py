@@ -282,6 +282,13 @@ class Task(ABC):
         drift-check flow's retraining), or None; `reference`: the version's holdout
         figures."""
 
+    def live_limits(self, live: dict[str, float], reference: dict[str, float],
+                    limits: QualityLimits) -> dict[str, float]:
+        """The values the live figures may not pass for this window, by figure name, where
+        they depend on the window (the exporter exports them as onebox_live_<name>_limit
+        for the alert rules); a binary model's AUC limit is the setting itself."""
+        return {}
+
     @abstractmethod
     def canonical(self, outcomes: pd.Series) -> pd.Series:
         """Outcomes from the prediction log (a float column) in the target's dtype."""
@@ -483,8 +490,10 @@ class Regression(Task):
 
     def live_figures(self, labelled: pd.DataFrame) -> dict[str, float]:
         actual = labelled["actual"].astype(float).to_numpy()
-        metrics = regression_metrics(actual, labelled["value"].astype(float).to_numpy())
+        predicted = labelled["value"].astype(float).to_numpy()
+        metrics = regression_metrics(actual, predicted)
         figures = {name: metrics[name] for name in ("rmse", "mae")}
+        figures |= error_standard_errors(actual, predicted)
         if "interval_low" in labelled:  # rows answered without one (older versions) aside
             low = labelled["interval_low"].astype(float).to_numpy()
             high = labelled["interval_high"].astype(float).to_numpy()
@@ -494,11 +503,25 @@ class Regression(Task):
                 figures["interval_coverage"] = float(inside[answered].mean())
         return figures
 
+    def live_limits(self, live: dict[str, float], reference: dict[str, float],
+                    limits: QualityLimits) -> dict[str, float]:
+        return live_error_limits(live, reference, limits.max_error_ratio)
+
     def shortfall(self, live: dict[str, float], reference: dict[str, float],
                   limits: QualityLimits) -> str | None:
-        # Either error past the ratio, as the LiveErrorHigh alert reads it: a model gated
+        # Either error past its limit, as the LiveErrorHigh alert reads it: a model gated
         # on MAE whose RMSE doubles (a few large misses) is worth a look too.
-        return _errors_past_ratio("live", live, reference, limits.max_error_ratio)
+        reasons = []
+        ratio = limits.max_error_ratio
+        for name, limit in self.live_limits(live, reference, limits).items():
+            if live[name] > limit:
+                why = (f"{ratio:g} x the holdout's {reference[name]:.4g}"
+                       if limit <= ratio * reference[name] else
+                       f"the holdout's {reference[name]:.4g} + "
+                       f"{LIVE_ERROR_STANDARD_ERRORS:g} standard errors")
+                reasons.append(f"live {name.upper()} {live[name]:.4g} > its limit {limit:.4g} "
+                               f"({why})")
+        return "; ".join(reasons) or None
 
     def describe(self, y: pd.Series) -> str:
         unit = f" {self.spec.unit}" if self.spec.unit else ""
@@ -572,7 +595,7 @@ class Regression(Task):
     def holdout_figures(self, y: np.ndarray, raw: np.ndarray, fit: ServingFit
                         ) -> HoldoutFigures:
         y, predicted = np.asarray(y, float), np.asarray(raw, float)
-        metrics = regression_metrics(y, predicted)
+        metrics = regression_metrics(y, predicted) | error_standard_errors(y, predicted)
         for name, (low, high) in bootstrap_intervals(y, predicted).items():
             metrics[f"{name}_low"], metrics[f"{name}_high"] = low, high
         if fit.interval is not None:
@@ -675,6 +698,53 @@ def _errors_past_ratio(kind: str, errors: dict[str, float | None],
             reasons.append(f"{kind} {name.upper()} {error:.4g} > {ratio:g} x the holdout's "
                            f"{held_out:.4g}")
     return "; ".join(reasons) or None
+
+
+# LiveErrorHigh: a window's error past QUALITY_MAX_ERROR_RATIO times the holdout's (how
+# much worse matters) and past the holdout's by more than this many standard errors of the
+# difference (both samples' sampling error: not chance), as IntervalCoverageLow allows
+# three binomial ones.  A window whose error is the holdout population's raises it in at
+# most ~0.13% of windows per figure (the one-sided normal tail: a CLT approximation, which
+# heavy-tailed errors make rougher; `make bench-false-alarms DEMO=flights` measures it).
+# The bare ratio kept no rate: a holdout whose RMSE came out 10% low by chance made clean
+# 1,000-fare windows cross 1.25 x it in 1.5% of windows.
+LIVE_ERROR_STANDARD_ERRORS = 3.0
+# Each figure's sampling error, as the standard error of the mean of its per-row terms.
+_STANDARD_ERRORS = {"rmse": "mse_standard_error", "mae": "mae_standard_error"}
+
+
+def live_error_limits(live: dict[str, float], reference: dict[str, float],
+                      ratio: float) -> dict[str, float]:
+    """The RMSE and MAE a window may reach before LiveErrorHigh: the larger of the
+    holdout's times `ratio` and the holdout's plus LIVE_ERROR_STANDARD_ERRORS standard
+    errors of the difference between the window's and the holdout's (on the mean squared
+    error for the RMSE, on the mean absolute error for the MAE).  A version from before
+    the holdout's standard errors were kept is held to the bare ratio."""
+    limits = {}
+    for name, standard_error in _STANDARD_ERRORS.items():
+        held_out = reference.get(name)
+        if live.get(name) is None or held_out is None:
+            continue
+        limits[name] = ratio * held_out
+        live_se, held_out_se = live.get(standard_error), reference.get(standard_error)
+        if live_se is not None and held_out_se is not None:
+            # The RMSE's test is on its square, the mean squared error: a mean of rows.
+            power = 2 if name == "rmse" else 1
+            chance = held_out ** power + LIVE_ERROR_STANDARD_ERRORS * math.hypot(
+                live_se, held_out_se)
+            limits[name] = max(limits[name], chance ** (1 / power))
+    return limits
+
+
+def error_standard_errors(y: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """The standard errors of the mean squared and the mean absolute error over the rows:
+    how far another sample's figure would fall from these (what LiveErrorHigh allows)."""
+    error = np.asarray(predicted, float) - np.asarray(y, float)
+    if error.size < 2:
+        return {}
+    root = math.sqrt(error.size)
+    return {"mse_standard_error": float(np.std(error ** 2, ddof=1)) / root,
+            "mae_standard_error": float(np.std(np.abs(error), ddof=1)) / root}
 
 
 def regression_metrics(y: np.ndarray, predicted: np.ndarray) -> dict[str, float]:

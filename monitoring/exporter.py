@@ -280,6 +280,12 @@ class SnapshotCollector(Collector):
                     yield _gauge(f"onebox_live_{name}",
                                  f"Live {name} on the window's labelled predictions "
                                  "(the model's task's figures).", value)
+                for name, value in sorted(assessment.live_limits.items()):
+                    yield _gauge(f"onebox_live_{name}_limit",
+                                 f"LiveErrorHigh fires when onebox_live_{name} passes this: "
+                                 "the larger of QUALITY_MAX_ERROR_RATIO times the holdout's "
+                                 "and the holdout's plus three standard errors of the "
+                                 "difference.", value)
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

@@ -2,7 +2,7 @@
 
 The figures are the task's (core.task `live_figures`): AUC, precision, recall and error
 rate of a binary model's logged decisions; RMSE and MAE of a regression model's numbers,
-and how often its intervals held the real number.
+how often its intervals held the real number, and those errors' standard errors.
 A figure the task does not have, or cannot have yet (an AUC before both outcomes were
 seen), is None.
 """
@@ -28,6 +28,10 @@ class LiveQuality:
     # A number's: the share of labelled rows whose real value was inside the answered
     # interval (None: no row of the window was answered with one).
     interval_coverage: float | None = None
+    # A number's: the standard errors of the window's mean squared and mean absolute
+    # error -- the sampling error LiveErrorHigh allows (core.task live_error_limits).
+    mse_standard_error: float | None = None
+    mae_standard_error: float | None = None
 
     @classmethod
     def figure_names(cls) -> tuple[str, ...]:

@@ -129,6 +129,9 @@ class Assessment:
     # Why the label-free estimate is too poor against the holdout's figures (the
     # EstimatedQualityLow alert's condition, for the reports), or None.
     estimated_shortfall: str | None = None
+    # The values the live figures may not pass for this window (a number's RMSE and MAE
+    # limits: the ratio times the holdout's, plus both samples' sampling error).
+    live_limits: dict[str, float] = field(default_factory=dict)
 
     @property
     def estimated_quality_low(self) -> bool:
@@ -150,6 +153,7 @@ class Assessment:
             "reference": self.reference,
             "estimated_quality_low": self.estimated_quality_low,
             "estimated_shortfall": self.estimated_shortfall,
+            "live_limits": self.live_limits,
         }
 
 
@@ -177,4 +181,5 @@ def assess(model: LoadedModel, window: pd.DataFrame, policy: DriftPolicy,
         drift=drift, quality=quality, estimated=estimated, reference_auc=model.holdout_auc,
         estimated_auc_margin=estimated_auc_margin,
         alarm=drift_alarm(drift, quality, policy, task, reference),
-        reference=reference, estimated_shortfall=shortfall)
+        reference=reference, estimated_shortfall=shortfall,
+        live_limits=task.live_limits(quality.figures(), reference, policy.quality_limits))

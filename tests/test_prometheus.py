@@ -126,6 +126,9 @@ def test_alerts_use_metrics_the_services_export() -> None:
     figures = {f"onebox_{kind}_{name}" for kind in ("live", "reference")
                for name in LiveQuality.figure_names()}
     assert 'f"onebox_live_{name}"' in declared and 'f"onebox_reference_{name}"' in declared
+    # ... and the limits of those a window's limit depends on (core.task live_limits).
+    figures |= {f"onebox_live_{name}_limit" for name in LiveQuality.figure_names()}
+    assert 'f"onebox_live_{name}_limit"' in declared
     used = set(re.findall(r"\bonebox_\w+", ALERTS.read_text()))
     assert used
     missing = sorted(name for name in used

@@ -446,8 +446,9 @@ def test_the_exporter_holds_the_live_error_to_the_holdouts(
         tmp_path_factory: pytest.TempPathFactory) -> None:
     """The drift exporter on a regression champion: drift of every feature and of the
     predicted number, the live RMSE and MAE of the labelled rows beside the holdout's,
-    their estimate before the labels (DLE), and the alarm when the live error passes
-    QUALITY_MAX_ERROR_RATIO times the holdout's on QUALITY_MIN_LABELS labels."""
+    their estimate before the labels (DLE), and the alarm when the live error passes its
+    limit (QUALITY_MAX_ERROR_RATIO times the holdout's, or more where its sampling error
+    allows more) on QUALITY_MIN_LABELS labels."""
     from prometheus_client import CollectorRegistry, generate_latest
 
     from monitoring.exporter import DriftExporter, SnapshotCollector
@@ -503,13 +504,17 @@ def test_the_exporter_holds_the_live_error_to_the_holdouts(
     assert figures["onebox_estimated_rows"] == window_rows
     assert "onebox_prediction_drift_score" in figures  # the number's drift is tested
     assert figures["onebox_live_quality_degraded"] == 0.0  # rows it trained on: no shortfall
+    # The live error's limits: at least the ratio's, more where chance allows more.
+    for name in ("rmse", "mae"):
+        assert (figures[f"onebox_live_{name}_limit"]
+                >= 1.25 * figures[f"onebox_reference_{name}"] * (1 - 1e-9))
     assert np.abs(served_numbers - truth).mean() < 2 * champion.holdout_metrics["mae"]
 
     # The outcomes move 150 points away from what the model says (clipped to the range).
     drifted = np.clip(table[TARGET].to_numpy()[250:] + 150, 0, 400)
     send_with_outcomes(served, table.iloc[250:], schema, drifted)
     figures = scrape()
-    assert figures["onebox_live_rmse"] > 1.25 * figures["onebox_reference_rmse"]
+    assert figures["onebox_live_rmse"] > figures["onebox_live_rmse_limit"]
     # 150 points off: most of the new rows outside their interval (the window also holds
     # the clean rows above, and other tests' labelled rows).
     assert figures["onebox_live_interval_coverage"] < clean_coverage - 0.2
@@ -574,8 +579,14 @@ def test_the_report_shows_the_windows_drift_and_its_error_as_logged(
     index = files.index.read_text(encoding="utf-8")
     assert "Live RMSE" in index and "live RMSE" in index and "Live AUC" not in index
     assert f"{summary['quality']['rmse']:.4g}" in index
-    limit = champion.holdout_metrics["rmse"] * summary["quality_max_error_ratio"]
+    # The live line is the window's own limit (the ratio's, or the sampling error's when
+    # larger); the estimate's is the holdout's times the ratio.
+    ratio_limit = champion.holdout_metrics["rmse"] * summary["quality_max_error_ratio"]
+    limit = summary["live_limits"]["rmse"]
+    assert limit >= ratio_limit
     assert f"alarm &gt; {limit:.4g}" in index or f"alarm > {limit:.4g}" in index
+    assert (f"alert &gt; {ratio_limit:.4g}" in index
+            or f"alert > {ratio_limit:.4g}" in index)
     assert "regression quality" in index
     # ... and the error estimated before the labels (DLE), beside it.
     assert summary["quality"]["estimated_rmse"] == pytest.approx(summary["estimated"]["rmse"])

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from sklearn.datasets import load_breast_cancer, load_diabetes
 
-from core.schema import Schema, SchemaError, model_frame
+from core.schema import Schema, SchemaError, TargetSpec, model_frame
 from core.task import TargetInvalid, task_of
 from orchestration.model import build_pipeline
 from orchestration.train import split_data, stable_holdout
@@ -182,3 +182,65 @@ def test_each_task_gets_its_estimator_and_learns_its_table(
     assert (name, direction) == ("XGBRegressor", "minimize")
     # Better than predicting the mean (the target's standard deviation is about 77).
     assert rmse < 0.85 * diabetes["progression"].std(), rmse
+
+
+def _error_figures(errors: np.ndarray) -> dict[str, float]:
+    """A window's (or a holdout's) RMSE, MAE and their standard errors, as the task
+    computes them from outcomes and predictions."""
+    from core.task import error_standard_errors, regression_metrics
+
+    actual = np.zeros_like(errors)
+    return {**regression_metrics(actual, errors), **error_standard_errors(actual, errors)}
+
+
+def test_the_live_error_alarm_keeps_its_false_alarm_rate_and_catches_a_real_rise() -> None:
+    """LiveErrorHigh's rule on heavy-tailed errors (a fare's: its size grows with the
+    fare): windows whose error is the holdout population's raise it in (nearly) none of
+    2,000 windows, even against holdouts whose RMSE came out low by chance -- where the
+    bare 1.25 x ratio cried wolf in 2.7% -- and a 50% rise is caught in every window."""
+    from core.task import QualityLimits, Regression
+
+    task, limits = Regression("price", TargetSpec()), QualityLimits(0.7, 1.25)
+    rng = np.random.default_rng(7)
+
+    def errors(n: int, scale: float = 1.0) -> np.ndarray:
+        return scale * rng.normal(0, 1, n) * rng.lognormal(8, 0.8, n)
+
+    clean = bare = caught = 0
+    for _ in range(40):  # 40 champions' holdouts of 1,600 rows, 50 windows of 1,000 each
+        holdout = _error_figures(errors(1_600))
+        for _ in range(50):
+            window = _error_figures(errors(1_000))
+            clean += task.shortfall(window, holdout, limits) is not None
+            bare += window["rmse"] > 1.25 * holdout["rmse"]
+        for _ in range(5):
+            caught += task.shortfall(_error_figures(errors(1_000, 1.5)), holdout,
+                                     limits) is not None
+    assert clean <= 4, f"{clean} of 2,000 clean windows alarmed"  # 0.2%
+    assert bare >= 40, bare  # what the bare ratio did on the same windows
+    assert caught == 200
+
+
+def test_the_live_error_limit_is_the_ratio_or_the_sampling_error_whichever_is_larger() -> None:
+    from core.task import QualityLimits, Regression
+
+    task, limits = Regression("price", TargetSpec()), QualityLimits(0.7, 1.25)
+    holdout = {"rmse": 4000.0, "mae": 2800.0, "mse_standard_error": 3e6,
+               "mae_standard_error": 60.0}
+    live = {"rmse": 5200.0, "mae": 3000.0, "mse_standard_error": 4e6,
+            "mae_standard_error": 80.0}
+    bounds = task.live_limits(live, holdout, limits)
+    # RMSE: the holdout's MSE + 3 x sqrt(4e6² + 3e6²) = 31e6 (5,568 > 1.25 x 4,000);
+    # MAE: 2,800 + 3 x sqrt(80² + 60²) = 3,100 < 1.25 x 2,800 = 3,500, so the ratio's.
+    assert bounds["rmse"] == pytest.approx(np.sqrt(4000.0 ** 2 + 3 * 5e6))
+    assert bounds["mae"] == pytest.approx(3500.0)
+    # 5,200 is past 1.25 x 4,000 but not past what chance gives a window this noisy.
+    assert task.shortfall(live, holdout, limits) is None
+    assert task.shortfall({**live, "rmse": 5600.0, "mae": 3600.0}, holdout, limits) == (
+        f"live RMSE 5600 > its limit {bounds['rmse']:.4g} (the holdout's 4000 + 3 standard "
+        "errors); live MAE 3600 > its limit 3500 (1.25 x the holdout's 2800)")
+    # A version registered before the holdout's standard errors were kept: the bare ratio.
+    old = {"rmse": 4000.0, "mae": 2800.0}
+    assert task.live_limits(live, old, limits) == {"rmse": 5000.0, "mae": 3500.0}
+    assert task.shortfall(live, old, limits) == (
+        "live RMSE 5200 > its limit 5000 (1.25 x the holdout's 4000)")
