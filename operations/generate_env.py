@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import secrets
 import sys
 from collections.abc import Mapping
@@ -33,7 +34,13 @@ API_KEY_RECORDS = "PREDICTOR_API_KEYS"
 SECRETS = (*PASSWORDS, *KEYS, API_KEY_RECORDS, *CLIENT_TOKENS)
 
 
-def fill(template: str, overrides: Mapping[str, str] | None = None) -> str:
+# The generated file's first line names its template, so `make up env=cloud` can tell that
+# an existing .env was made for the other env instead of using it silently.
+GENERATED_FROM = "# Generated {stamp} by operations/generate_env.py from {template}: "
+
+
+def fill(template: str, overrides: Mapping[str, str] | None = None,
+         template_name: str = "a template") -> str:
     """The template's text with every empty secret given a value (`overrides` first)."""
     overrides = dict(overrides or {})
     values: dict[str, str] = {}
@@ -64,10 +71,19 @@ def fill(template: str, overrides: Mapping[str, str] | None = None) -> str:
     if missing:
         raise SystemExit(f"the template lacks {', '.join(missing)}: it is not a onebox template")
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    header = (f"# Generated {stamp} by operations/generate_env.py: random passwords and keys.\n"
+    header = (GENERATED_FROM.format(stamp=stamp, template=template_name)
+              + "random passwords and keys.\n"
               "# Keep it secret; never commit it (.gitignore has it).  Delete it and run\n"
               "# `make up` again to start over with new secrets (and empty volumes).\n")
     return header + "\n".join(lines) + "\n"
+
+
+def generated_from(env_file: Path) -> str | None:
+    """The template `env_file` was generated from (its first line says), or None (a file
+    from before that line, or written by hand)."""
+    first = env_file.read_text().partition("\n")[0]
+    found = re.match(r"# Generated .* by operations/generate_env\.py from (\S+): ", first)
+    return found.group(1) if found else None
 
 
 def write_private(path: Path, text: str) -> None:
@@ -83,12 +99,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path(".env"))
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="a value to use instead of the template's or a generated one")
+    parser.add_argument("--same-template", action="store_true",
+                        help="refuse an existing file generated from another template "
+                             "(`make up env=...` asks this)")
     args = parser.parse_args(argv)
     if args.out.exists():
-        print(f"{args.out} exists: kept as it is (delete it to generate new secrets)")
+        made_from = generated_from(args.out)
+        if (args.same_template and made_from is not None
+                and made_from != args.template.name):
+            print(f"{args.out} was generated from {made_from}, not {args.template.name}: the "
+                  f"stack would run on it as it is.  Keep it (leave env= out), or move it "
+                  f"away (mv {args.out} {args.out}.{made_from.removeprefix('.env.')}) to "
+                  f"generate one from {args.template.name} with new secrets (and empty "
+                  "volumes).", file=sys.stderr)
+            return 2
+        print(f"{args.out} exists{f' (from {made_from})' if made_from else ''}: kept as it "
+              "is (delete it to generate new secrets)")
         return 0
     overrides = dict(item.split("=", 1) for item in args.set)
-    write_private(args.out, fill(args.template.read_text(), overrides))
+    write_private(args.out, fill(args.template.read_text(), overrides,
+                                 template_name=args.template.name))
     admin = next((line.split("=", 1)[1] for line in args.out.read_text().splitlines()
                   if line.startswith("ADMIN_USER=")), "?")
     print(f"{args.out}: generated from {args.template} with random passwords and keys "

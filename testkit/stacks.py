@@ -69,13 +69,10 @@ def require_engine() -> None:
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    env = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            key, _, value = line.partition("=")
-            env[key] = value
-    return env
+    """The env file's values as compose reads them (python-dotenv: quotes taken off)."""
+    from dotenv import dotenv_values
+
+    return {key: value or "" for key, value in dotenv_values(path).items()}
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float,

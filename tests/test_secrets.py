@@ -8,6 +8,7 @@ import base64
 import hashlib
 import ssl
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,33 @@ def test_the_front_door_gets_a_certificate_for_its_names_and_a_password_file(
     (user_tls / "key.pem").write_bytes(b"THEIR KEY")
     assert "given in" in check_config.prepare_gateway(env, folder, user_tls)
     assert cert.read_bytes() == b"THEIR CERT"
+
+
+def test_an_env_names_its_template_and_sources_in_a_shell(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`set -a; . ./.env` (the stack's curl does it) reads every value as compose does,
+    without a shell error; `make up env=cloud` on an .env made from .env.local stops and
+    names it instead of running the stack on it."""
+    out = tmp_path / ".env"
+    assert generate_main(["--template", str(ROOT / ".env.local"), "--out", str(out)]) == 0
+    capsys.readouterr()
+    sourced = subprocess.run(
+        ["bash", "-c", "set -e; set -a; . ./.env; set +a; env -0"], cwd=tmp_path,
+        capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    assert sourced.returncode == 0 and sourced.stderr == "", sourced.stderr
+    shell = dict(item.split("=", 1) for item in sourced.stdout.split("\0") if "=" in item)
+    compose_view = read_env_file(out)
+    assert compose_view["TRAIN_CRON"] == "0 3 * * *"
+    for name, value in compose_view.items():
+        assert shell[name] == value, name
+    # Another env's template: refused, naming the file and its template; the same: kept.
+    cloud = ["--template", str(ROOT / ".env.cloud"), "--out", str(out)]
+    assert generate_main([*cloud, "--same-template"]) == 2
+    said = capsys.readouterr().err
+    assert f"{out} was generated from .env.local, not .env.cloud" in said and "mv " in said
+    assert generate_main(["--template", str(ROOT / ".env.local"), "--out", str(out),
+                          "--same-template"]) == 0
+    assert "(from .env.local): kept as it is" in capsys.readouterr().out
+    # Without env= (the default), an existing .env is used whatever made it.
+    assert generate_main(cloud) == 0
