@@ -29,6 +29,9 @@ TASKS = ("binary", "regression")
 REGRESSION_METRICS = ("rmse", "mae")
 TARGET_KEYS = {"name", "description", "positive_label", "min", "max", "unit", "metric"}
 REGRESSION_ONLY_KEYS = ("min", "max", "unit", "metric")
+# What the model is for and where it is not to be trusted: optional, each a string or a
+# list of strings at the top level of the schema file; the model card shows them.
+USE_KEYS = ("intended_use", "limitations")
 
 
 class SchemaError(ValueError):
@@ -240,6 +243,10 @@ class Schema:
     features: tuple[Feature, ...]
     description: str = ""
     target_spec: TargetSpec = TargetSpec()
+    # What the model is for, and where it is not to be trusted (the model card's "Intended
+    # use and limitations"); empty: none declared.
+    intended_use: tuple[str, ...] = ()
+    limitations: tuple[str, ...] = ()
     _by_name: dict[str, Feature] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -249,6 +256,9 @@ class Schema:
         if self.target in by_name:
             raise SchemaError(f"the target {self.target!r} is also listed as a feature")
         object.__setattr__(self, "_by_name", by_name)
+        for key in USE_KEYS:  # one statement given as a string is a list of one
+            value = getattr(self, key)
+            object.__setattr__(self, key, (value,) if isinstance(value, str) else tuple(value))
 
     @property
     def task(self) -> str:
@@ -340,13 +350,17 @@ class Schema:
         return columns
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "name": self.name,
             "description": self.description,
             "task": self.task,
             "target": {"name": self.target, **self.target_spec.to_dict()},
             "features": [f.to_dict() for f in self.features],
         }
+        for key in USE_KEYS:
+            if getattr(self, key):
+                out[key] = list(getattr(self, key))
+        return out
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Schema:
@@ -370,6 +384,7 @@ class Schema:
             features=features,
             description=str(raw.get("description", "")),
             target_spec=TargetSpec.from_dict(raw.get("task", "binary"), raw["target"]),
+            **{key: _statements(key, raw.get(key)) for key in USE_KEYS},
         )
 
     @classmethod
@@ -383,6 +398,26 @@ class Schema:
             return cls.from_dict(raw)
         except SchemaError as exc:
             raise SchemaError(f"{path}: {exc}") from None
+
+
+def _statements(key: str, raw: Any) -> tuple[str, ...]:
+    """An optional top-level `key` (intended_use, limitations): a string or a list of
+    strings, each non-blank; SchemaError names the key (and the item) otherwise."""
+    if raw is None:
+        return ()
+    items = [raw] if isinstance(raw, str) else raw
+    if not isinstance(items, list):
+        raise SchemaError(f"{key}: must be a string or a list of strings, got "
+                          f"{_json_type(raw)} {raw!r}")
+    out = []
+    for i, item in enumerate(items):
+        where = key if isinstance(raw, str) else f"{key}[{i}]"
+        if not isinstance(item, str):
+            raise SchemaError(f"{where}: must be a string, got {_json_type(item)} {item!r}")
+        if not item.strip():
+            raise SchemaError(f"{where}: must not be blank")
+        out.append(" ".join(item.split()))
+    return tuple(out)
 
 
 # Below this many records a batch is cheaper to check record by record (numpy's per-call

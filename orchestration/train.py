@@ -401,6 +401,11 @@ def write_model_card(
     """The version's model card: logged on the run, written to REPORTS_DIR/models/, and
     linked from the model version.  Returns the card's file path."""
     started = time.perf_counter()
+    # The hyperparameters as the run holds them (fit_and_register logged them as best.*),
+    # and its experiment, which the card's link to the run needs.
+    run = client.get_run(run_id)
+    hyperparameters = {name.removeprefix("best."): value
+                       for name, value in run.data.params.items() if name.startswith("best.")}
     card = model_card.build_card(model_card.CardInputs(
         model_name=settings.model_name, version=candidate["version"], run_id=run_id,
         schema=schema, pipeline=candidate["pipeline"], threshold=candidate["threshold"],
@@ -410,6 +415,8 @@ def write_model_card(
         training_seconds=training_seconds, trials=trials,
         calibration=candidate["calibration"], interval=candidate["interval"],
         estimated_error=candidate.get("estimated_error"),
+        hyperparameters=hyperparameters, experiment_id=run.info.experiment_id,
+        cross_fit_folds=CROSS_FIT_FOLDS,
     ))
     files = model_card.publish(card, settings.reports_dir, client)
     # The index lists the versions' cards: rebuilt now, not at the next drift report.
@@ -464,7 +471,8 @@ def train(
     base_path = Path(data_path or settings.data_path)
     try:
         frame = load_training_data(base_path, schema)
-        data = model_card.TrainingData(base_path=str(base_path), base_rows=len(frame))
+        data = model_card.TrainingData(base_path=str(base_path), base_rows=len(frame),
+                                       home=str(settings.home))
         if include_production_rows:
             production = load_production_rows(settings.prediction_store_url, schema,
                                               production_rows_limit, settings.model_name)

@@ -3,6 +3,7 @@ files, its links from MLflow, and the page as a browser shows it."""
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -13,8 +14,9 @@ from pathlib import Path
 from unittest import mock
 
 import numpy as np
+import pandas as pd
 import pytest
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from core import registry
 from core.calibration import expected_calibration_error
@@ -146,6 +148,56 @@ def test_residual_segments_of_text_with_many_values_keep_the_frequent_ones() -> 
     assert len([s for s in segments if s.feature == "size"]) == 4  # quartiles
 
 
+def test_the_roc_and_precision_recall_curves_hold_their_areas() -> None:
+    from reporting.model_card.statistics import CURVE_MAX_POINTS, holdout_curves
+
+    rng = np.random.default_rng(14)
+    y = rng.integers(0, 2, 150)
+    scores = np.round(rng.random(150) + 0.5 * y, 2)  # rounded: ties
+    curves = holdout_curves(y, scores)
+    assert curves is not None
+    assert curves.auc == pytest.approx(roc_auc_score(y, scores), abs=1e-12)
+    assert curves.average_precision == pytest.approx(average_precision_score(y, scores))
+    assert curves.positive_rate == pytest.approx(y.mean())
+    # The ROC curve runs from (0, 0) to (1, 1), and its area (trapezoids: ties are
+    # diagonals) is the AUC.
+    assert curves.roc[0] == (0.0, 0.0) and curves.roc[-1] == (1.0, 1.0)
+    fpr, tpr = np.array(curves.roc).T
+    assert float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2)) == pytest.approx(curves.auc)
+    # The precision-recall staircase: its area is the average precision.
+    recall, precision = np.array(curves.pr).T
+    assert float(np.sum(-np.diff(recall) * precision[1:])) == pytest.approx(
+        curves.average_precision)
+    # A large holdout is drawn with a bounded number of points, its ends kept.
+    big = rng.integers(0, 2, 20_000)
+    large = holdout_curves(big, rng.random(20_000) + 0.3 * big)
+    assert large is not None and len(large.roc) <= CURVE_MAX_POINTS
+    assert len(large.pr) <= CURVE_MAX_POINTS
+    assert large.roc[0] == (0.0, 0.0) and large.roc[-1] == (1.0, 1.0)
+    assert holdout_curves(np.ones(20), rng.random(20)) is None  # one class: no curves
+
+
+def test_a_data_path_is_shown_without_the_training_machines_folders() -> None:
+    from reporting.model_card.card import shown_path
+
+    assert shown_path("/srv/onebox/data/churn.csv", "/srv/onebox") == "data/churn.csv"
+    assert shown_path("/home/someone/tables/churn.csv", "/srv/onebox") == "churn.csv"
+    assert shown_path("/home/someone/tables/churn.csv", None) == "churn.csv"
+    assert shown_path("tables/churn.csv", "/srv/onebox") == "tables/churn.csv"
+    data = model_card.TrainingData(base_path="/srv/onebox/data/churn.csv", base_rows=1,
+                                   home="/srv/onebox")
+    assert data.shown_base_path == "data/churn.csv" and data.under_home
+
+
+def test_the_mlflow_links_are_the_front_doors() -> None:
+    from reporting.model_card.card import mlflow_run_url, mlflow_version_url
+
+    assert mlflow_run_url("3", "ab12") == "/mlflow/#/experiments/3/runs/ab12"
+    assert (mlflow_version_url("churn-classifier", "7")
+            == "/mlflow/#/models/churn-classifier/versions/7")
+    assert mlflow_version_url("a b/c", "1") == "/mlflow/#/models/a%20b%2Fc/versions/1"
+
+
 def _drawn(rows: int, seed: int) -> np.ndarray:
     """The rows the first bootstrap resample of `seed` draws (as resample_weights does)."""
     return np.random.default_rng(seed).integers(0, rows, size=(1, rows))[0]
@@ -195,8 +247,8 @@ def card_page(trained: dict, version: str) -> str:
 
 
 def text_of(page: str) -> str:
-    """The page's visible words, tags dropped and whitespace folded."""
-    return " ".join(re.sub(r"<[^>]+>", " ", page).split())
+    """The page's visible words, tags dropped, entities read and whitespace folded."""
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
 
 
 @pytest.mark.slow
@@ -240,7 +292,9 @@ def test_the_card_figures_are_those_of_the_registered_model(trained: dict,
     assert f"[{low:.4f}, {high:.4f}]" in words
     assert f"{len(split.holdout):,} holdout rows" in words
     assert "promoted" in words and "no champion yet" in words
-    assert f"{settings.data_path}" in words and f"{BASE_ROWS:,}" in words
+    # The base table relative to ONEBOX_HOME: no folder of the training machine.
+    assert "data/churn.csv (under ONEBOX_HOME)" in words and f"{BASE_ROWS:,}" in words
+    assert str(settings.data_path) not in page
     assert "no time column" in words
     assert summary["gate_decision"] == "promoted" and summary["champion_version"] is None
     assert summary["champion_auc"] is None and summary["trials"] == 2
@@ -390,28 +444,28 @@ def test_the_page_is_well_formed_self_contained_and_has_its_pictures(
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.I)
     assert "url(" not in page and "@import" not in page
     svgs = re.findall(r"<svg\b.*?</svg>", page, re.S)
-    # Calibration and importance; the second version adds the gate's interval chart.
-    assert len(svgs) == (2 if version == "1" else 3)
+    # ROC, precision-recall, calibration and importance; the second version adds the
+    # gate's interval chart.
+    assert len(svgs) == (4 if version == "1" else 5)
     assert sum(svg.count('class="bar"') for svg in svgs) == len(
         card_summary(trained, version)["feature_importance"])
     assert any('class="point"' in svg for svg in svgs)
 
 
-@pytest.mark.slow
-def test_text_from_the_schema_and_data_is_escaped(trained: dict, schema: Schema,
-                                                  tmp_path: Path) -> None:
-    """A data path or a description with markup shows as text and breaks nothing."""
+def card_of_v1(trained: dict, base: Schema, **changes: object) -> model_card.ModelCard:
+    """v1's card made again from its registered model (trained with the schema `base`),
+    with `changes` to its inputs."""
+    from core import gate
+
+    schema = base
+
     settings = settings_for(trained["home"])
     summary = card_summary(trained, "1")
     split = split_data.fn(load_dataset(settings.data_path, schema), schema, settings.seed)
     loaded = registry.load_version(registry.connect(settings), settings.model_name, "1",
                                    settings.model_cache_dir)
-    hostile = Schema(schema.name, schema.target, schema.features,
-                     description='<script>alert("x")</script> & co')
-    from core import gate
-
-    card = model_card.build_card(model_card.CardInputs(
-        model_name=settings.model_name, version="1", run_id=summary["run_id"], schema=hostile,
+    inputs = dict(
+        model_name=settings.model_name, version="1", run_id=summary["run_id"], schema=schema,
         pipeline=loaded.pipeline, threshold=loaded.threshold,
         refit_rows=split.train, holdout=split.holdout,
         holdout_predicted=loaded.predict_proba(model_frame(schema, split.holdout)),
@@ -419,11 +473,203 @@ def test_text_from_the_schema_and_data_is_escaped(trained: dict, schema: Schema,
                              candidate_score=0.7, champion_version=None,
                              champion_score=None, margin=0.0),
         champion_holdout_predicted=None,
-        data=model_card.TrainingData(base_path="/data/<b>x</b>.csv", base_rows=10),
-        training_seconds=1.0, trials=1))
+        data=model_card.TrainingData(base_path=str(settings.data_path), base_rows=10),
+        training_seconds=1.0, trials=1)
+    return model_card.build_card(model_card.CardInputs(**(inputs | changes)))
+
+
+@pytest.mark.slow
+def test_text_from_the_schema_and_data_is_escaped(trained: dict, schema: Schema) -> None:
+    """A data path, a description or a limitation with markup shows as text and breaks
+    nothing."""
+    hostile = Schema(schema.name, schema.target, schema.features,
+                     description='<script>alert("x")</script> & co',
+                     limitations=("<i>never</i> on Mondays",))
+    card = card_of_v1(trained, schema, schema=hostile,
+                      data=model_card.TrainingData(base_path="/data/<b>x.csv", base_rows=10))
     page = model_card.render_html(card)
-    assert "<script" not in page and "<b>x" not in page
-    assert "&lt;script&gt;" in page and "/data/&lt;b&gt;x&lt;/b&gt;.csv" in page
+    assert "<script" not in page and "<b>x" not in page and "<i>never" not in page
+    assert "&lt;script&gt;" in page and "&lt;b&gt;x.csv" in page
+    assert "&lt;i&gt;never&lt;/i&gt; on Mondays" in page
+    assert "/data/" not in page  # outside ONEBOX_HOME: the file's name only
+
+
+@pytest.mark.slow
+def test_the_card_says_how_the_threshold_was_chosen_and_it_is_so(trained: dict,
+                                                                  schema: Schema) -> None:
+    """The threshold is the grid's best F1 on the refit rows' out-of-fold probabilities
+    after Platt scaling: recomputed here from the run's parameters, it is the version's."""
+    from core.calibration import fit_platt
+    from core.task import best_f1_threshold
+    from orchestration.train import CROSS_FIT_FOLDS, cross_fit_predictions
+
+    settings = settings_for(trained["home"])
+    client = registry.connect(settings)
+    loaded = registry.load_version(client, settings.model_name, "1", settings.model_cache_dir)
+    params = {name.removeprefix("best."): _number(value) for name, value in
+              client.get_run(trained["first"]["run_id"]).data.params.items()
+              if name.startswith("best.")}
+    split = split_data.fn(load_dataset(settings.data_path, schema), schema, settings.seed)
+    refit = pd.concat([split.train, split.valid])
+    y = refit[schema.target].to_numpy()
+    out_of_fold = cross_fit_predictions(schema, params, settings.seed,
+                                        model_frame(schema, refit), y)
+    platt = fit_platt(y, out_of_fold)
+    assert platt.slope == pytest.approx(loaded.calibration.slope)
+    assert best_f1_threshold(y, platt.apply(out_of_fold)) == loaded.threshold
+    assert card_summary(trained, "1")["threshold"] == loaded.threshold
+
+    words = text_of(card_page(trained, "1"))
+    assert (f"The decision threshold {loaded.threshold:.2f} is the one of 0.05, 0.06, …, 0.95 "
+            "with the highest F1 (the harmonic mean of precision and recall) on the "
+            f"out-of-fold probabilities of the {len(refit):,} refit rows (each scored by a "
+            f"model fitted on the other {CROSS_FIT_FOLDS - 1} of {CROSS_FIT_FOLDS} folds), "
+            "after the Platt scaling the version serves; of equal F1s the lowest threshold "
+            "wins. The holdout took no part in it.") in words
+    # A version without a threshold of its own says the default stands.
+    words = text_of(model_card.render_html(card_of_v1(trained, schema, threshold=None)))
+    assert "carries no threshold of its own: the default 0.50 stands" in words
+
+
+def _number(text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+@pytest.mark.slow
+def test_a_binary_card_draws_the_roc_and_precision_recall_curves_with_their_areas(
+        trained: dict, schema: Schema) -> None:
+    settings = settings_for(trained["home"])
+    summary = card_summary(trained, "1")
+    loaded = registry.load_version(registry.connect(settings), settings.model_name, "1",
+                                   settings.model_cache_dir)
+    split = split_data.fn(load_dataset(settings.data_path, schema), schema, settings.seed)
+    y = split.holdout[schema.target].to_numpy()
+    proba = loaded.predict_proba(model_frame(schema, split.holdout))
+    average_precision = average_precision_score(y, proba)
+    assert summary["average_precision"] == pytest.approx(average_precision)
+    page = card_page(trained, "1")
+    svgs = {re.search(r"<title>(.*?)</title>", svg).group(1): svg
+            for svg in re.findall(r"<svg\b.*?</svg>", page, re.S)}
+    roc = svgs[f"ROC curve (AUC {summary['holdout_auc']:.4f})"]
+    pr = svgs[f"Precision-recall (AP {average_precision:.4f})"]
+    for svg, css in ((roc, "roc"), (pr, "pr")):
+        points = re.search(rf'<polyline class="{css}"[^>]*points="([^"]+)"', svg).group(1)
+        assert len(points.split()) >= 10
+        assert svg.count('class="threshold-point"') == 1  # the threshold, marked
+    words = text_of(page)
+    assert f"the AUC {summary['holdout_auc']:.4f}" in words
+    assert f"the average precision (AP) {average_precision:.4f}" in words
+    assert f"holdout's positive rate, {y.mean():.1%}" in words
+
+
+@pytest.mark.slow
+def test_the_hyperparameters_are_the_runs_and_the_run_and_version_link_to_mlflow(
+        trained: dict) -> None:
+    settings = settings_for(trained["home"])
+    client = registry.connect(settings)
+    for version, result in (("1", trained["first"]), ("2", trained["second"])):
+        run = client.get_run(result["run_id"])
+        logged = {name.removeprefix("best."): value
+                  for name, value in run.data.params.items() if name.startswith("best.")}
+        assert len(logged) >= 5
+        page = card_page(trained, version)
+        table = re.search(r'<table id="hyperparameters">(.*?)</table>', page, re.S).group(1)
+        shown = {html.unescape(re.sub(r"<[^>]+>", "", name)): html.unescape(value)
+                 for name, value in re.findall(
+                     r'<tr><td>(.*?)</td><td class="num">(.*?)</td>', table)}
+        assert shown == logged
+        hrefs = dict(re.findall(r'<a class="(mlflow-[a-z]+)" href="([^"]+)"', page))
+        assert hrefs == {
+            "mlflow-run": f"/mlflow/#/experiments/{run.info.experiment_id}/runs/"
+                          f"{result['run_id']}",
+            "mlflow-version": f"/mlflow/#/models/{settings.model_name}/versions/{version}"}
+        summary = card_summary(trained, version)
+        assert summary["run_url"] == hrefs["mlflow-run"]
+        assert summary["hyperparameters"] == logged
+
+
+@pytest.mark.slow
+def test_the_card_states_the_schemas_intended_use_and_limitations(trained: dict,
+                                                                   schema: Schema) -> None:
+    assert schema.intended_use and schema.limitations  # the shipped churn schema's
+    words = text_of(card_page(trained, "1"))
+    assert "Intended use and limitations" in words
+    for statement in (*schema.intended_use, *schema.limitations):
+        assert statement in words
+    assert "gender and age" in words  # the model uses both: what that means is said
+    # A schema that declares neither: the card says so.
+    bare = Schema(schema.name, schema.target, schema.features, schema.description)
+    words = text_of(model_card.render_html(card_of_v1(trained, schema, schema=bare)))
+    assert ("None were declared: the schema this version was trained with says nothing of "
+            "what the model is for") in words
+    assert "gender and age" not in words
+    # One of the two declared: the other is said to be missing.
+    half = Schema(schema.name, schema.target, schema.features, schema.description,
+                  intended_use=("Only for the demo.",))
+    words = text_of(model_card.render_html(card_of_v1(trained, schema, schema=half)))
+    assert "Intended use Only for the demo." in words
+    assert "Limitations None declared in the schema" in words
+
+
+def test_a_regression_card_has_no_curves_of_a_classifier_and_says_what_is_missing(
+        tmp_path: Path) -> None:
+    """A number's card: predicted against actual and residuals, no ROC nor precision-
+    recall curve, no threshold; a schema without intended use or limitations and a card
+    without hyperparameters say so; its data path is relative to ONEBOX_HOME."""
+    from sklearn.datasets import load_diabetes
+
+    from core import gate
+    from orchestration.model import build_pipeline
+    from tests.factories import DIABETES_TARGET, diabetes_schema
+
+    schema = Schema.from_dict(diabetes_schema())
+    frame = load_diabetes(as_frame=True).frame.rename(columns={"target": DIABETES_TARGET})
+    fit, holdout = frame.iloc[:350], frame.iloc[350:]
+    pipeline = build_pipeline(schema, {"n_estimators": 30, "max_depth": 3}, 0).fit(
+        model_frame(schema, fit), fit[DIABETES_TARGET].to_numpy())
+    predicted = pipeline.predict(model_frame(schema, holdout))
+    metric = task_of(schema).gate_metric
+    card = model_card.build_card(model_card.CardInputs(
+        model_name="diabetes-progression", version="4", run_id="r" * 32, schema=schema,
+        pipeline=pipeline, threshold=None, refit_rows=fit, holdout=holdout,
+        holdout_predicted=predicted,
+        decision=gate.decide(metric=metric, candidate_version="4",
+                             candidate_score=metric.score(holdout[DIABETES_TARGET], predicted),
+                             champion_version=None, champion_score=None, margin=0.0),
+        champion_holdout_predicted=None,
+        data=model_card.TrainingData(base_path=str(tmp_path / "data" / "diabetes.csv"),
+                                     base_rows=len(frame), home=str(tmp_path)),
+        training_seconds=1.0, trials=3, experiment_id="5"))
+    page = model_card.render_html(card)
+    words = text_of(page)
+    assert "Predicted against actual on the holdout" in words
+    assert "ROC" not in words and "recall" not in words and "average precision" not in words
+    assert 'class="roc"' not in page and 'class="pr"' not in page
+    assert "decision threshold" not in words
+    assert len(re.findall(r"<svg\b", page)) == 2  # predicted against actual, importance
+    assert "None were declared" in words
+    assert "The hyperparameters were not recorded with this card." in words
+    assert 'href="/mlflow/#/experiments/5/runs/' + "r" * 32 + '"' in page
+    assert 'href="/mlflow/#/models/diabetes-progression/versions/4"' in page
+    assert "data/diabetes.csv (under ONEBOX_HOME)" in words and str(tmp_path) not in page
+    assert page.index('class="onebox-nav"') < page.index("<h1>")  # the header comes first
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("version", ["1", "2"])
+def test_no_path_of_the_training_machine_is_on_the_page(
+        trained: dict, version: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    page = card_page(trained, version)
+    for folder in {str(tmp_path_factory.getbasetemp()), str(trained["home"]),
+                   str(Path(trained["home"]).resolve())}:
+        assert folder not in page
+    # No string that looks like an absolute path of a file outside the front door's paths.
+    absolute = re.findall(r"""(?<![\w.:/])/(?:home|tmp|root|var|srv|Users|usr)/[^\s"'<]*""",
+                          page)
+    assert absolute == []
 
 
 @pytest.mark.slow
@@ -449,11 +695,52 @@ def test_a_browser_shows_the_headline_figures(trained: dict) -> None:
     path = model_card.card_path(settings.reports_dir, settings.model_name, "2")
     low, high = summary["holdout_auc_ci"]
     with browser.open_browser() as chrome:
+        chrome.set_window_size(1280, 800)  # type: ignore[attr-defined]
         chrome.get(path.as_uri())  # type: ignore[attr-defined]
         shown = browser.wait_for_text(chrome, f"{summary['holdout_auc']:.4f}")
         browser.save_screenshot(chrome, "model-card")
         svg_count = len(chrome.find_elements("css selector", "svg"))  # type: ignore[attr-defined]
+        layout = chrome.execute_script(FITS_SCRIPT)  # type: ignore[attr-defined]
+        header = chrome.execute_script(  # type: ignore[attr-defined]
+            "const nav = document.body.firstElementChild;"
+            "return [nav.className, [...nav.querySelectorAll('a')].map("
+            "a => [a.getAttribute('href'), a.textContent])]")
+        curves = chrome.execute_script(  # type: ignore[attr-defined]
+            "return [...document.querySelectorAll('svg')].filter(s => s.querySelector("
+            "'polyline.roc, polyline.pr')).map(s => s.getBoundingClientRect().width)")
     assert f"{settings.model_name} v2" in shown
     assert f"[{low:.4f}, {high:.4f}]" in shown
     assert "rejected" in shown and f"{summary['champion_auc']:.4f}" in shown
-    assert svg_count == 3
+    assert svg_count == 5
+    assert len(curves) == 2 and all(width > 200 for width in curves)  # ROC and PR, shown
+    # The project's header first, with its links.
+    from core.page_header import PAGES
+
+    assert header == ["onebox-nav", [[path_, label] for path_, label, _ in PAGES]]
+    # At 1280 px nothing is wider than the window, nor any table or chart than its box.
+    assert layout["client"] <= 1280 and layout["scroll"] <= layout["client"], layout
+    assert layout["overflowing"] == [], layout
+
+
+# What overflows at the window's width: the page itself, any table, chart, code or
+# paragraph wider than its box or past the window's right edge, and any chart's text past
+# the chart's edge.
+FITS_SCRIPT = """
+const root = document.documentElement;
+const overflowing = [];
+for (const el of document.querySelectorAll('table, svg, pre, code, p, li, h1, h2, h3, nav')) {
+  const box = el.getBoundingClientRect();
+  if (box.right > root.clientWidth + 0.5 || el.scrollWidth > el.clientWidth + 1 && el.clientWidth) {
+    overflowing.push(el.tagName + ': ' + (el.textContent || '').slice(0, 60));
+  }
+}
+// A chart's words inside its picture (rotated axis labels aside): a title cut at the
+// chart's edge is a title not read.
+for (const text of document.querySelectorAll('svg text:not([transform])')) {
+  const view = text.ownerSVGElement.viewBox.baseVal, box = text.getBBox();
+  if (box.x < -0.5 || box.x + box.width > view.width + 0.5) {
+    overflowing.push('svg text: ' + text.textContent);
+  }
+}
+return {scroll: root.scrollWidth, client: root.clientWidth, overflowing: overflowing};
+"""

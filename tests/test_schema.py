@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -213,3 +214,92 @@ def test_a_feature_named_like_a_column_of_the_log_is_refused() -> None:
         with pytest.raises(SchemaError, match=f"features: '{name}' is a column the prediction"):
             Schema.from_dict({"name": "t", "target": {"name": "y"},
                               "features": [{"name": name, "kind": "float"}]})
+
+
+# --- what the model is for: intended use and limitations ------------------------------
+
+MINIMAL = {"name": "t", "target": {"name": "y"}, "features": [{"name": "x", "kind": "float"}]}
+
+
+def test_intended_use_and_limitations_parse_from_a_string_or_a_list_and_round_trip() -> None:
+    declared = Schema.from_dict(MINIMAL | {
+        "intended_use": "Ranking customers for a retention offer.",
+        "limitations": ["Generated data.", "  Uses gender\n   and age.  "]})
+    assert declared.intended_use == ("Ranking customers for a retention offer.",)
+    # Whitespace folded, as YAML's multi-line strings leave it.
+    assert declared.limitations == ("Generated data.", "Uses gender and age.")
+    raw = declared.to_dict()
+    assert raw["intended_use"] == ["Ranking customers for a retention offer."]
+    assert raw["limitations"] == ["Generated data.", "Uses gender and age."]
+    assert Schema.from_dict(raw) == declared
+    # Through JSON too: the schema travels with every model version as JSON metadata.
+    import json
+
+    assert Schema.from_dict(json.loads(json.dumps(raw))) == declared
+    # Neither declared: empty, and absent from the dict (a version's schema as before).
+    bare = Schema.from_dict(MINIMAL)
+    assert bare.intended_use == () and bare.limitations == ()
+    assert "intended_use" not in bare.to_dict() and "limitations" not in bare.to_dict()
+    assert Schema.from_dict(MINIMAL | {"limitations": None, "intended_use": []}) == bare
+    # One statement given to the constructor as a string is a list of one.
+    assert Schema("t", "y", bare.features, limitations="One.").limitations == ("One.",)
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({"intended_use": 3}, "intended_use: must be a string or a list of strings, got number"),
+        ({"limitations": {"a": "b"}}, "limitations: must be a string or a list of strings"),
+        ({"limitations": True}, "limitations: must be a string or a list of strings, got "
+                                "boolean"),
+        ({"limitations": ["fine", 7]}, r"limitations\[1\]: must be a string, got number"),
+        ({"intended_use": ["a", ["nested"]]}, r"intended_use\[1\]: must be a string, got array"),
+        ({"limitations": ["fine", "  "]}, r"limitations\[1\]: must not be blank"),
+        ({"intended_use": ""}, "intended_use: must not be blank"),
+    ],
+)
+def test_a_wrong_intended_use_or_limitation_is_refused_naming_the_field(changes: dict,
+                                                                         words: str) -> None:
+    with pytest.raises(SchemaError, match=words):
+        Schema.from_dict(MINIMAL | changes)
+
+
+def test_a_schema_file_with_a_wrong_limitation_names_the_file_and_the_field(
+        tmp_path: Path) -> None:
+    path = tmp_path / "mine.yaml"
+    path.write_text("name: t\ntarget: {name: y}\nfeatures: [{name: x, kind: float}]\n"
+                    "limitations:\n  - fine\n  - {oops: 1}\n")
+    with pytest.raises(SchemaError, match=r"mine.yaml: limitations\[1\]: must be a string"):
+        Schema.load(path)
+
+
+@pytest.mark.parametrize("file", ["churn.yaml", "flights.yaml"])
+def test_the_shipped_schemas_describe_every_feature_and_declare_their_use(file: str) -> None:
+    """The try-it page and the model card show each feature's description, and the card
+    the schema's intended use and limitations."""
+    from core.schema import DEFAULT_SCHEMA_PATH
+
+    shipped = Schema.load(DEFAULT_SCHEMA_PATH.parent / file)
+    assert [f.name for f in shipped.features if not f.description.strip()] == []
+    assert all(len(f.description) <= 80 for f in shipped.features)  # short, for a form
+    assert shipped.intended_use and shipped.limitations
+    assert any("generated" in text for text in (*shipped.intended_use, *shipped.limitations))
+    assert Schema.from_dict(shipped.to_dict()) == shipped
+
+
+def test_the_churn_schema_says_what_using_gender_and_age_means(schema: Schema) -> None:
+    assert {"gender", "customer_age"} <= set(schema.feature_names)
+    assert any("gender and age" in text for text in schema.limitations)
+
+
+def test_the_flights_schema_names_its_currency_cities_and_classes() -> None:
+    from core.schema import DEFAULT_SCHEMA_PATH
+
+    flights = Schema.load(DEFAULT_SCHEMA_PATH.parent / "flights.yaml")
+    words = " ".join((*flights.intended_use, *flights.limitations))
+    assert "INR" in words
+    for city in flights.feature("source_city").values:
+        assert city in words
+    # The classes it knows, and which airlines sell business in its data.
+    assert "economy or business" in words and "business class" in words
+    assert "six airlines" in words and "Vistara and Air_India" in words

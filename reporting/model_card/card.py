@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import PurePath
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
@@ -19,18 +21,22 @@ from core.task import bootstrap_intervals, regression_metrics, task_of
 from reporting.model_card.statistics import (
     CalibrationBin,
     Confusion,
+    Curves,
     GateEvidence,
     ResidualSegment,
     calibration_bins,
     confusion_at,
     feature_importance,
     gate_evidence,
+    holdout_curves,
     residuals_by_segment,
 )
 
 CARDS_DIR = "models"
 # nginx serves REPORTS_DIR under this path of the front door (gateway/nginx.conf).
 FRONT_DOOR_REPORTS = "/reports"
+# ... and MLflow's UI under this one (`make serve` mirrors both for the embedded stack).
+FRONT_DOOR_MLFLOW = "/mlflow"
 # The predicted-vs-actual chart draws at most this many holdout rows (a seeded sample).
 SCATTER_MAX_POINTS = 500
 # Residuals are broken down by this many of the most important features.
@@ -46,6 +52,30 @@ def card_url(model_name: str, version: str) -> str:
     return f"{FRONT_DOOR_REPORTS}/{CARDS_DIR}/{card_stem(model_name, version)}.html"
 
 
+def mlflow_run_url(experiment_id: str, run_id: str) -> str:
+    """The training run's page in MLflow's UI, under the front door."""
+    return (f"{FRONT_DOOR_MLFLOW}/#/experiments/{quote(experiment_id, safe='')}/runs/"
+            f"{quote(run_id, safe='')}")
+
+
+def mlflow_version_url(model_name: str, version: str) -> str:
+    """The registered model version's page in MLflow's UI, under the front door."""
+    return (f"{FRONT_DOOR_MLFLOW}/#/models/{quote(model_name, safe='')}/versions/"
+            f"{quote(version, safe='')}")
+
+
+def shown_path(path: str, home: str | None) -> str:
+    """A data path as a page may show it: never an absolute path of the training machine.
+    Under `home` (ONEBOX_HOME): the path relative to it; elsewhere: the file's name; a
+    relative path as given."""
+    given = PurePath(path)
+    if not given.is_absolute():
+        return given.as_posix()
+    if home is not None and given.is_relative_to(home):
+        return given.relative_to(home).as_posix()
+    return given.name
+
+
 @dataclass(frozen=True)
 class TrainingData:
     """Where the version's training table came from."""
@@ -56,6 +86,19 @@ class TrainingData:
     # When the labelled production rows were predicted (the base table has no time column).
     production_first_at: datetime | None = None
     production_last_at: datetime | None = None
+    # ONEBOX_HOME: the page shows a base path under it relative to it (shown_path).
+    home: str | None = None
+
+    @property
+    def shown_base_path(self) -> str:
+        return shown_path(self.base_path, self.home)
+
+    @property
+    def under_home(self) -> bool:
+        """The base path shown is relative to ONEBOX_HOME."""
+        given = PurePath(self.base_path)
+        return (given.is_absolute() and self.home is not None
+                and given.is_relative_to(self.home))
 
 
 @dataclass(frozen=True)
@@ -84,24 +127,38 @@ class CardInputs:
     # A number's error on the holdout as DLE estimated it without its labels ({"mae": ...,
     # "rmse": ...}; None: a binary model).
     estimated_error: dict[str, float] | None = None
+    # The search's best parameters as logged on the run (without their "best." prefix, as
+    # MLflow keeps them: text); None: not known.
+    hyperparameters: dict[str, str] | None = None
+    # The run's MLflow experiment (the run's link needs it); None: no link.
+    experiment_id: str | None = None
+    # How many folds scored the refit rows out of fold (what the calibration and the
+    # threshold were fitted on); None: not known.
+    cross_fit_folds: int | None = None
 
 
 @dataclass(frozen=True)
 class BinaryHoldout:
-    """A binary model on the holdout: calibration and the confusion at its threshold."""
+    """A binary model on the holdout: calibration, the ROC and precision-recall curves,
+    and the confusion at its threshold."""
 
     threshold: float
+    # False: the version carries no threshold of its own (the default 0.5 stands).
+    threshold_chosen: bool
     calibration: Calibration
     bins: list[CalibrationBin]
     ece: float               # of the served (calibrated) probabilities, equal-count bins
     ece_uncalibrated: float  # of the pipeline's own probabilities
     confusion: Confusion
+    curves: Curves | None    # None: the holdout holds one class
 
     def summary(self) -> dict[str, Any]:
         confusion = self.confusion
         return {
             "threshold": self.threshold, "ece": self.ece,
             "ece_uncalibrated": self.ece_uncalibrated,
+            "average_precision": (None if self.curves is None
+                                  else self.curves.average_precision),
             "calibration": {"method": self.calibration.method,
                             "slope": self.calibration.slope,
                             "intercept": self.calibration.intercept,
@@ -111,7 +168,8 @@ class BinaryHoldout:
                           "false_positive": confusion.false_positive,
                           "false_negative": confusion.false_negative,
                           "true_negative": confusion.true_negative,
-                          "precision": confusion.precision, "recall": confusion.recall},
+                          "precision": confusion.precision, "recall": confusion.recall,
+                          "f1": confusion.f1},
         }
 
 
@@ -163,17 +221,31 @@ class ModelCard:
     def url(self) -> str:
         return card_url(self.inputs.model_name, self.inputs.version)
 
+    @property
+    def run_url(self) -> str | None:
+        """The training run in MLflow's UI (None: its experiment is not known)."""
+        inputs = self.inputs
+        if inputs.experiment_id is None:
+            return None
+        return mlflow_run_url(inputs.experiment_id, inputs.run_id)
+
+    @property
+    def version_url(self) -> str:
+        return mlflow_version_url(self.inputs.model_name, self.inputs.version)
+
 
 def _binary_holdout(inputs: CardInputs, y: np.ndarray,
                     importance: list[tuple[str, float]]) -> BinaryHoldout:
     served = np.asarray(inputs.holdout_predicted, dtype=np.float64)
     own = inputs.pipeline.predict_proba(model_frame(inputs.schema, inputs.holdout))[:, 1]
     threshold = float(inputs.threshold if inputs.threshold is not None else 0.5)
-    return BinaryHoldout(threshold=threshold, calibration=inputs.calibration,
+    return BinaryHoldout(threshold=threshold, threshold_chosen=inputs.threshold is not None,
+                         calibration=inputs.calibration,
                          bins=calibration_bins(y, served),
                          ece=expected_calibration_error(y, served),
                          ece_uncalibrated=expected_calibration_error(y, own),
-                         confusion=confusion_at(y, served, threshold))
+                         confusion=confusion_at(y, served, threshold),
+                         curves=holdout_curves(y, served))
 
 
 def _regression_holdout(inputs: CardInputs, y: np.ndarray,
@@ -247,6 +319,9 @@ def summary(card: ModelCard) -> dict[str, Any]:
         "training_seconds": inputs.training_seconds,
         "trials": inputs.trials,
         "run_id": inputs.run_id,
+        "run_url": card.run_url,
+        "version_url": card.version_url,
+        "hyperparameters": inputs.hyperparameters,
         "card": card.file_name,
         "url": card.url,
     }

@@ -1,12 +1,15 @@
 """A model card as one self-contained HTML page, readable offline.
 
-The card (reporting.model_card.card) says what the version saw, its figure on the gate's
-metric with a bootstrap confidence interval, its task's holdout section (a binary model's
-calibration and confusion at its threshold; a number's errors, predicted against actual
-and residuals by segment), the features it leans on (XGBoost's own TreeSHAP), the
-evidence the gate weighed against the champion, and the schema.  Pictures are inline SVG
-(reporting.charts) and the style inline: no script, nothing fetched, so it reads the same
-from nginx, from a file:// URL or from MLflow.
+The card (reporting.model_card.card) opens with the project's header, then says what the
+model is for and where it is not to be trusted (from the schema), what the version saw,
+its figure on the gate's metric with a bootstrap confidence interval, its task's holdout
+section (a binary model's calibration, ROC and precision-recall curves, how its threshold
+was chosen and the confusion there; a number's errors, predicted against actual and
+residuals by segment), the features it leans on (XGBoost's own TreeSHAP), the evidence
+the gate weighed against the champion, its training run (linked in MLflow's UI) with its
+hyperparameters, and the schema.  Pictures are inline SVG (reporting.charts, and the
+curves here) and the style inline: no script, nothing fetched, so it reads the same from
+nginx, from a file:// URL or from MLflow.  Its links are the front door's paths.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from typing import Any
 
 import pandas as pd
 
+from core.page_header import HEADER_CSS, header_html
 from core.schema import Feature, Schema
+from core.task import task_of
 from reporting.charts import FONT, GRID, LINE, bar_chart, curve_chart, scatter_chart
 from reporting.model_card.card import (
     BinaryHoldout,
@@ -33,6 +38,7 @@ from reporting.model_card.statistics import (
     CONFIDENCE,
     SEGMENT_BY_VALUE_MAX,
     SHAP_MAX_ROWS,
+    Curves,
 )
 
 TOP_FEATURES = 12
@@ -53,6 +59,10 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .promoted { color: #1a7f37; } .rejected { color: #b00020; }
 .charts { display: flex; gap: 2rem; flex-wrap: wrap; align-items: flex-start; }
 .note { color: #555; font-size: .9rem; }
+table, svg { max-width: 100%; }
+svg { height: auto; }
+td, th { overflow-wrap: break-word; }
+a { color: #0969da; }
 """
 
 
@@ -149,8 +159,9 @@ def _data_section(card: ModelCard) -> str:
     data = inputs.data
     table_rows = len(inputs.refit_rows) + len(inputs.holdout)
     everything = pd.concat([inputs.refit_rows[target], inputs.holdout[target]])
-    sources = [[f"base table <code>{escape(data.base_path)}</code>", f"{data.base_rows:,}",
-                "no time column"]]
+    where = " (under ONEBOX_HOME)" if data.under_home else ""
+    sources = [[f"base table <code>{escape(data.shown_base_path)}</code>{where}",
+                f"{data.base_rows:,}", "no time column"]]
     if data.production_rows:
         period = f"{_when(data.production_first_at)} to {_when(data.production_last_at)}"
         sources.append(["labelled production rows (trusted feedback)",
@@ -186,6 +197,118 @@ def _mean_value(values: pd.Series, holdout: Holdout) -> str:
     return escape(f"{float(values.mean()):.4g}{' ' + unit if unit else ''}")
 
 
+def unit_curve_chart(points: Sequence[tuple[float, float]], *, title: str, x_label: str,
+                     y_label: str, css: str, baseline: tuple[float, float, float, float],
+                     baseline_label: str, marked: tuple[float, float] | None = None,
+                     marked_label: str = "", size: int = 300) -> str:
+    """A curve on the unit square as one line (no dot per point: a ROC curve has hundreds),
+    a dashed `baseline` (x1, y1, x2, y2: what a model without skill draws) and the point
+    `marked` (the decision threshold's) as a dot."""
+    left, bottom, top, right = 50, 34, 22, 10
+    plot = size - left - right
+    height = top + plot + bottom
+
+    def x_at(x: float) -> float:
+        return left + plot * min(max(x, 0.0), 1.0)
+
+    def y_at(y: float) -> float:
+        return top + plot * (1 - min(max(y, 0.0), 1.0))
+
+    parts = [f'<text x="{left}" y="13" {FONT} font-weight="600">{escape(title)}</text>',
+             f'<rect x="{left}" y="{top}" width="{plot}" height="{plot}" fill="none" '
+             f'stroke="{GRID}"/>']
+    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
+        parts.append(f'<text x="{left - 4}" y="{y_at(tick) + 4:.1f}" text-anchor="end" '
+                     f"{FONT}>{tick:g}</text>")
+        parts.append(f'<text x="{x_at(tick):.1f}" y="{top + plot + 13}" text-anchor="middle" '
+                     f"{FONT}>{tick:g}</text>")
+    x1, y1, x2, y2 = baseline
+    parts.append(f'<line class="baseline" x1="{x_at(x1):.1f}" y1="{y_at(y1):.1f}" '
+                 f'x2="{x_at(x2):.1f}" y2="{y_at(y2):.1f}" stroke="#999" '
+                 f'stroke-dasharray="4 3"><title>{escape(baseline_label)}</title></line>')
+    line = " ".join(f"{x_at(x):.1f},{y_at(y):.1f}" for x, y in points)
+    parts.append(f'<polyline class="{escape(css)}" fill="none" stroke="{LINE}" '
+                 f'stroke-width="1.5" points="{line}"/>')
+    if marked is not None:
+        parts.append(f'<circle class="threshold-point" cx="{x_at(marked[0]):.1f}" '
+                     f'cy="{y_at(marked[1]):.1f}" r="4.5" fill="#b00020">'
+                     f"<title>{escape(marked_label)}</title></circle>")
+    parts.append(f'<text x="{left + plot / 2}" y="{height - 4}" text-anchor="middle" '
+                 f"{FONT}>{escape(x_label)}</text>")
+    parts.append(f'<text x="10" y="{top + plot / 2}" text-anchor="middle" {FONT} '
+                 f'transform="rotate(-90 10 {top + plot / 2})">{escape(y_label)}</text>')
+    label = escape(title)
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{size}" '
+            f'height="{height}" viewBox="0 0 {size} {height}" role="img" '
+            f'aria-label="{label}"><title>{label}</title>{"".join(parts)}</svg>')
+
+
+def _curves(holdout: BinaryHoldout) -> str:
+    """The ROC and precision-recall curves on the holdout, the threshold marked on both."""
+    curves: Curves | None = holdout.curves
+    if curves is None:
+        return ("<h3>ROC and precision-recall curves</h3><p>The holdout holds one class "
+                "only: there are no curves to draw.</p>")
+    confusion = holdout.confusion
+    at = f"the decision threshold {holdout.threshold:.2f}"
+    roc_marked = None
+    if confusion.false_positive_rate is not None and confusion.recall is not None:
+        roc_marked = (confusion.false_positive_rate, confusion.recall)
+    pr_marked = None
+    if confusion.precision is not None and confusion.recall is not None:
+        pr_marked = (confusion.recall, confusion.precision)
+    roc = unit_curve_chart(
+        curves.roc, title=f"ROC curve (AUC {curves.auc:.4f})",
+        x_label="false positive rate", y_label="true positive rate (recall)", css="roc",
+        baseline=(0.0, 0.0, 1.0, 1.0), baseline_label="a coin: AUC 0.5",
+        marked=roc_marked, marked_label=at)
+    pr = unit_curve_chart(
+        curves.pr,
+        title=f"Precision-recall (AP {curves.average_precision:.4f})",
+        x_label="recall", y_label="precision", css="pr",
+        baseline=(0.0, curves.positive_rate, 1.0, curves.positive_rate),
+        baseline_label=f"no skill: the positive rate {curves.positive_rate:.1%}",
+        marked=pr_marked, marked_label=at)
+    return (
+        "<h3>ROC and precision-recall curves on the holdout</h3>"
+        f'<div class="charts"><div>{roc}</div><div>{pr}</div></div>'
+        f"<p>Each curve follows the threshold from 1 down to 0 over the holdout's "
+        f"probabilities; the red dot is {at}. <strong>ROC</strong>: the share of the "
+        "positive rows flagged (true positive rate) against the share of the negative rows "
+        f"flagged (false positive rate); its area, the AUC <strong>{curves.auc:.4f}</strong>, "
+        "is the chance that a random positive row scores above a random negative one (the "
+        "dashed diagonal, a coin, is 0.5). <strong>Precision-recall</strong>: of the rows "
+        "flagged, the share that were positive, against the share of the positives "
+        "flagged; its area, the average precision (AP) "
+        f"<strong>{curves.average_precision:.4f}</strong>, is the precision averaged over "
+        "the recall each threshold adds (the dashed line, a model without skill, is the "
+        f"holdout's positive rate, {curves.positive_rate:.1%}).</p>"
+    )
+
+
+def _threshold_rule(card: ModelCard, holdout: BinaryHoldout) -> str:
+    """How the decision threshold was chosen, as core.task (fit_serving, best_f1_threshold)
+    chooses it."""
+    inputs = card.inputs
+    if not holdout.threshold_chosen:
+        return (f"<p>This version carries no threshold of its own: the default "
+                f"<strong>{holdout.threshold:.2f}</strong> stands (a version trained before "
+                "thresholds were chosen). A row is predicted positive when its probability "
+                "is at or above it.</p>")
+    rows = len(inputs.refit_rows)
+    folds = inputs.cross_fit_folds
+    scored = (f"each scored by a model fitted on the other {folds - 1} of {folds} folds"
+              if folds else "each scored by a model fitted on the other folds")
+    served = ("after the Platt scaling the version serves" if not holdout.calibration.is_identity
+              else "as served (the model's own: Platt scaling was not applied)")
+    return (f"<p>The decision threshold <strong>{holdout.threshold:.2f}</strong> is the one "
+            "of 0.05, 0.06, …, 0.95 with the highest F1 (the harmonic mean of precision and "
+            f"recall) on the out-of-fold probabilities of the {rows:,} refit rows ({scored}), "
+            f"{served}; of equal F1s the lowest threshold wins. The holdout took no part in "
+            "it. A row is predicted positive when its probability is at or above the "
+            "threshold.</p>")
+
+
 def _binary_performance(card: ModelCard, holdout: BinaryHoldout) -> str:
     confusion = holdout.confusion
     calibration_svg = curve_chart(
@@ -201,18 +324,24 @@ def _binary_performance(card: ModelCard, holdout: BinaryHoldout) -> str:
          ["actually negative", f"{confusion.false_positive:,}",
           f"{confusion.true_negative:,}"]],
         numeric=[1, 2])
+    f1 = "n/a" if confusion.f1 is None else f"{confusion.f1:.3f}"
     return (
         _headline_sentence(card)
+        + _curves(holdout)
+        + "<h3>Calibration</h3>"
         + f'<div class="charts"><div>{calibration_svg}</div><div>'
         + _table(["predicted bin", "rows", "mean predicted", "observed rate"],
                  calibration_rows, numeric=[1, 2, 3])
         + "</div></div>"
         + _calibration_note(holdout)
+        + "<h3>How the decision threshold was chosen</h3>"
+        + _threshold_rule(card, holdout)
         + f"<h3>Confusion matrix at the decision threshold {confusion.threshold:.2f}</h3>"
         + matrix
         + f"<p>Precision <strong>{_pct(confusion.precision)}</strong> (of the rows flagged, "
           f"the share that were positive); recall <strong>{_pct(confusion.recall)}</strong> "
-          f"(of the positive rows, the share flagged). {confusion.rows:,} holdout rows.</p>"
+          f"(of the positive rows, the share flagged); F1 <strong>{f1}</strong>. "
+          f"{confusion.rows:,} holdout rows.</p>"
     )
 
 
@@ -382,6 +511,75 @@ def _gate_section(card: ModelCard) -> str:
     )
 
 
+def _use_section(schema: Schema) -> str:
+    """What the model is for and where it is not to be trusted, as the schema declares."""
+    def listed(heading: str, key: str, items: tuple[str, ...]) -> str:
+        if not items:
+            return (f'<h3>{heading}</h3><p class="{key} none">None declared in the schema '
+                    f"(<code>{key}:</code>).</p>")
+        if len(items) == 1:
+            return f'<h3>{heading}</h3><p class="{key}">{escape(items[0])}</p>'
+        return (f'<h3>{heading}</h3><ul class="{key}">'
+                + "".join(f"<li>{escape(item)}</li>" for item in items) + "</ul>")
+
+    if not schema.intended_use and not schema.limitations:
+        return ("<h2>Intended use and limitations</h2>"
+                '<p class="none">None were declared: the schema this version was trained '
+                "with says nothing of what the model is for or where it is not to be "
+                "trusted (a schema declares them in <code>intended_use:</code> and "
+                "<code>limitations:</code>).</p>")
+    return ("<h2>Intended use and limitations</h2>"
+            '<p class="note">As declared in the schema this version was trained with.</p>'
+            + listed("Intended use", "intended_use", schema.intended_use)
+            + listed("Limitations", "limitations", schema.limitations))
+
+
+# What each of the search's parameters does (XGBoost's names; orchestration.model's space).
+PARAMETER_MEANINGS = {
+    "n_estimators": "boosting rounds: the number of trees",
+    "max_depth": "the deepest a tree may grow",
+    "learning_rate": "how much each tree's answer counts (shrinkage)",
+    "subsample": "the share of rows each tree is fitted on",
+    "colsample_bytree": "the share of columns each tree may split on",
+    "min_child_weight": "the least weight (hessian) a leaf may hold: higher is more cautious",
+    "reg_lambda": "L2 penalty on the leaves' weights",
+}
+
+
+def _training_section(card: ModelCard) -> str:
+    inputs = card.inputs
+    run = f"<code>{escape(inputs.run_id)}</code>"
+    if card.run_url is not None:
+        run = (f'<a class="mlflow-run" href="{escape(card.run_url)}">{run}</a> '
+               '<span class="note">(the run in MLflow: its parameters, metrics, '
+               "artifacts and trials)</span>")
+    version = (f'<a class="mlflow-version" href="{escape(card.version_url)}">'
+               f"{escape(inputs.model_name)} v{escape(inputs.version)}</a> "
+               '<span class="note">(the version in MLflow\'s registry: its aliases and '
+               "tags)</span>")
+    training = _table(["", ""], [
+        ["run id", run],
+        ["registered version", version],
+        ["search + refit wall time", f"{inputs.training_seconds:.1f} s"],
+        ["search trials", f"{inputs.trials}"],
+        ["card written", escape(_when(card.created_at))],
+    ])
+    params = inputs.hyperparameters
+    if params is None:
+        hyper = "<p>The hyperparameters were not recorded with this card.</p>"
+    else:
+        rows = [[f"<code>{escape(name)}</code>", escape(str(params[name])),
+                 escape(PARAMETER_MEANINGS.get(name, ""))] for name in sorted(params)]
+        judged = escape(task_of(inputs.schema).search_metric.label)
+        hyper = ("<p>The search's best trial, as logged on the run (<code>best.*</code>): "
+                 f"the {inputs.trials} trials of the Optuna search were judged on the "
+                 f"validation rows' {judged}, and the final model was refitted with these on "
+                 "train + validation.</p>"
+                 + _table(["parameter", "value", "what it sets"], rows, numeric=[1])
+                 .replace("<table>", '<table id="hyperparameters">', 1))
+    return ("<h2>Training</h2>" + training + "<h3>Hyperparameters</h3>" + hyper)
+
+
 def _allowed(feature: Feature) -> str:
     described = feature.to_dict()
     if "values" in described:
@@ -448,28 +646,23 @@ def render_html(card: ModelCard) -> str:
         _figure(verdict, "promotion gate", verdict),
         TASK_PAGES[type(card.holdout)].headline(card.holdout),
     ])
-    training = _table(["", ""], [
-        ["run id", f"<code>{escape(inputs.run_id)}</code>"],
-        ["search + refit wall time", f"{inputs.training_seconds:.1f} s"],
-        ["search trials", f"{inputs.trials}"],
-        ["card written", escape(_when(card.created_at))],
-    ])
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{escape(title)}</title>
-<style>{STYLE}</style></head>
+<style>{HEADER_CSS}{STYLE}</style></head>
 <body>
+{header_html()}
 <p class="note"><a href="../index.html">All reports</a></p>
 <h1>{escape(inputs.model_name)} v{escape(inputs.version)}</h1>
 <p class="note">Model card: {escape(inputs.schema.description)}</p>
 <div class="headline">{headline}</div>
+{_use_section(inputs.schema)}
 {_data_section(card)}
 {_performance_section(card)}
 {_importance_section(card)}
 {_gate_section(card)}
-<h2>Training</h2>
-{training}
+{_training_section(card)}
 {_schema_section(inputs.schema)}
 </body></html>
 """

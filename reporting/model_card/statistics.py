@@ -159,6 +159,17 @@ class Confusion:
         positives = self.true_positive + self.false_negative
         return self.true_positive / positives if positives else None
 
+    @property
+    def false_positive_rate(self) -> float | None:
+        negatives = self.false_positive + self.true_negative
+        return self.false_positive / negatives if negatives else None
+
+    @property
+    def f1(self) -> float | None:
+        """The harmonic mean of precision and recall: 2 TP / (2 TP + FP + FN)."""
+        counted = 2 * self.true_positive + self.false_positive + self.false_negative
+        return 2 * self.true_positive / counted if counted else None
+
 
 def confusion_at(y_true: np.ndarray, proba: np.ndarray, threshold: float) -> Confusion:
     """Counts at the decision threshold, as the predictor decides (positive at >=)."""
@@ -166,6 +177,63 @@ def confusion_at(y_true: np.ndarray, proba: np.ndarray, threshold: float) -> Con
     flagged = np.asarray(proba) >= threshold
     return Confusion(threshold, int((flagged & actual).sum()), int((flagged & ~actual).sum()),
                      int((~flagged & actual).sum()), int((~flagged & ~actual).sum()))
+
+
+@dataclass(frozen=True)
+class Curves:
+    """A binary model's ROC and precision-recall curves on the holdout, each thinned to
+    at most CURVE_MAX_POINTS points for drawing; the areas are computed on every row."""
+
+    roc: list[tuple[float, float]]        # (false positive rate, true positive rate)
+    auc: float                            # the area under the ROC curve
+    pr: list[tuple[float, float]]         # (recall, precision), drawn as steps
+    average_precision: float              # the area under the precision-recall steps
+    positive_rate: float                  # a model without skill's precision
+
+
+# A curve drawn with more points than this is thinned (evenly, its ends kept): a holdout
+# of 20,000 rows has thousands of corners no screen shows.
+CURVE_MAX_POINTS = 400
+
+
+def _thinned(points: list[tuple[float, float]],
+             most: int = CURVE_MAX_POINTS) -> list[tuple[float, float]]:
+    if len(points) <= most:
+        return points
+    keep = np.unique(np.linspace(0, len(points) - 1, most).round().astype(int))
+    return [points[i] for i in keep]
+
+
+def holdout_curves(y_true: np.ndarray, proba: np.ndarray) -> Curves | None:
+    """The ROC and precision-recall curves of `proba` (None: the holdout holds one class,
+    which has neither)."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_curve
+
+    y = np.asarray(y_true).astype(int)
+    proba = np.asarray(proba, dtype=np.float64)
+    if len(np.unique(y)) < 2:
+        return None
+    fpr, tpr, _ = roc_curve(y, proba)
+    precision, recall, _ = precision_recall_curve(y, proba)
+    # sklearn's order: recall falling from 1 to 0.  Average precision is the sum of
+    # (recall_i - recall_i+1) * precision_i: each precision held over the recall it adds,
+    # a staircase (sklearn's PrecisionRecallDisplay draws it so: steps-post).
+    corners = _thinned(list(zip(recall.tolist(), precision.tolist(), strict=True)),
+                       CURVE_MAX_POINTS // 2)
+    steps: list[tuple[float, float]] = []
+    for i, (r, p) in enumerate(corners):
+        if i:
+            steps.append((r, corners[i - 1][1]))
+        steps.append((r, p))
+    # sklearn ends the curve at (recall 0, precision 1), a point of no area and no
+    # threshold: drawn, it is a spike to the top at recall 0.
+    if len(steps) > 2 and steps[-1] == (0.0, 1.0):
+        steps.pop()
+    return Curves(roc=_thinned([(float(x), float(t)) for x, t in zip(fpr, tpr, strict=True)]),
+                  auc=rank_auc(y, proba),
+                  pr=steps,
+                  average_precision=float(average_precision_score(y, proba)),
+                  positive_rate=float(y.mean()))
 
 
 # --- a number's holdout --------------------------------------------------------------
