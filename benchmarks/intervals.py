@@ -6,7 +6,7 @@ a pipeline's out-of-fold predictions on the training rows, the interval fitted o
 is lower), and each kind's coverage and mean width on a holdout of fresh rows from the
 same process -- and on a drifted one (fuel surcharge: every fare 15% dearer), where no
 interval fitted before the change can hold its level.  Figures, not a pass/fail: the
-README quotes them.
+docs/benchmarks.md quotes them.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ model, and for each window:
 
 Each estimate's error is its mean absolute difference from the realised figure, in % of it
 (over the windows), beside the oracle's own: the realised figure's sampling noise, which no
-estimate can beat.  Figures, not a pass/fail: the README quotes them.
+estimate can beat.  Figures, not a pass/fail: docs/benchmarks.md quotes them.
 """
 
 from __future__ import annotations

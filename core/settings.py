@@ -27,7 +27,7 @@ from core.schema import DEFAULT_SCHEMA_PATH
 PLACEHOLDER_MARKERS = ("change-me", "changeme")
 
 # The drift alarm's defaults (monitoring.drift reads them too, so a caller without
-# settings gets the same decision).  Why these numbers: README, "Drift alarm".
+# settings gets the same decision).  Why these numbers: docs/monitoring.md, "Drift alarm".
 DEFAULT_DRIFT_FALSE_ALARM_RATE = 0.005
 DEFAULT_DRIFT_SHARE_THRESHOLD = 0.0
 DEFAULT_QUALITY_MIN_AUC = 0.65

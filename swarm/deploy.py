@@ -8,7 +8,7 @@ up, from nothing or again (each step finds what is already there):
      SWARM_ADVERTISE_ADDR, default 127.0.0.1: set the address other nodes reach to add
      them later);
   2. the state node: the node labelled onebox.state=true, this one when none is;
-  3. the images, built as compose builds them (every node needs them: README);
+  3. the images, built as compose builds them (every node needs them: docs/swarm-and-kubernetes.md);
   4. the secrets, from the env file (what each holds: docker-stack.yml's x-onebox-secrets),
      each under a name that changes with its value;
   5. `docker stack deploy`, then a wait until every service runs healthy and every one-shot

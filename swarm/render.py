@@ -67,7 +67,7 @@ HEADER = """\
 # compose file and render again (tests/test_swarm_files.py fails when the two disagree).
 # What differs from the compose file, and why: swarm/render.py.  Deploy with
 # `make swarm-up` (it creates the secrets, labels the state node, builds the images and runs
-# `docker stack deploy`); README, "Docker Swarm".
+# `docker stack deploy`); docs/swarm-and-kubernetes.md.
 """
 
 

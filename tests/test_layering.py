@@ -1,4 +1,4 @@
-"""The layout's rule, read from the code's own imports (README, "Layout"):
+"""The layout's rule, read from the code's own imports (docs/architecture.md, "Layout"):
 
   Dependencies point one way, from the edges to the core, and never in a circle.
   - `core` is shared by every service and imports none of them.
