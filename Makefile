@@ -29,7 +29,9 @@ help:
 	@echo "make test      the test suite (starts its own servers; needs PostgreSQL reachable)"
 	@echo "make data      generate the demo training table (DATA_PATH)"
 	@echo "make train     run the train flow (search, register, gate)"
-	@echo "make serve     the predictor on :9696 against the embedded MLflow store"
+	@echo "make serve     after make demo: every page on http://127.0.0.1:8080/ (try-it, reports and"
+	@echo "               cards, MLflow's UI, the API) until Ctrl-C; DEMO=flights after that demo;"
+	@echo "               SERVE_ARGS='--port 8081'"
 	@echo "make traffic   send simulated requests to the predictor of make serve"
 	@echo "make report    write a drift report of the latest window"
 	@echo "make rollback  move @champion back to @previous (the predictor follows)"
@@ -48,8 +50,9 @@ help:
 	@echo "make audit     known vulnerabilities of the pinned packages (pip-audit; needs PyPI's JSON API or OSV)"
 	@echo "make clean     remove the embedded state (.onebox)"
 	@echo ""
-	@echo "The compose stack (env=local: .env from .env.local, the default; env=cloud: .env from"
-	@echo ".env.cloud; .env is generated the first time, then kept).  Only the front door is"
+	@echo "The compose stack (env=local: .env generated from .env.local, the default; env=cloud:"
+	@echo "from .env.cloud; generated the first time, then kept: env= naming the other template"
+	@echo "than the existing .env's stops and says so).  Only the front door is"
 	@echo "published; debug=1 also publishes the services behind it on 127.0.0.1 (no credentials):"
 	@echo "make up        build and start it, wait until every service is healthy"
 	@echo "make down      stop it (volumes kept; docker compose down -v removes them)"
@@ -99,11 +102,12 @@ train: $(STAMP) home
 	$(BIN)/python -m simulation.demo_tables --if-missing
 	$(BIN)/python -m orchestration.train
 
-# The embedded stack's setup first, as compose's `setup` step: the prediction log's tables
-# migrated to this version's (the predictor itself never migrates them).
+# Every page of the embedded stack on one port, in the foreground until Ctrl-C, at the
+# front door's paths: the predictor (its log migrated first, as compose's `setup` step
+# does; on :9696 too, for make traffic), MLflow's UI, the reports (operations/serve.py).
+SERVE_ARGS ?=
 serve: $(STAMP) home
-	$(BIN)/python -m core.migrations upgrade
-	$(BIN)/python -m server.process --bind 127.0.0.1:9696
+	$(BIN)/python -m operations.serve $(if $(DEMO),--business $(DEMO)) $(SERVE_ARGS)
 
 traffic: $(STAMP) home
 	$(BIN)/python -m simulation.traffic --url http://127.0.0.1:9696 --feedback
@@ -222,8 +226,10 @@ COMPOSE := docker compose --env-file .env $(COMPOSE_FILES)
 # Stand-ins for the upstream images, on a machine that cannot pull them (tests/stack/).
 OFFLINE := -f tests/stack/compose.offline.yml
 
+# An .env made from the other template is named, not used silently, when env= is given.
 env-file:
-	@test -f .env || $(PYTHON) -m operations.generate_env --template $(TEMPLATE) --out .env
+	@$(PYTHON) -m operations.generate_env --template $(TEMPLATE) --out .env \
+	  $(if $(filter command line,$(origin env)),--same-template)
 
 up: env-file
 	$(COMPOSE) up -d --build --wait --wait-timeout 900

@@ -136,6 +136,11 @@ def run_demo(rows: int, phase_rows: int, trials: int, port: int | None) -> int:
           f"predictions logged ({settings.prediction_store_shown})")
     print(f"reports          {settings.reports_dir / 'index.html'}")
     print(f"elapsed          {time.monotonic() - started:.0f} s")
+    # Nothing is left running; the command that serves every page of it comes last.
+    named = "" if demo.short_name == business(Schema.load()).short_name else (
+        f" DEMO={demo.short_name}")
+    print(f"pages            make serve{named}  (then open http://127.0.0.1:8080/: the try-it "
+          "page, the reports and cards, MLflow's UI; Ctrl-C stops it)")
     return 0 if failed == 0 and logged >= expected else 1
 
 
