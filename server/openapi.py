@@ -102,6 +102,7 @@ def _error_responses(*statuses: tuple[int, str]) -> dict[str, Any]:
 def _components(schema: Schema, max_batch_records: int) -> dict[str, Any]:
     nullable_number = {"type": "number", "nullable": True}
     task = task_of(schema)
+    answer_columns = list(task.csv_answer_columns)
     prediction = {
         "prediction_id": {"type": "string", "format": "uuid",
                           "description": "Send it back with the real outcome to POST /feedback."},
@@ -258,10 +259,16 @@ def _components(schema: Schema, max_batch_records: int) -> dict[str, Any]:
                                    "description": "A typical record of the version's "
                                                   "training sample (medians and modes)."},
                 "max_batch_records": {"type": "integer", "minimum": 1},
+                "csv_answer_columns": {
+                    "type": "array", "items": {"type": "string", "enum": answer_columns},
+                    "minItems": len(answer_columns), "maxItems": len(answer_columns),
+                    "description": "The columns a CSV file scored by POST /predict gets "
+                                   "after its own, in this order (then, with ?explain=true, "
+                                   "a contribution_<feature> column per feature)."},
             },
             "required": ["name", "version", "source", "loaded_at", "last_check", "fast_path",
                          "task", "threshold", "schema", "explainable", "typical_record",
-                         "max_batch_records"],
+                         "max_batch_records", "csv_answer_columns"],
             "additionalProperties": False,
         },
     }

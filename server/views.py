@@ -266,6 +266,7 @@ def model_info() -> Response:
                    fast_path=served.scorer is not None, explainable=served.scorer is not None,
                    task=served.model.task.name, threshold=served.model.threshold,
                    schema=served.model.schema.to_dict(),
+                   csv_answer_columns=list(served.model.task.csv_answer_columns),
                    typical_record=served.typical,
                    max_batch_records=predictor.settings.max_batch_records)
 

@@ -21,6 +21,7 @@ from core import registry
 from core.api_keys import new_key
 from core.schema import Schema, model_frame
 from core.store import PredictionStore
+from core.task import Task, task_of
 from tests import browser
 from tests.factories import valid_record
 from tests.test_predictor import MAX_BATCH, Predictor, start
@@ -265,6 +266,14 @@ def test_the_model_says_its_typical_record_which_the_schema_accepts(
     assert typical["customer_age"] == int(round(reference["customer_age"].median()))
     assert typical["card_category"] == reference["card_category"].mode().iloc[0]
     assert model["explainable"] is True and model["max_batch_records"] == MAX_BATCH
+    # The columns a scored file gets after its own, named by the predictor for the page.
+    assert model["csv_answer_columns"] == ["prediction_id", "churn_probability",
+                                           "churn_predicted"]
+    scored = requests.post(predictor.url + "/predict",
+                           data=csv_text([typical], schema.feature_names), headers=CSV_TYPE,
+                           timeout=10)
+    assert next(csv.reader(io.StringIO(scored.text)))[len(schema.feature_names):] == model[
+        "csv_answer_columns"]
 
 
 def field_problem(chrome: object, name: str) -> str:
@@ -298,7 +307,7 @@ def test_a_person_tries_the_model_in_a_browser(predictor: Predictor, schema: Sch
         limit.clear()
         limit.send_keys("-5")
         chrome.find_element("id", "predict").click()
-        browser.wait_for_text(chrome, "credit_limit: must be >=")
+        browser.wait_for_text(chrome, "Credit limit: must be >=")  # the field's label
         assert "must be >=" in field_problem(chrome, "credit_limit")
 
         # Fixed, with a gold card: the answer, the decision and the reasons.
@@ -316,7 +325,7 @@ def test_a_person_tries_the_model_in_a_browser(predictor: Predictor, schema: Sch
         bars = chrome.find_elements("css selector", "#explanation .bar[data-feature]")
         assert sorted(b.get_attribute("data-feature") for b in bars) == sorted(
             schema.feature_names)
-        assert "card_category = gold" in chrome.find_element("id", "explanation").text
+        assert "Card category = gold" in chrome.find_element("id", "explanation").text
         browser.save_screenshot(chrome, "try-page")
 
         # A file: scored, previewed, offered for download.
@@ -328,11 +337,12 @@ def test_a_person_tries_the_model_in_a_browser(predictor: Predictor, schema: Sch
         chrome.find_element("id", "csv-file").send_keys(str(good))
         chrome.find_element("id", "csv-submit").click()
         browser.wait_for_text(chrome, "Scored 3 rows with v1")
+        # The preview: the answer's columns first (the file keeps its own order).
         header = [c.text for c in chrome.find_elements("css selector", "#csv-table th")]
-        assert header == [*columns, "prediction_id", "churn_probability", "churn_predicted"]
+        assert header == ["prediction_id", "churn_probability", "churn_predicted", *columns]
         first = chrome.find_elements("css selector", "#csv-table tr")[1]
         cells = [c.text for c in first.find_elements("css selector", "td")]
-        assert len(cells) == len(header) and cells[0] == "C-0"
+        assert len(cells) == len(header) and cells[header.index("customer_id")] == "C-0"
         link = chrome.find_element("id", "csv-download").get_attribute("href")
         assert link.startswith("blob:")
         browser.save_screenshot(chrome, "try-page-csv")
@@ -345,6 +355,177 @@ def test_a_person_tries_the_model_in_a_browser(predictor: Predictor, schema: Sch
         chrome.find_element("id", "csv-submit").click()
         browser.wait_for_text(chrome, "line 3.dependent_count: must be <= 5")
         assert not chrome.find_element("id", "csv-result").is_displayed()
+
+
+# What a person at a 1280 x 800 screen sees: nothing wider than its box.  Every element
+# shown is checked (its content no wider than it), the page itself too; the CSV preview is
+# the one box that may scroll sideways (its own scrollbar, inside the page).
+OVERFLOWS = """
+const out = [];
+const page = document.scrollingElement;
+if (page.scrollWidth > page.clientWidth) {
+  out.push("page " + page.scrollWidth + " > " + page.clientWidth);
+}
+for (const el of document.body.querySelectorAll("*")) {
+  const style = getComputedStyle(el);
+  if (style.display === "none" || style.display === "inline" || el.clientWidth === 0) continue;
+  if (el.id === "csv-preview") {
+    if (!["auto", "scroll"].includes(style.overflowX)) out.push("the preview does not scroll");
+    continue;
+  }
+  if (el.scrollWidth > el.clientWidth + 1) {
+    out.push(el.tagName + "#" + el.id + "." + el.className + " " + el.scrollWidth + " > " +
+             el.clientWidth + ": " + (el.textContent || "").slice(0, 60));
+  }
+}
+return out;
+"""
+
+
+def at_1280_by_800(chrome: object) -> None:
+    chrome.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {  # type: ignore[attr-defined]
+        "width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": False})
+
+
+def assert_fits(chrome: object) -> None:
+    assert chrome.execute_script("return window.innerWidth") == 1280  # type: ignore[attr-defined]
+    assert chrome.execute_script(OVERFLOWS) == []  # type: ignore[attr-defined]
+
+
+def label_of(feature: dict) -> str:
+    words = feature["name"].replace("_", " ").strip()
+    return feature.get("label") or words[0].upper() + words[1:]
+
+
+def test_the_page_has_the_header_labels_descriptions_points_and_links_at_1280(
+    predictor: Predictor, trained_home: Path, tmp_path: Path
+) -> None:
+    from core.page_header import PAGES
+    from reporting.model_card import card_path
+    from reporting.model_card.card import card_url
+    from tests.conftest import settings_for
+
+    model = requests.get(predictor.url + "/model", headers=AUTH, timeout=5).json()
+    features = model["schema"]["features"]
+    with browser.open_browser() as chrome:
+        at_1280_by_800(chrome)
+        chrome.get(predictor.url + "/")
+        # The project's header, before any key: every page's link, this one marked.
+        nav = chrome.find_elements("css selector", "nav.onebox-nav a")
+        assert [a.get_attribute("href") for a in nav] == [
+            predictor.url + path for path, _, _ in PAGES]
+        assert [a.text for a in nav] == [label for _, label, _ in PAGES]
+        assert [a.get_attribute("aria-current") for a in nav] == [
+            "page" if path == "/try" else None for path, _, _ in PAGES]
+        browser.wait_for_text(chrome, "asks for an API key")
+        assert chrome.find_element("id", "reports-link").get_attribute("href") == (
+            predictor.url + "/reports/")
+        assert_fits(chrome)
+        chrome.find_element("id", "key").send_keys(ANALYST)
+        chrome.find_element("id", "use-key").click()
+        browser.wait_for_text(chrome, f"{model['name']} v{model['version']}")
+        assert_fits(chrome)
+
+        # The way to this version's card: where the train flow wrote it, under /reports/.
+        card = chrome.find_element("id", "card-link")
+        assert card.is_displayed()
+        href = card.get_attribute("href")
+        assert href == predictor.url + card_url(model["name"], model["version"])
+        reports_dir = settings_for(trained_home).reports_dir
+        written = card_path(reports_dir, model["name"], model["version"])
+        assert written.is_file()
+        assert href.removeprefix(predictor.url + "/reports/") == written.relative_to(
+            reports_dir).as_posix()
+
+        # Each field: its label in words, what the schema says of it under it, nothing
+        # where the schema says nothing.
+        described = 0
+        for feature in features:
+            row = chrome.find_element("css selector", f'.field[data-field="{feature["name"]}"]')
+            label = row.find_element("tag name", "label").text
+            assert label == label_of(feature) and "_" not in label, label
+            descriptions = row.find_elements("css selector", ".desc")
+            if feature.get("description"):
+                described += 1
+                assert [d.text for d in descriptions] == [feature["description"]]
+                assert descriptions[0].is_displayed()
+            else:
+                assert descriptions == []
+            assert feature["name"] in row.find_element("css selector", ".hint").text
+        assert described >= 1
+        assert chrome.find_element("css selector", 'label[for="f-credit_limit"]').text == (
+            "Credit limit")
+
+        # The reasons in percentage points: what the log-odds of the answer imply.
+        chrome.find_element("id", "predict").click()
+        browser.wait_for_text(chrome, "chance of churn")
+        assert "percentage points" in chrome.find_element("id", "explanation-note").text
+        explanation = predictor.post("/predict?explain=true", model["typical_record"],
+                                     headers=AUTH).json()["explanation"]
+        score = explanation["score"]
+        implied = {name: 100 * (logistic(score) - logistic(score - value))
+                   for name, value in explanation["contributions"].items()}
+        bars = chrome.find_elements("css selector", "#explanation .bar[data-feature]")
+        assert len(bars) == len(implied)
+        shown_order = []
+        for bar in bars:
+            name = bar.get_attribute("data-feature")
+            shown_order.append(name)
+            text = bar.text
+            points = re.search(r"([+-]\d+\.(\d+)) pp", text)
+            assert points, text
+            # The figure as shown, to its last digit, and as the page computed it.
+            assert float(points.group(1)) == pytest.approx(
+                implied[name], abs=0.5 * 10 ** -len(points.group(2)) + 1e-9), name
+            assert float(bar.get_attribute("data-points")) == pytest.approx(implied[name],
+                                                                           abs=1e-6)
+            log_odds = re.search(r"([+-]\d+\.\d{3}) log-odds", text)
+            assert log_odds and float(log_odds.group(1)) == pytest.approx(
+                explanation["contributions"][name], abs=5e-4)
+            feature = next(f for f in features if f["name"] == name)
+            assert text.startswith(label_of(feature) + " = "), text
+        assert shown_order == sorted(implied, key=lambda n: -abs(implied[n]))
+        assert any(abs(v) >= 0.05 for v in implied.values())  # not all silent
+        whole = chrome.find_element("id", "explanation").text
+        assert f"{100 * logistic(score):.1f}%" in whole
+        assert f"{100 * logistic(explanation['base']):.1f}%" in whole
+        assert_fits(chrome)
+
+        # A wide file, with its contributions: the answer's columns first, in sight inside
+        # the preview's box, and nothing wider than the page.
+        columns = ["customer_id", *[f["name"] for f in features], "note"]
+        wide = tmp_path / "wide.csv"
+        wide.write_text(csv_text([{"customer_id": f"CUSTOMER-{i:06d}-OF-A-LONG-EXPORT",
+                                   **valid_record(customer_age=30 + i),
+                                   "note": "a note long enough to need a wide column " * 3}
+                                  for i in range(12)], columns))
+        chrome.find_element("id", "csv-explain").click()
+        chrome.find_element("id", "csv-file").send_keys(str(wide))
+        chrome.find_element("id", "csv-submit").click()
+        browser.wait_for_text(chrome, "Scored 12 rows")
+        answer_columns = model["csv_answer_columns"]
+        assert chrome.find_element("id", "csv-columns").text == " and ".join(answer_columns)
+        header = [c.text for c in chrome.find_elements("css selector", "#csv-table th")]
+        assert header[:len(answer_columns)] == answer_columns == list(
+            _task(model).csv_answer_columns)
+        assert header[len(answer_columns):] == [
+            *columns, *(f"contribution_{f['name']}" for f in features)]
+        assert len(chrome.find_elements("css selector", "#csv-table tr")) == 11  # 10 rows shown
+        box = chrome.find_element("id", "csv-preview").rect
+        shown = chrome.find_elements("css selector", "#csv-table th.answer")
+        assert [c.text for c in shown] == answer_columns
+        for cell in shown:
+            assert box["x"] <= cell.rect["x"] and (
+                cell.rect["x"] + cell.rect["width"] <= box["x"] + box["width"]), cell.text
+        # Wider than its box: it scrolls there, not the page.
+        assert chrome.execute_script("const box = document.getElementById('csv-preview'); "
+                                     "return box.scrollWidth > box.clientWidth")
+        assert_fits(chrome)
+
+
+def _task(model: dict) -> Task:
+    """The task of the served schema, as the predictor builds it (core/task.py)."""
+    return task_of(Schema.from_dict(model["schema"]))
 
 
 def _typical(predictor: Predictor) -> dict:
