@@ -716,6 +716,20 @@ def _dataset(frame: pd.DataFrame, schema: Schema, with_prediction: bool,
     return Dataset.from_pandas(data, data_definition=definition)
 
 
+def _short_share(needed: int, columns: int) -> float:
+    """`needed / columns` as the shortest decimal (3 significant digits at most, where
+    enough) that Evidently's verdict reads as that exact share (drifted when
+    `drifted / columns >= share`): above (needed - 1) / columns, at most needed / columns.
+    Its page prints the share as given ("threshold is 0.058823529411764705")."""
+    exact = needed / columns
+    for digits in range(3, 18):
+        scale = 10 ** (digits - 1 - math.floor(math.log10(exact)))
+        short = math.floor(exact * scale) / scale
+        if (needed - 1) / columns < short <= exact:
+            return short
+    return exact
+
+
 def _report(reference: pd.DataFrame, current: pd.DataFrame, schema: Schema, tests: _Tests,
             result: DriftResult, counted: list[str]) -> Any:
     """Evidently's report of `result`: every column's p-value, threshold and flag as
@@ -737,9 +751,13 @@ def _report(reference: pd.DataFrame, current: pd.DataFrame, schema: Schema, test
     # is the same (with a share threshold above one feature, it counts the prediction
     # as one of them rather than enough alone).
     needed = max(1, math.ceil(result.effective_share_threshold * len(result.features) - 1e-9))
+    # Registered lowest p-value first, so the drifted columns lead the lists that keep
+    # this order (the Tests tab; its drift table sorts by p-value from high to low,
+    # whatever the order).  The same columns, so the same decision.
+    shown_order = sorted(counted, key=lambda name: tests.p_values[name])  # stable on ties
     items: list[Any] = [DataDriftPreset(
-        columns=counted, drift_share=needed / len(counted), threshold=threshold,
-        per_column_method={name: tests.methods[name] for name in counted})]
+        columns=shown_order, drift_share=_short_share(needed, len(counted)),
+        threshold=threshold, per_column_method={name: tests.methods[name] for name in counted})]
     if tests.prediction and PREDICTION_COLUMN not in counted:  # shown, not counted
         items.append(ValueDrift(column=PREDICTION_COLUMN, method=NUMERIC_TEST,
                                 threshold=threshold))

@@ -37,32 +37,120 @@ def _svg(width: int, height: int, title: str, body: str) -> str:
             f'aria-label="{label}"><title>{label}</title>{body}</svg>')
 
 
+# How wide a text is drawn at FONT's 11 px (DejaVu Sans, what system-ui is on Debian; the
+# other sans fonts are narrower): enough room for tick labels and captions, never clipped.
+_NARROW, _WIDE = set(".,:;'!|il ()[]"), set("%mwMW@")
+
+
+def text_width(text: str, *, bold: bool = False, size: float = 11.0) -> float:
+    """An upper estimate of `text`'s width in px at `size` px."""
+    ems = sum(0.36 if c in _NARROW else 1.0 if c in _WIDE else 0.66 for c in text)
+    return ems * size * (1.1 if bold else 1.0)
+
+
+Scale = Literal["data", "unit", "share", "from_zero"]
+
+
+def _step(span: float, intervals: int = 3) -> float:
+    """A round step (1, 2, 2.5 or 5 times a power of ten) cutting `span` in about
+    `intervals` (2 to 5) parts."""
+    raw = span / intervals
+    magnitude = 10 ** math.floor(math.log10(raw))
+    return next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw * 0.999)
+
+
+def y_axis(values: Sequence[float], scale: Scale = "data",
+           fixed: tuple[float, float] | None = None) -> tuple[float, float, list[float]]:
+    """(low, high, ticks) of a value axis from the metric's own range.
+
+    "share": a share or rate, 0 to 1 (100%) whatever the values; "unit": a figure bounded
+    by [0, 1] (an AUC): the values' range, padded to round ticks, kept within [0, 1];
+    "from_zero": a figure that is never negative (an error, a volume): 0 to a round value
+    above the largest; "data": the values' range padded to round ticks.  A flat series
+    gets a span of its own size (a tenth of its value), never a fixed one in raw units.
+    `fixed`: the axis is given; only its ticks are chosen.  At least three round ticks.
+    """
+    known = [v for v in values if math.isfinite(v)]
+    if fixed is not None or scale == "share":
+        low, high = fixed if fixed is not None else (0.0, 1.0)
+        if not high > low:
+            raise ValueError(f"empty axis range {fixed}")
+        step = _step(high - low, 4)
+        first = math.ceil(low / step - 1e-9)
+        ticks = [round(i * step, 12) for i in range(first, math.floor(high / step + 1e-9) + 1)]
+        return low, high, ticks
+    bounds = (0.0, 1.0) if scale == "unit" else (0.0, math.inf) if scale == "from_zero" else (
+        -math.inf, math.inf)
+    if not known:
+        return y_axis([], fixed=(0.0, 1.0))
+    low, high = min(known), max(known)
+    if scale == "from_zero":
+        low = 0.0
+    span = high - low
+    if span <= 1e-12 * max(1.0, abs(high)):
+        # Flat: a span of a tenth of the value (0.05 for a figure within [0, 1]).
+        half = 0.05 if scale == "unit" else (abs(high) * 0.1 or 1.0)
+        low, high = low - half, high + half
+    else:
+        low, high = low - span * 0.08, high + span * 0.08
+    if scale == "from_zero":
+        low = 0.0
+    low, high = max(low, bounds[0]), min(high, bounds[1])
+    step = _step(high - low)
+    low = max(round(math.floor(low / step + 1e-9) * step, 12), bounds[0])
+    high = min(round(math.ceil(high / step - 1e-9) * step, 12), bounds[1])
+    ticks = [round(low + i * step, 12) for i in range(round((high - low) / step) + 1)]
+    return low, high, ticks
+
+
+def tick_text(value: float, ticks: Sequence[float], percent: bool = False) -> str:
+    """A tick's label, with as many decimals as the ticks' step needs (all alike)."""
+    scale = 100.0 if percent else 1.0
+    step = (min(b - a for a, b in zip(ticks, ticks[1:], strict=False))
+            if len(ticks) > 1 else abs(value) or 1.0) * scale
+    decimals = next((d for d in range(0, 7)
+                     if abs(step * 10 ** d - round(step * 10 ** d)) < 1e-6 * 10 ** d), 6)
+    shown = value * scale
+    if abs(shown) < 0.5 * 10 ** -decimals:
+        shown = 0.0  # never "-0"
+    return f"{shown:,.{decimals}f}" + ("%" if percent else "")
+
+
 def trend_chart(values: Sequence[float | None], labels: Sequence[str], *, title: str,
                 better: Better | None = None, limit: float | None = None,
                 limit_label: str = "", y_range: tuple[float, float] | None = None,
-                fmt: str = "{:.2f}", width: int = 300, height: int = 130) -> str:
+                scale: Scale = "data", fmt: str = "{:.2f}",
+                axis_labels: Sequence[str] | None = None,
+                width: int = 300, height: int = 130) -> str:
     """A line over time: one point per label (oldest first); None leaves a gap.
 
     `better` says which way is good ("higher": a fall is bad); `limit` draws the alarm's
     line and points on its bad side are drawn red, as the alarms read their limits: with
     "higher" a point below it is bad (a floor), with "lower" a point at or above it (a
-    threshold the alarm rises at).
+    threshold the alarm rises at).  The value axis comes from the metric's own range
+    (`scale`, see `y_axis`; `y_range` fixes it), the limit included; its ticks are in the
+    values' unit, as percentages when `fmt` formats them so.  `labels` name each point
+    (its tooltip); `axis_labels`, the texts under the first and last point (default: their
+    labels).  The plot area is the rect.plot: every point is drawn inside it.
     """
     if len(values) != len(labels):
         raise ValueError("one label per value")
-    left, right, top, bottom = 40, 10, 22, 22
-    plot_w, plot_h = width - left - right, height - top - bottom
-    known = [v for v in values if _finite(v)]
-    if y_range is not None:
-        low, high = y_range
-    else:
-        candidates = known + ([limit] if limit is not None else [])
-        low, high = (min(candidates), max(candidates)) if candidates else (0.0, 1.0)
-    if high - low < 1e-12:
-        low, high = low - 0.5, high + 0.5
+    percent = fmt.endswith("%}")
+    known: list[float] = [v for v in values if _finite(v)]  # type: ignore[misc]
+    # The limit is always on the axis; with no data yet, a figure within [0, 1] shows it
+    # all (an AUC floor alone would make a span of a tenth around it).
+    drawn = known + ([limit] if _finite(limit) and (known or scale != "unit") else [])  # type: ignore[list-item]
+    low, high, ticks = y_axis(drawn, scale, y_range)
+    tick_labels = [tick_text(t, ticks, percent) for t in ticks]
     caption = title + {"higher": " (higher is better)", "lower": " (lower is better)",
                        None: ""}[better]
-    parts = [f'<text x="{left}" y="13" {FONT} font-weight="600">{escape(caption)}</text>']
+    left = math.ceil(max(text_width(t) for t in tick_labels)) + 8
+    right, top, bottom = 10, 22, 22
+    width = max(width, math.ceil(text_width(caption, bold=True)) + 4)
+    plot_w, plot_h = width - left - right, height - top - bottom
+    parts = [f'<text x="2" y="13" {FONT} font-weight="600">{escape(caption)}</text>',
+             f'<rect class="plot" x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" '
+             f'fill="none" stroke="{GRID}"/>']
 
     def x_at(i: int) -> float:
         return left + (plot_w * i / (len(values) - 1) if len(values) > 1 else plot_w / 2)
@@ -71,19 +159,22 @@ def trend_chart(values: Sequence[float | None], labels: Sequence[str], *, title:
         clipped = min(max(v, low), high)
         return top + plot_h * (1 - (clipped - low) / (high - low))
 
-    for tick in (low, high):
+    for tick, text in zip(ticks, tick_labels, strict=True):
         y = y_at(tick)
-        parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{_num(y)}" y2="{_num(y)}" '
-                     f'stroke="{GRID}"/>')
-        parts.append(f'<text x="{left - 4}" y="{_num(y + 4)}" text-anchor="end" {FONT}>'
-                     f'{escape(fmt.format(tick))}</text>')
-    if limit is not None:
-        y = y_at(limit)
+        parts.append(f'<line class="tick" x1="{left}" x2="{left + plot_w}" y1="{_num(y)}" '
+                     f'y2="{_num(y)}" stroke="{GRID}"/>')
+        parts.append(f'<text class="tick" x="{left - 4}" y="{_num(y + 4)}" text-anchor="end" '
+                     f'{FONT}>{escape(text)}</text>')
+    if _finite(limit):
+        y = y_at(limit)  # type: ignore[arg-type]
         parts.append(f'<line class="limit" x1="{left}" x2="{left + plot_w}" y1="{_num(y)}" '
                      f'y2="{_num(y)}" stroke="{BAD}" stroke-dasharray="4 3"/>')
         if limit_label:
-            parts.append(f'<text x="{left + plot_w}" y="{_num(y - 3)}" text-anchor="end" '
-                         f'{FONT} fill="{BAD}">{escape(limit_label)}</text>')
+            # Above the line, or below it when the line runs along the plot's top.
+            label_y = y - 3 if y - top >= 12 else y + 12
+            parts.append(f'<text class="limit" x="{left + plot_w - 2}" y="{_num(label_y)}" '
+                         f'text-anchor="end" {FONT} fill="{BAD}" paint-order="stroke" '
+                         f'stroke="#fff" stroke-width="3">{escape(limit_label)}</text>')
     segment: list[str] = []
     segments: list[list[str]] = []
     for i, value in enumerate(values):
@@ -108,14 +199,17 @@ def trend_chart(values: Sequence[float | None], labels: Sequence[str], *, title:
                      f'cy="{_num(y_at(value))}" r="3" fill="{BAD if bad else LINE}">'  # type: ignore[arg-type]
                      f'<title>{tip}</title></circle>')
     if not known:
-        parts.append(f'<text x="{left + plot_w / 2}" y="{top + plot_h / 2}" '
+        parts.append(f'<text x="{_num(left + plot_w / 2)}" y="{_num(top + plot_h / 2 + 4)}" '
                      f'text-anchor="middle" {FONT} fill="#777">no data yet</text>')
-    if labels:
-        parts.append(f'<text x="{left}" y="{height - 6}" {FONT} fill="#555">'
-                     f'{escape(labels[0])}</text>')
-        if len(labels) > 1:
-            parts.append(f'<text x="{left + plot_w}" y="{height - 6}" text-anchor="end" '
-                         f'{FONT} fill="#555">{escape(labels[-1])}</text>')
+    under = list(axis_labels if axis_labels is not None else labels)
+    if len(under) == 1 or (len(under) > 1 and len(values) == 1):
+        parts.append(f'<text class="axis" x="{_num(x_at(0))}" y="{height - 6}" '
+                     f'text-anchor="middle" {FONT} fill="#555">{escape(under[0])}</text>')
+    elif len(under) > 1:
+        parts.append(f'<text class="axis" x="{left}" y="{height - 6}" {FONT} fill="#555">'
+                     f'{escape(under[0])}</text>')
+        parts.append(f'<text class="axis" x="{left + plot_w}" y="{height - 6}" '
+                     f'text-anchor="end" {FONT} fill="#555">{escape(under[-1])}</text>')
     return _svg(width, height, caption, "".join(parts))
 
 

@@ -1,9 +1,12 @@
 """Drift reports: an Evidently HTML report per window of logged predictions against
-the champion's reference sample, a classification-quality report of the same
-window's labelled predictions (where feedback has arrived), a JSON summary beside
+the champion's reference sample, opened by a summary of ours (reporting.drift_page: the
+window, the model, the drifted columns first, the way back), a quality report of the
+same window's labelled predictions (where feedback has arrived), a JSON summary beside
 them, and an index page: small charts of each figure over the windows (drift share,
-live AUC, request volume, refusal rate), every window newest first with its headline
-numbers, and the model versions with their cards (reporting.model_card).
+live AUC, request volume, refusal rate), each on its own range with a line saying what
+it draws, every window newest first with its headline numbers and a legend of the
+columns, and the model versions with their cards (reporting.model_card).  Every page
+opens with the project's header (core.page_header).
 
 Request volume and refusal rate (the share of /predict requests answered 4xx) come from
 Prometheus (PROMETHEUS_URL) when it answers; otherwise they are n/a and the volume is the
@@ -27,6 +30,7 @@ from urllib.parse import quote
 import pandas as pd
 import requests
 
+from core.page_header import HEADER_CSS, header_html
 from core.registry import PREDICTION_COLUMN, LoadedModel
 from core.settings import DEFAULT_ESTIMATED_AUC_MARGIN, Settings
 from monitoring.drift import DriftPolicy
@@ -34,6 +38,7 @@ from monitoring.quality import live_quality
 from monitoring.window import assess, read_champion_window
 from reporting.atomic import atomic_write
 from reporting.charts import trend_chart
+from reporting.drift_page import p_text, quality_section, summary_section, with_summary
 from reporting.model_card import CARDS_DIR, card_path
 
 INDEX_FILE = "index.html"
@@ -131,16 +136,35 @@ def write_report(
         # What a regression model's live error is held to: its holdout figures times this.
         "reference": assessment.reference,
         "quality_max_error_ratio": policy.max_error_ratio,
+        # ... and the limits its live figures were held to in this window (the alarm's).
+        "live_limits": assessment.live_limits,
         **request_figures(prometheus_url, start, end, len(window)),
     }
-    atomic_write(html_path, lambda p: drift.snapshot.save_html(str(p)))
+    # Evidently's pages, each opened by a section of ours (reporting.drift_page): which
+    # window, model and phase, the drifted columns first, and the way back to the index.
+    card = _card_href(reports_dir, model.name, model.version)
+    _save_page(drift.snapshot, html_path, summary_section(summary, card_href=card),
+               f"Drift report: {title} ({model.name} v{model.version})")
     if quality_path is not None:
         snapshot = QUALITY_PAGES[model.task.name](labelled, model)
-        atomic_write(quality_path, lambda p: snapshot.save_html(str(p)))
+        kind = "regression quality" if model.task.name == "regression" else (
+            "classification quality")
+        _save_page(snapshot, quality_path, quality_section(summary, kind=kind),
+                   f"{kind.capitalize()}: {title} ({model.name} v{model.version})")
     # The summary last: the index lists a report only once its pages exist.
     atomic_write(summary_path, lambda p: p.write_text(json.dumps(summary, indent=2)))
     index_path = write_index(reports_dir, min_auc=policy.min_auc)
     return ReportFiles(html_path, summary_path, index_path, summary, quality_path)
+
+
+def _save_page(snapshot: Any, path: Path, section: str, title: str) -> None:
+    """Evidently's HTML of `snapshot` at `path`, our `section` first in its body."""
+    def write(tmp: Path) -> None:
+        snapshot.save_html(str(tmp))
+        tmp.write_text(with_summary(tmp.read_text(encoding="utf-8"), section, title),
+                       encoding="utf-8")
+
+    atomic_write(path, write)
 
 
 def _window_span(window: pd.DataFrame) -> tuple[datetime | None, datetime | None]:
@@ -302,7 +326,9 @@ LIVE_AUC_COLUMN = (
 LIVE_RMSE_COLUMN = (
     "live RMSE ↑ worse", "Root mean squared error of the window's labelled predictions (a "
     "regression model's numbers) against their real outcomes, in the target's unit. The "
-    "higher, the worse; above QUALITY_MAX_ERROR_RATIO times the holdout's the alarm rises.")
+    "higher, the worse; above QUALITY_MAX_ERROR_RATIO times the holdout's and above the "
+    "holdout's by more than three standard errors (the window's limit: the chart's line is "
+    "the newest's), the alarm rises.")
 ESTIMATED_AUC_COLUMN = (
     "estimated AUC ↓ worse", "AUC the window should have, estimated from its predicted "
     "probabilities alone (CBPE: no labels needed, ready at once). It assumes only the "
@@ -352,6 +378,7 @@ def write_index(reports_dir: Path, *, min_auc: float | None = None) -> Path:
         error=any(_number(_quality(s).get("rmse")) is not None for s in summaries),
         auc=any(_number(_quality(s).get("auc")) is not None for s in summaries),
         estimated=estimated, min_auc=min_auc, error_limit=_error_limit(summaries),
+        live_error_limit=_newest_number(summaries, lambda s: live_error_limit(s, None)),
         estimated_error=any(_number(_quality(s).get("estimated_rmse")) is not None
                             for s in summaries))
     columns = [*WINDOW_COLUMNS, *([LIVE_AUC_COLUMN] if shown.shows_auc else []),
@@ -367,39 +394,58 @@ def write_index(reports_dir: Path, *, min_auc: float | None = None) -> Path:
     card_rows = "\n".join(_card_row(c, reports_dir) for c in cards) or (
         f'<tr><td colspan="{len(CARD_COLUMNS)}">No model cards yet.</td></tr>')
     page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>onebox drift reports</title>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>onebox drift reports</title>
 <style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem; }}
-table {{ border-collapse: collapse; }}
-th, td {{ padding: .35rem .8rem; border-bottom: 1px solid #ddd; text-align: left; }}
+{HEADER_CSS}
+body {{ font-family: system-ui, sans-serif; margin: 1rem 2rem 2rem; color: #1f2328; }}
+h1 {{ font-size: 1.6rem; margin: .5rem 0; }}
+h2 {{ font-size: 1.25rem; margin: 1.5rem 0 .4rem; }}
+table {{ border-collapse: collapse; width: 100%; font-size: 14px; }}
+th, td {{ padding: .3rem .45rem; border-bottom: 1px solid #ddd; text-align: left;
+         vertical-align: top; }}
+th {{ font-size: 13px; vertical-align: bottom; }}
 th[title] {{ cursor: help; text-decoration: underline dotted; }}
-.windows td:first-child, .models td:nth-child(3) {{ white-space: nowrap; }}
-.charts {{ display: flex; flex-wrap: wrap; gap: 1rem 2rem; margin: 1rem 0 2rem; }}
+td.list {{ overflow-wrap: anywhere; }}
+.whole, .models td:nth-child(3) {{ white-space: nowrap; }}
+.charts {{ display: flex; flex-wrap: wrap; gap: 1rem 1.75rem; margin: .75rem 0 1rem; }}
+figure.trend {{ margin: 0; }}
+figure.trend figcaption {{ max-width: 300px; font-size: 13px; color: #555; }}
+dl.legend {{ display: grid; grid-template-columns: max-content minmax(0, 1fr);
+            gap: .1rem 1rem; margin: .6rem 0 0; font-size: 13px; color: #333; }}
+dl.legend dt {{ font-weight: 600; }}
+dl.legend dd {{ margin: 0; }}
 .drifted, .bad {{ color: #b00020; font-weight: 600; }}
 .hint {{ color: #555; }}
 </style></head>
-<body><h1>onebox drift reports</h1>
+<body>{header_html("/reports/")}
+<h1>onebox drift reports</h1>
 <p>{len(summaries)} report(s), newest first. Drift share: the share of the model's features
 whose drift test failed against the champion's reference sample. Live quality: the logged
 decisions of the window's predictions whose real outcome has arrived.</p>
 <h2>Trends</h2>
-<p class="hint">One point per window, oldest on the left. Each title says which way is
-better; a dashed red line is the alarm's limit, and points on its bad side are red.</p>
+<p class="hint">One point per window, oldest on the left; times in UTC. Each title says
+which way is better; a dashed red line is the alarm's limit, and points on its bad side are
+red.</p>
 <div class="charts">
 {charts}
 </div>
 <h2>Windows</h2>
-<p class="hint">“↑ worse”: the higher, the worse; “↓ worse”: the lower, the worse. Hover a
-header for what it measures.</p>
+<p class="hint">One row per window, newest first. “↑ worse”: the higher, the worse;
+“↓ worse”: the lower, the worse. Each column is explained under the table.</p>
 <table class="windows"><thead><tr>{_headers(columns)}</tr></thead>
 <tbody>
 {rows}
 </tbody></table>
+{_legend(columns)}
 <h2>Model versions</h2>
 <table class="models"><thead><tr>{_headers(CARD_COLUMNS)}</tr></thead>
 <tbody>
 {card_rows}
-</tbody></table></body></html>
+</tbody></table>
+{_legend(CARD_COLUMNS, CARD_LEGEND)}
+</body></html>
 """
     index_path = reports_dir / INDEX_FILE
     atomic_write(index_path, lambda p: p.write_text(page, encoding="utf-8"))
@@ -469,13 +515,25 @@ class LiveFigures:
     auc: bool
     estimated: bool
     min_auc: float | None
+    # A number's RMSE limit for the label-free estimate (the holdout's times the ratio)
+    # and, drawn on the live chart, the newest window's live limit (that plus the sampling
+    # error of its labelled rows: each window's own is in its summary).
     error_limit: float | None
-    # A number's label-free RMSE (DLE), held to the same limit as the live one.
+    live_error_limit: float | None = None
+    # A number's label-free RMSE (DLE), held to the holdout's times the ratio.
     estimated_error: bool = False
 
     @property
     def shows_auc(self) -> bool:
         return self.auc or not self.error
+
+
+def live_error_limit(summary: dict[str, Any], fallback: float | None) -> float | None:
+    """A window's live RMSE limit (core.task live_error_limits), as its summary recorded
+    it; a summary from before the limits were recorded: `fallback`."""
+    limits = summary.get("live_limits") if isinstance(summary.get("live_limits"), dict) else {}
+    limit = _number(limits.get("rmse"))
+    return fallback if limit is None else limit
 
 
 def _error_limit(chronological: list[dict[str, Any]]) -> float | None:
@@ -488,54 +546,104 @@ def _error_limit(chronological: list[dict[str, Any]]) -> float | None:
     return None
 
 
+def _time_labels(chronological: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """Each window's time as its point's label, and the texts under the chart's first and
+    last point: minutes, or seconds where two windows share a minute, so that no two
+    windows read alike; the last text without the date (or the year) it shares with the
+    first, so both fit under the chart."""
+    times = [_window_time(s) for s in chronological]
+    known = {t for t in times if t != EPOCH}
+    same_minute = len({t.replace(second=0, microsecond=0) for t in known}) < len(known)
+    clock = "%H:%M:%S" if same_minute else "%H:%M"
+    labels = ["n/a" if t == EPOCH else t.strftime(f"%Y-%m-%d {clock}") for t in times]
+    if not times:
+        return labels, []
+    first, last = times[0], times[-1]
+    if first == EPOCH or last == EPOCH or first.year != last.year:
+        last_text = labels[-1]
+    elif first.date() == last.date():
+        last_text = last.strftime(clock)
+    else:
+        last_text = last.strftime(f"%m-%d {clock}")
+    return labels, [labels[0], last_text]
+
+
+# The line under each chart: what is drawn, in a few words (the table's legend says more).
+CHART_NOTES = {
+    "Drift share": "Share of the model's features whose own drift test failed (0 to 1); "
+                   "dashed: the alarm's threshold.",
+    "Live AUC": "AUC of each window's labelled predictions (0 to 1); dashed: the floor the "
+                "alarm rises under.",
+    "Live RMSE": "Error of each window's labelled numbers, in the target's unit; dashed: the "
+                 "newest window's alarm limit.",
+    "Estimated AUC": "AUC expected from the predictions alone, before any label (CBPE); "
+                     "dashed: the alert's floor.",
+    "Estimated RMSE": "Error expected from the inputs alone, before any label (DLE); dashed: "
+                      "the alert's limit.",
+    "Requests per minute": "Calls to /predict per minute, from Prometheus (not drawn "
+                           "without it).",
+    "Refusal rate (4xx)": "Share of /predict calls refused (a bad key or an invalid record), "
+                          "from Prometheus; 0 to 100%.",
+}
+
+
 def _charts(chronological: list[dict[str, Any]], shown: LiveFigures) -> str:
-    """One small chart per figure, one point per window, oldest left."""
+    """One small chart per figure, one point per window, oldest left, each on its own
+    range (a share 0 to 1, an AUC within [0, 1], an error or a volume from 0), with a line
+    under it saying what it draws."""
     min_auc, estimated = shown.min_auc, shown.estimated
-    labels = [_time_text(s, "%Y-%m-%d %H:%M") for s in chronological]
+    labels, axis = _time_labels(chronological)
 
     def series(get: Any) -> list[float | None]:
         return [_number(get(s)) for s in chronological]
 
+    def chart(title: str, values: list[float | None], **options: Any) -> str:
+        svg = trend_chart(values, labels, title=title, axis_labels=axis, **options)
+        return (f'<figure class="trend">{svg}<figcaption>{html.escape(CHART_NOTES[title])}'
+                "</figcaption></figure>")
+
     share_limit = _newest_number(chronological, lambda s: s.get("drift_share_threshold"))
     auc_label = "" if min_auc is None else f"floor {min_auc:.2f}"
     charts = [
-        trend_chart(series(lambda s: s.get("drift_share")), labels, title="Drift share",
-                    better="lower",
-                    limit=share_limit,
-                    limit_label="" if share_limit is None else f"alarm ≥ {share_limit:.2f}"),
+        chart("Drift share", series(lambda s: s.get("drift_share")), better="lower",
+              scale="share", limit=share_limit,
+              limit_label="" if share_limit is None else f"alarm ≥ {share_limit:.2f}"),
     ]
     if shown.shows_auc:
-        charts.append(trend_chart(series(lambda s: _quality(s).get("auc")), labels,
-                                  title="Live AUC", better="higher", limit=min_auc,
-                                  limit_label=auc_label, fmt="{:.3f}"))
-    def error_chart(key: str, title: str, crossing: str) -> str:
-        # Both RMSEs are held to the same line: the holdout's times the ratio.
-        limit = shown.error_limit
-        return trend_chart(series(lambda s: _quality(s).get(key)), labels, title=title,
-                           better="lower", limit=limit, fmt="{:.4g}",
-                           limit_label="" if limit is None else f"{crossing} > {limit:.4g}")
+        charts.append(chart("Live AUC", series(lambda s: _quality(s).get("auc")),
+                            better="higher", scale="unit", limit=min_auc,
+                            limit_label=auc_label, fmt="{:.3f}"))
+
+    def error_chart(key: str, title: str, crossing: str, limit: float | None) -> str:
+        return chart(title, series(lambda s: _quality(s).get(key)), better="lower",
+                     scale="from_zero", limit=limit, fmt="{:.4g}",
+                     limit_label="" if limit is None else f"{crossing} > {limit:.4g}")
 
     if shown.error:
-        charts.append(error_chart("rmse", "Live RMSE", "alarm"))
+        # The newest window's limit: each window's own depends on its labels.
+        charts.append(error_chart("rmse", "Live RMSE", "alarm",
+                                  shown.live_error_limit or shown.error_limit))
     if estimated:
         # The estimate is held to the champion's own holdout AUC (less the margin), not to
         # the live floor: it is the alert's line, drawn where the newest window had it.
         floor = _newest_number(chronological, lambda s: s.get("estimated_auc_floor"))
-        charts.append(trend_chart(
-            series(lambda s: _quality(s).get("estimated_auc")), labels, title="Estimated AUC",
-            better="higher", limit=min_auc if floor is None else floor,
+        charts.append(chart(
+            "Estimated AUC", series(lambda s: _quality(s).get("estimated_auc")),
+            better="higher", scale="unit", limit=min_auc if floor is None else floor,
             limit_label=auc_label if floor is None else f"alert < {floor:.3f}",
             fmt="{:.3f}"))
     if shown.estimated_error:
-        charts.append(error_chart("estimated_rmse", "Estimated RMSE", "alert"))
+        charts.append(error_chart("estimated_rmse", "Estimated RMSE", "alert",
+                                  shown.error_limit))
     charts += [
         # Requests, not logged rows (a batch is one request, many rows): the log's figure
         # stands in for Prometheus in the table, marked, but is not drawn on this line.
-        trend_chart(series(lambda s: s.get("requests_per_minute")
-                           if s.get("volume_source") == VOLUME_FROM_PROMETHEUS else None), labels,
-                    title="Requests per minute", fmt="{:.1f}"),
-        trend_chart(series(lambda s: s.get("refusal_rate")), labels,
-                    title="Refusal rate (4xx)", better="lower", fmt="{:.1%}"),
+        chart("Requests per minute", series(lambda s: s.get("requests_per_minute")
+                                            if s.get("volume_source") == VOLUME_FROM_PROMETHEUS
+                                            else None),
+              scale="from_zero", fmt="{:.1f}"),
+        chart("Refusal rate (4xx)", series(lambda s: s.get("refusal_rate")), better="lower",
+              scale="share", fmt="{:.1%}"),
     ]
     return "\n".join(charts)
 
@@ -543,6 +651,49 @@ def _charts(chronological: list[dict[str, Any]], shown: LiveFigures) -> str:
 def _headers(columns: Any) -> str:
     e = html.escape
     return "".join(f'<th title="{e(tip)}">{e(name)}</th>' for name, tip in columns)
+
+
+# The line each column gets in the legend under its table (the header's tooltip says more).
+LEGEND = {
+    "window end (UTC)": "when the window's newest prediction was logged",
+    "report": "the window's drift report: our summary, then Evidently's detail",
+    "model": "the version that served the window (links its model card)",
+    "rows": "predictions logged in the window",
+    "requests / min": "calls to /predict per minute, from Prometheus; “(log)”: the "
+                      "prediction log's rows per minute instead",
+    "refusal rate ↑ worse": "share of /predict calls refused (4xx: a bad key, an invalid "
+                            "record)",
+    "drift share ↑ worse": "share of the features whose own drift test failed; the alarm "
+                           "rises at its threshold",
+    "drifted features — any is worse": "features whose distribution moved, then relations "
+                                       "that moved (“x | others”, “features jointly”)",
+    "prediction drift — “drifted” is worse": "whether the predictions' distribution moved, "
+                                            "with its test's p-value",
+    "labels": "predictions whose real outcome has arrived",
+    "live AUC ↓ worse": "AUC of the labelled predictions; below the floor the alarm rises",
+    "live RMSE ↑ worse": "error of the labelled numbers, in the target's unit; above the "
+                         "window's limit the alarm rises",
+    "estimated AUC ↓ worse": "AUC expected from the predictions alone, before any label",
+    "estimated RMSE ↑ worse": "error expected from the inputs alone, before any label",
+    "quality report": "Evidently's report of the labelled predictions against their outcomes",
+    "version": "the registered version, newest first",
+    "created (UTC)": "when the version was registered",
+    "holdout score [CI]": "the gate's metric on the held-out test rows, with its "
+                          "confidence interval",
+    "gate decision": "whether the promotion gate made the version @champion, and why",
+    "champion then": "the @champion it was compared with, and its score",
+    "model card": "the version's model card",
+}
+# The same header in the versions' table.
+CARD_LEGEND = {**LEGEND, "model": "the registered model"}
+
+
+def _legend(columns: Any, legend: dict[str, str] = LEGEND) -> str:
+    """The columns' short explanations, visible under the table."""
+    e = html.escape
+    items = "".join(f"<dt>{e(name)}</dt><dd>{e(legend.get(name) or tip)}</dd>"
+                    for name, tip in columns)
+    return f'<dl class="legend">{items}</dl>'
 
 
 def _link(target: Any, text: str) -> str:
@@ -586,14 +737,17 @@ def _index_row(s: dict[str, Any], reports_dir: Path, shown: LiveFigures) -> str:
     else:
         named, drifted = [], "n/a"
     css = ' class="drifted"' if named or s.get("drift_detected") else ""
+    # Date and time each kept whole: the cell breaks between them, never inside.
+    when = " ".join(f'<span class="whole">{e(part)}</span>' for part in _time_text(s).split())
     cells = [
-        e(_time_text(s)), report_cell, model_cell, e(rows),
+        when, report_cell, model_cell, e(rows),
         f"<span{volume_title}>{e(per_minute)}</span>",
         e(_fmt(s.get("refusal_rate"), "{:.1%}")),
     ]
     row = "".join(f"<td>{cell}</td>" for cell in cells)
     row += (f"<td{css}>{e(_fmt(s.get('drift_share'), '{:.2f}'))}</td>"
-            f"<td{css}>{e(drifted)}</td>{_prediction_cell(s.get('prediction_drift'))}"
+            f'<td class="list{" drifted" if css else ""}">{e(drifted)}</td>'
+            f"{_prediction_cell(s.get('prediction_drift'))}"
             f"{_quality_cells(s, shown)}")
     return f"<tr>{row}</tr>"
 
@@ -602,17 +756,13 @@ def _prediction_cell(prediction: Any) -> str:
     """A verdict first, the evidence after: "drifted (p = 0.020)", "no (p = 1.000)"."""
     if not isinstance(prediction, dict) or _number(prediction.get("score")) is None:
         return "<td>n/a</td>"
-    evidence = f"p = {_p_value(prediction['score'])}"
+    evidence = f"p = {p_text(prediction['score'])}"
     threshold = _number(prediction.get("threshold"))
     tip = ("" if threshold is None else
-           f' title="drifted when p &lt; {html.escape(_p_value(threshold))}"')
+           f' title="drifted when p &lt; {html.escape(p_text(threshold))}"')
     if prediction.get("drifted"):
         return f'<td class="drifted"{tip}>drifted ({html.escape(evidence)})</td>'
     return f"<td{tip}>no ({html.escape(evidence)})</td>"
-
-
-def _p_value(p: float) -> str:
-    return f"{p:.3f}" if p >= 0.001 else f"{p:.2g}"
 
 
 def _quality_cells(s: dict[str, Any], shown: LiveFigures) -> str:
@@ -626,10 +776,9 @@ def _quality_cells(s: dict[str, Any], shown: LiveFigures) -> str:
         css = ' class="bad"' if low else ""
         return f"<td{css}>{'n/a' if auc is None else f'{auc:.3f}'}</td>"
 
-    def error_cell(value: Any) -> str:
+    def error_cell(value: Any, limit: float | None) -> str:
         error = _number(value)
-        high = (error is not None and shown.error_limit is not None
-                and error > shown.error_limit)
+        high = error is not None and limit is not None and error > limit
         css = ' class="bad"' if high else ""
         return f"<td{css}>{'n/a' if error is None else f'{error:.4g}'}</td>"
 
@@ -638,11 +787,13 @@ def _quality_cells(s: dict[str, Any], shown: LiveFigures) -> str:
         "classification quality")
     link = (_link(Path(page).name, kind) if isinstance(page, str) and page
             else "n/a" if labels else "no labels yet")
+    live_rmse = error_cell(quality.get("rmse"), live_error_limit(s, shown.error_limit))
+    estimated_rmse = error_cell(quality.get("estimated_rmse"), shown.error_limit)
     return (f"<td>{labels}</td>"
             f"{auc_cell(quality.get('auc')) if shown.shows_auc else ''}"
-            f"{error_cell(quality.get('rmse')) if shown.error else ''}"
+            f"{live_rmse if shown.error else ''}"
             f"{auc_cell(quality.get('estimated_auc')) if shown.estimated else ''}"
-            f"{error_cell(quality.get('estimated_rmse')) if shown.estimated_error else ''}"
+            f"{estimated_rmse if shown.estimated_error else ''}"
             f"<td>{link}</td>")
 
 

@@ -27,7 +27,8 @@ def test_a_page_that_is_a_file_holds_the_header_for_its_own_path(page: str, path
 def test_the_header_links_every_page_at_the_front_doors_paths_and_marks_the_current() -> None:
     nginx = (ROOT / "gateway/nginx.conf").read_text()
     for path, _label, _title in PAGES:
-        route = "location = /" if path == "/" else f"location {'= ' if path == '/try' else ''}{path}"
+        exact = path in ("/", "/try")  # nginx: `location = /`, `location = /try`
+        route = f"location {'= ' if exact else ''}{path}"
         assert route in nginx, f"the front door has no {path}"
     marked = header_html("/reports/")
     assert marked.count('aria-current="page"') == 1

@@ -25,11 +25,13 @@ import yaml
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 
 from core import registry
+from core.page_header import PAGES, header_html
 from core.registry import PREDICTION_COLUMN
 from core.schema import Schema, model_frame
 from core.store import PredictionRecord, PredictionStore
 from monitoring.window import estimate_from_served
 from operations import processes
+from reporting.drift_page import p_text, summary_section, with_summary
 from reporting.model_card import card_path, card_summary_path
 from reporting.report import (
     EmptyWindow,
@@ -236,7 +238,7 @@ def table_rows(page: str, table: str) -> list[list[str]]:
     body = re.search(rf'<table class="{table}">.*?<tbody>(.*?)</tbody>', page, re.S).group(1)
     return [[html.unescape(re.sub(r"<[^>]+>", "", cell))
              for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
-            for row in re.findall(r"<tr>(.*?)</tr>", body, re.S)]
+            for row in re.findall(r"<tr\b[^>]*>(.*?)</tr>", body, re.S)]
 
 
 def headers(page: str, table: str) -> dict[str, str]:
@@ -651,8 +653,83 @@ def test_real_windows_chart_in_time_order_with_the_drifted_one_marked(
     assert rows[1][heads.index("drift share ↑ worse")] == f"{drifted['drift_share']:.2f}"
 
 
+# --- the pages as a person sees them: chromium at 1280 x 800 ---------------------------
+
+# Every box of the page (and the page itself) whose content is wider than the box: text or
+# a table cut off, or a page that scrolls sideways.  Inline boxes have no width of their own.
+OVERFLOWING = """
+const found = [];
+const boxes = [document.documentElement, document.body];
+for (const el of [...boxes, ...document.body.querySelectorAll('*')]) {
+  if (el.closest('svg')) continue;
+  if (getComputedStyle(el).display === 'none' || el.clientWidth === 0) continue;
+  if (el.scrollWidth > el.clientWidth + 1)
+    found.push(`${el.tagName}.${el.className} ${el.scrollWidth} > ${el.clientWidth}: ` +
+               (el.textContent || '').trim().slice(0, 60));
+}
+return found;
+"""
+# Each chart's texts outside its picture (a clipped tick label, "00.0%"), and its points
+# outside its plot area.
+CHART_FAULTS = """
+const found = [];
+for (const svg of document.querySelectorAll('svg.chart')) {
+  const name = svg.getAttribute('aria-label');
+  const box = svg.viewBox.baseVal;
+  for (const text of svg.querySelectorAll('text')) {
+    const b = text.getBBox();
+    if (b.x < 0 || b.y < 0 || b.x + b.width > box.width || b.y + b.height > box.height)
+      found.push(`${name}: text "${text.textContent}" outside the picture`);
+  }
+  const plot = svg.querySelector('rect.plot');
+  if (!plot) continue;
+  const x = plot.x.baseVal.value, y = plot.y.baseVal.value;
+  const w = plot.width.baseVal.value, h = plot.height.baseVal.value;
+  for (const point of svg.querySelectorAll('circle')) {
+    const cx = point.cx.baseVal.value, cy = point.cy.baseVal.value;
+    if (cx < x || cx > x + w || cy < y || cy > y + h)
+      found.push(`${name}: point ${cx},${cy} outside the plot`);
+  }
+}
+return found;
+"""
+
+
+def at_1280(chrome: object) -> None:
+    """A 1280 x 800 screen (the window's size would leave less to the page)."""
+    chrome.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {  # type: ignore[attr-defined]
+        "width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": False})
+
+
+def header_links(chrome: object) -> list[tuple[str, str | None]]:
+    """(href as written, aria-current) of each link of the shared header."""
+    return [(a.get_dom_attribute("href"), a.get_dom_attribute("aria-current"))  # type: ignore[attr-defined]
+            for a in chrome.find_elements("css selector", "nav.onebox-nav a")]  # type: ignore[attr-defined]
+
+
+PLOT_POINTS = """
+const svg = [...document.querySelectorAll('svg.chart')]
+  .find(s => s.getAttribute('aria-label').startsWith(arguments[0]));
+const p = svg.querySelector('rect.plot');
+const x = p.x.baseVal.value, y = p.y.baseVal.value;
+const w = p.width.baseVal.value, h = p.height.baseVal.value;
+return [...svg.querySelectorAll('circle')].map(c =>
+  [(c.cx.baseVal.value - x) / w, (y + h - c.cy.baseVal.value) / h]);
+"""
+
+
+def plot_points(chrome: object, title: str) -> list[tuple[float, float]]:
+    """(x, y) of the points of the chart titled `title`, as a share of its plot area's
+    width and height (0, 0: bottom left)."""
+    return chrome.execute_script(PLOT_POINTS, title)  # type: ignore[attr-defined]
+
+
+EXPECTED_HEADER = [(path, "page" if path == "/reports/" else None) for path, _, _ in PAGES]
+
+
 @pytest.mark.slow
 def test_index_reads_in_a_real_browser(tmp_path: Path) -> None:
+    # The refusal rate flat at 2% (then unknown), the drift share varying.
     write_summaries(tmp_path, [summary(T0), drifted_summary(T0 + timedelta(hours=1)),
                                summary(T0 + timedelta(hours=2), refusal_rate=None,
                                        requests=None, volume_source="prediction log")])
@@ -665,8 +742,21 @@ def test_index_reads_in_a_real_browser(tmp_path: Path) -> None:
         "gate_reason": "no champion yet", "champion_version": None, "champion_auc": None}))
     (cards / "churn-classifier-v1.html").write_text("<!doctype html><title>card</title>")
     index = write_index(tmp_path)
+    # The widest table there is: both tasks' live figures and estimates, long names, many
+    # drifted columns, a long title.
+    wide = tmp_path / "wide"
+    many = [f"feature_number_{i}_with_a_long_name" for i in range(8)]
+    write_summaries(wide, [drifted_summary(
+        T0 + timedelta(minutes=i), title="Demo: a very long phase name for a window " * 2,
+        model_name="diabetes-progression-regression-model", model_version="12",
+        drifted_features=many, drifted_relations=[f"{n} | others" for n in many],
+        requests_per_minute=12345.6,
+        quality={"labels": 1000, "auc": 0.7, "rmse": 54.123, "estimated_auc": 0.71,
+                 "estimated_rmse": 55.5, "report": "quality-x.html"}) for i in range(2)])
+    wide_index = write_index(wide)
 
     with browser.open_browser() as chrome:
+        at_1280(chrome)
         chrome.get(index.as_uri())
         text = browser.wait_for_text(chrome, "Model versions")
         drawn = chrome.find_elements("css selector", "svg.chart")
@@ -676,6 +766,181 @@ def test_index_reads_in_a_real_browser(tmp_path: Path) -> None:
         assert "drifted (p = 0.020)" in text and "no (p = 1.000)" in text
         assert "drift share ↑ worse" in text and "refusal rate ↑ worse" in text
         assert "0.760 [0.740, 0.780]" in text
+        # Nothing wider than its box at 1280 px: the page, the tables, the texts.
+        assert chrome.execute_script(OVERFLOWING) == []
+        assert chrome.execute_script(CHART_FAULTS) == []
+        # The flat rate sits at 2% of a 0-100% axis; the varying share spans its points.
+        assert [round(y, 3) for _, y in plot_points(chrome, "Refusal rate")] == [0.02, 0.02]
+        share = plot_points(chrome, "Drift share")
+        assert [round(y, 3) for _, y in share] == [0.0, round(3 / 11, 3), 0.0]
+        assert [x for x, _ in share] == [0.0, 0.5, 1.0]
+        # Each column and each chart explained in words on the page, not only on hover.
+        for table in ("windows", "models"):
+            heads = [th.text.replace("\n", " ") for th in
+                     chrome.find_elements("css selector", f"table.{table} th")]
+            legend = chrome.find_elements(
+                "xpath", f'//table[@class="{table}"]/following-sibling::dl[1]/*')
+            assert all(item.is_displayed() and item.text for item in legend)
+            assert [dt.text for dt in legend[0::2]] == heads
+        captions = chrome.find_elements("css selector", "figure.trend figcaption")
+        assert len(captions) == 4 and all(c.is_displayed() and c.text for c in captions)
+        assert header_links(chrome) == EXPECTED_HEADER
         browser.save_screenshot(chrome, "reports-index")
         chrome.find_element("link text", "model card").click()
         assert chrome.current_url.endswith("/models/churn-classifier-v1.html")
+
+        chrome.get(wide_index.as_uri())
+        browser.wait_for_text(chrome, "Model versions")
+        heads = [th.text for th in chrome.find_elements("css selector", "table.windows th")]
+        assert len(heads) == 15 and "estimated RMSE ↑ worse" in heads
+        assert chrome.execute_script(OVERFLOWING) == []
+        assert chrome.execute_script(CHART_FAULTS) == []
+        # Every column shows, the last one (the quality report's link) included.
+        link = chrome.find_element("link text", "regression quality")
+        assert link.is_displayed() and link.rect["x"] + link.rect["width"] <= 1280
+
+
+def drift_summary_of(p_values: dict[str, float], threshold: float, **extra: object) -> dict:
+    """A drift summary as DriftResult.summary writes it: features, relations "x | others",
+    the joint test and the prediction, each p-value against one threshold."""
+    def entry(p: float, method: str = "onebox_mw_ks") -> dict:
+        return {"score": p, "threshold": threshold, "method": method, "drifted": p < threshold}
+
+    features = {n: entry(p) for n, p in p_values.items()
+                if " | " not in n and n not in ("features jointly", "prediction")}
+    conditional = {n.removesuffix(" | others"): entry(p) for n, p in p_values.items()
+                   if n.endswith(" | others")}
+    base = {
+        "title": "Demo: drifted phase", "model_name": "churn-classifier", "model_version": "3",
+        "window_start": "2026-05-01T08:01:00+00:00",
+        "window_end": "2026-05-01T08:03:30+00:00", "current_rows": 1000,
+        "reference_rows": 4000, "false_alarm_rate": 0.005, "prediction_drift_alarm": True,
+        "drift_share_threshold": 1 / len(features),
+        "features": features, "conditional": conditional,
+        "joint_drift": {**entry(p_values["features jointly"], "onebox_c2st"), "auc": 0.8},
+        "prediction_drift": entry(p_values["prediction"]),
+        "drifted_features": [n for n, c in features.items() if c["drifted"]],
+        "drifted_relations": [f"{n} | others" for n, c in conditional.items() if c["drifted"]]
+        + (["features jointly"] if p_values["features jointly"] < threshold else []),
+    }
+    base["drift_detected"] = bool(base["drifted_features"] or base["drifted_relations"])
+    return {**base, **extra}
+
+
+def test_a_drift_reports_summary_opens_with_the_drifted_columns_and_says_what_they_are(
+) -> None:
+    threshold = 0.005 / 17  # the budget split over 11 features, 4 relations, joint, prediction
+    p_values = {"gender": 0.6, "customer_age": 7.5e-58, "credit_limit": 3.5e-27,
+                "dependent_count": 1.0, "months_on_book": 0.74, "card_category": 0.31,
+                "marital_status": 0.95, "income_category": 0.59, "education_level": 0.081,
+                "total_relationship_count": 1.0, "total_revolving_bal": 6.4e-22,
+                "credit_limit | others": 1.9e-38, "customer_age | others": 0.2,
+                "months_on_book | others": 0.0004, "income_category | others": 3e-11,
+                "features jointly": 2.9e-82, "prediction": 0.137}
+    s = drift_summary_of(p_values, threshold)
+    section = summary_section(s, card_href="models/churn-classifier-v3.html")
+    rows = table_rows(section, "onebox-tests")
+    drifted = sorted((p, n) for n, p in p_values.items() if p < threshold)
+    assert [row[0] for row in rows[:len(drifted)]] == [n for _, n in drifted]
+    assert all(row[4] == "drifted" for row in rows[:len(drifted)])
+    assert all(row[4] == "no" for row in rows[len(drifted):])
+    # The others after, by p-value; just above the threshold is not drifted.
+    rest = [float(row[3]) for row in rows[len(drifted):]]
+    assert rest == sorted(rest) and rows[len(drifted)][0] == "months_on_book | others"
+    assert [row[3] for row in rows[:2]] == ["2.9e-82", "7.5e-58"]
+    text = html.unescape(re.sub(r"<[^>]+>", " ", section))
+    text = re.sub(r"\s+", " ", text)
+    # The threshold rounded, never as the float it is.
+    assert "p < 0.00029" in text and repr(threshold) not in text and "0.000294" not in text
+    # What the rows beyond the features are.
+    assert "17 columns where the index counts 11 features" in text
+    assert "4 relations “feature | others”" in text
+    assert "the joint test “features jointly”" in text and "the prediction" in text
+    # The window, the model (linking its card), the phase, the verdict, the way back.
+    assert "2026-05-01 08:01:00 to 08:03:30 UTC (2.5 min), 1,000 logged predictions" in text
+    assert 'href="models/churn-classifier-v3.html">churn-classifier v3</a>' in section
+    assert "Drift report: Demo: drifted phase" in text and "Data drift detected" in text
+    assert 'href="index.html"' in section and header_html("/reports/") in section
+    # A prediction that does not count is shown as such.
+    shown_only = summary_section({**s, "prediction_drift_alarm": False})
+    assert "the model's prediction (shown, not counted)" in html.unescape(shown_only)
+
+
+def test_the_summary_goes_first_in_evidentlys_page() -> None:
+    page = ("<!DOCTYPE html><html><head><meta charset='UTF-8'></head>\n<body>\n"
+            "<div id='root_x'></div><script>draw()</script></body></html>")
+    shown = with_summary(page, "<div id='ours'>ours</div>", "Drift report: <phase>")
+    assert shown.index("<body>") < shown.index("id='ours'") < shown.index("root_x")
+    assert "<title>Drift report: &lt;phase&gt;</title>" in shown
+    assert shown.index("<head>") < shown.index("<title>") < shown.index("</head>")
+    # A page without those tags still gets the summary first.
+    assert with_summary("<div>x</div>", "<p>ours</p>", "t").index("<p>ours") < \
+        with_summary("<div>x</div>", "<p>ours</p>", "t").index("<div>x")
+
+
+def test_windows_close_in_time_read_apart_under_the_charts(tmp_path: Path) -> None:
+    """Windows seconds apart (the demo's phases) read in seconds; hours apart, in minutes;
+    the last text under a chart drops the date it shares with the first."""
+    for gaps, tips, under in (
+        ([0, 20, 50], ["2026-05-01 08:00:00", "2026-05-01 08:00:20", "2026-05-01 08:00:50"],
+         ["2026-05-01 08:00:00", "08:00:50"]),
+        ([0, 3600, 7200], ["2026-05-01 08:00", "2026-05-01 09:00", "2026-05-01 10:00"],
+         ["2026-05-01 08:00", "10:00"]),
+        ([0, 86400, 2 * 86400 + 60], ["2026-05-01 08:00", "2026-05-02 08:00",
+                                      "2026-05-03 08:01"], ["2026-05-01 08:00", "05-03 08:01"]),
+    ):
+        folder = tmp_path / str(gaps[-1])
+        write_summaries(folder, [summary(T0 + timedelta(seconds=g)) for g in gaps])
+        chart = charts(write_index(folder).read_text(encoding="utf-8"))["Drift share"]
+        assert [tip.split(": ")[0] for _, _, tip in points(chart)] == tips
+        assert [t.text for t in chart.iter(f"{SVG}text") if t.get("class") == "axis"] == under
+
+
+@pytest.mark.slow
+def test_a_drift_report_opens_with_our_summary_in_a_real_browser(
+    champion: registry.LoadedModel, schema: Schema, tmp_path: Path
+) -> None:
+    frame = window(champion, schema, 1000, seed=71, scenario="economic_shift")
+    end = T0 + timedelta(minutes=5)
+    frame["created_at"] = pd.date_range(T0, end, periods=len(frame))
+    files = write_report(frame, champion, tmp_path, title="Demo: drifted phase", now=end)
+    s = files.summary_data
+    threshold = s["features"]["customer_age"]["threshold"]
+    named = s["drifted_features"] + s["drifted_relations"]
+    assert s["drift_detected"] and len(named) >= 3
+    size = files.html.stat().st_size
+    print(f"drift report: {size / 1e6:.1f} MB")  # Evidently's inline script, mostly
+
+    with browser.open_browser() as chrome:
+        at_1280(chrome)
+        chrome.get(files.html.as_uri())
+        # Evidently's script has drawn its part below ours.
+        text = browser.wait_for_text(chrome, "Data Drift Summary")
+        assert text.index("Drift report: Demo: drifted phase") < text.index("Data Drift Summary")
+        assert chrome.title == f"Drift report: Demo: drifted phase ({champion.name} v1)"
+        assert f"{champion.name} v1" in text and "1,000 logged predictions" in text
+        assert "2026-05-01 08:00:00 to 08:05:00 UTC (5 min)" in text
+        # The threshold rounded, here and in Evidently's words (a share of the columns).
+        assert f"p < {p_text(threshold)}" in text and str(threshold) not in text
+        assert re.search(r"threshold is 0\.\d{1,4}\b", text), text[:3000]
+        assert not re.search(r"threshold is 0\.\d{5,}", text)
+        # Our table's first rows are the drifted columns, lowest p-value first.
+        rows = [[td.text for td in tr.find_elements("css selector", "td")] for tr in
+                chrome.find_elements("css selector", "table.onebox-tests tbody tr")]
+        assert {row[0] for row in rows[:len(named)]} == set(named)
+        assert [row[4] for row in rows[:len(named)]] == ["drifted"] * len(named)
+        assert all(row[4] == "no" for row in rows[len(named):])
+        counted = len(s["features"]) + len(s["conditional"]) + 2  # the joint test, prediction
+        assert len(rows) == counted
+        assert (f"{counted} columns where the index counts {len(s['features'])} features"
+                in text)
+        # Nothing wider than its box, ours or Evidently's.
+        assert chrome.execute_script(OVERFLOWING) == []
+        assert header_links(chrome) == EXPECTED_HEADER
+        browser.save_screenshot(chrome, "drift-report")
+        # Back to the index, which links this report.
+        chrome.find_element("partial link text", "All reports").click()
+        assert chrome.current_url.endswith("/index.html")
+        assert chrome.execute_script(OVERFLOWING) == []
+        chrome.find_element("link text", "Demo: drifted phase").click()
+        assert chrome.current_url.endswith(files.html.name)
