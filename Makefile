@@ -168,10 +168,10 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder \
 	  $(PYTEST_ARGS)
 
-# The README's pictures of the pages, taken by the pages' own browser tests (chromium).
+# The docs' pictures of the pages, from the demo's own output: make demo in a fresh home,
+# make serve, each page in chromium at 1280 px (tests/screenshots.py; DEMO=flights too).
 screenshots: $(STAMP)
-	ONEBOX_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest -p no:randomly \
-	  -k browser tests/test_try_page.py tests/test_model_card.py tests/test_report.py $(PYTEST_ARGS)
+	$(BIN)/python -m tests.screenshots $(if $(DEMO),--business $(DEMO))
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not stack" $(PYTEST_ARGS)
