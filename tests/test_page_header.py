@@ -13,6 +13,16 @@ import pytest
 from core.page_header import HEADER_CSS, PAGES, header_html
 
 ROOT = Path(__file__).resolve().parents[1]
+# Every element shown whose content is wider than its box.
+TOO_WIDE = """
+const out = [];
+for (const el of [document.documentElement, ...document.body.querySelectorAll("*")]) {
+  if (el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1) {
+    out.push(el.tagName + " " + el.scrollWidth + " > " + el.clientWidth);
+  }
+}
+return out;
+"""
 COPIES = {"gateway/index.html": "/", "server/pages/try.html": "/try"}
 
 
@@ -34,3 +44,21 @@ def test_the_header_links_every_page_at_the_front_doors_paths_and_marks_the_curr
     assert marked.count('aria-current="page"') == 1
     assert '<a href="/reports/" title=' in marked and 'aria-current="page">Reports' in marked
     assert 'aria-current' not in header_html()
+
+
+def test_the_landing_page_fits_1280_px_and_its_header_links_every_page() -> None:
+    """The landing page as a browser shows it (Debian's chromium at 1280x800): the header
+    first, its links at the front door's paths, nothing wider than its box."""
+    from tests import browser
+
+    with browser.open_browser() as chrome:
+        chrome.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {  # type: ignore[attr-defined]
+            "width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": False})
+        chrome.get((ROOT / "gateway" / "index.html").as_uri())  # type: ignore[attr-defined]
+        first = chrome.find_element("css selector", "body > *")  # type: ignore[attr-defined]
+        assert first.get_attribute("class") == "onebox-nav"
+        links = [a.get_attribute("href").removeprefix("file://") for a in
+                 chrome.find_elements("css selector", "nav.onebox-nav a")]  # type: ignore[attr-defined]
+        assert links == [path for path, _label, _title in PAGES]
+        too_wide = chrome.execute_script(TOO_WIDE)  # type: ignore[attr-defined]
+        assert too_wide == []
