@@ -11,6 +11,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import numpy as np
@@ -342,15 +343,23 @@ def test_the_gate_scores_the_champion_on_rows_it_never_trained_on(trained: dict)
     assert abs(second["champion_auc"] - first["holdout_auc"]) < 0.03
 
 
+def version_and_split(trained: dict, schema: Schema, version: str
+                      ) -> tuple[registry.LoadedModel, Any]:
+    """The registered version as the predictor loads it, and the train flow's split of its
+    table (the gate's holdout among it)."""
+    settings = settings_for(trained["home"])
+    loaded = registry.load_version(registry.connect(settings), settings.model_name, version,
+                                   settings.model_cache_dir)
+    return loaded, split_data.fn(load_dataset(settings.data_path, schema), schema,
+                                 settings.seed)
+
+
 @pytest.mark.slow
 def test_the_card_states_the_calibration_error_before_and_after_platt_scaling(
     trained: dict, schema: Schema,
 ) -> None:
-    settings = settings_for(trained["home"])
     summary = card_summary(trained, "1")
-    loaded = registry.load_version(registry.connect(settings), settings.model_name, "1",
-                                   settings.model_cache_dir)
-    split = split_data.fn(load_dataset(settings.data_path, schema), schema, settings.seed)
+    loaded, split = version_and_split(trained, schema, "1")
     y = split.holdout[schema.target].to_numpy()
     frame = model_frame(schema, split.holdout)
     assert summary["ece"] == pytest.approx(
@@ -541,11 +550,8 @@ def _number(text: str) -> int | float:
 @pytest.mark.slow
 def test_a_binary_card_draws_the_roc_and_precision_recall_curves_with_their_areas(
         trained: dict, schema: Schema) -> None:
-    settings = settings_for(trained["home"])
     summary = card_summary(trained, "1")
-    loaded = registry.load_version(registry.connect(settings), settings.model_name, "1",
-                                   settings.model_cache_dir)
-    split = split_data.fn(load_dataset(settings.data_path, schema), schema, settings.seed)
+    loaded, split = version_and_split(trained, schema, "1")
     y = split.holdout[schema.target].to_numpy()
     proba = loaded.predict_proba(model_frame(schema, split.holdout))
     average_precision = average_precision_score(y, proba)

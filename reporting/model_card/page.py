@@ -148,6 +148,11 @@ def interval_chart(items: Sequence[tuple[str, float, tuple[float, float]]], *, t
     for tick in (low_end + pad, high_end - pad):
         parts.append(f'<text x="{x_at(tick):.1f}" y="{axis_y + 13}" text-anchor="middle" '
                      f'{FONT}>{tick:.4g}</text>')
+    return _svg(width, height, title, parts)
+
+
+def _svg(width: float, height: float, title: str, parts: list[str]) -> str:
+    """A chart's `parts` in an inline SVG of that size, titled for screen readers too."""
     label = escape(title)
     return (f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" '
             f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
@@ -237,10 +242,7 @@ def unit_curve_chart(points: Sequence[tuple[float, float]], *, title: str, x_lab
                  f"{FONT}>{escape(x_label)}</text>")
     parts.append(f'<text x="10" y="{top + plot / 2}" text-anchor="middle" {FONT} '
                  f'transform="rotate(-90 10 {top + plot / 2})">{escape(y_label)}</text>')
-    label = escape(title)
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{size}" '
-            f'height="{height}" viewBox="0 0 {size} {height}" role="img" '
-            f'aria-label="{label}"><title>{label}</title>{"".join(parts)}</svg>')
+    return _svg(size, height, title, parts)
 
 
 def _curves(holdout: BinaryHoldout) -> str:
